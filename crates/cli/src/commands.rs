@@ -1,0 +1,229 @@
+//! The fleet commands: check, ports, plan.
+
+use crate::{table, CheckFormat, FleetArgs, PlanFormat, TableFormat};
+use anyhow::{bail, Context, Result};
+use fleetwall_model::diag::{render_human, DiagnosticJson};
+use fleetwall_model::{Catalog, Diagnostics, Fleet};
+use fleetwall_render::{backend, summary, Artifact};
+use std::path::Path;
+
+/// How a command ended, when it did not fail for environmental reasons.
+pub enum Outcome {
+    /// Success: exit 0.
+    Ok,
+    /// Invalid input: exit 1.
+    Invalid,
+}
+
+/// The fleet file's text, its catalog, the validated fleet (if valid) and the diagnostics.
+pub struct Loaded {
+    pub name: String,
+    pub src: String,
+    pub fleet: Option<Fleet>,
+    pub diags: Diagnostics,
+}
+
+pub fn catalog(path: Option<&Path>) -> Result<Catalog> {
+    let Some(path) = path else { return Ok(Catalog::builtin()) };
+    let src = std::fs::read_to_string(path).with_context(|| format!("cannot read catalog {}", path.display()))?;
+    let mut diags = Diagnostics::default();
+    match Catalog::parse(&src, &mut diags) {
+        Some(c) => Ok(c),
+        None => {
+            eprint!("{}", render_human(&diags.items, &path.display().to_string(), &src));
+            bail!("the catalog {} is not valid", path.display())
+        }
+    }
+}
+
+pub fn load(args: &FleetArgs) -> Result<Loaded> {
+    let catalog = catalog(args.catalog.as_deref())?;
+    let name = args.fleet.display().to_string();
+    let src = std::fs::read_to_string(&args.fleet).with_context(|| format!("cannot read fleet file {name}"))?;
+    let (fleet, diags) = fleetwall_model::load(&src, &catalog);
+    Ok(Loaded { name, src, fleet, diags })
+}
+
+/// Loads a fleet for a command that needs a valid one: diagnostics go to stderr.
+fn load_valid(args: &FleetArgs) -> Result<std::result::Result<(Loaded, Fleet), Outcome>> {
+    let mut l = load(args)?;
+    if !l.diags.items.is_empty() {
+        eprint!("{}", render_human(&l.diags.items, &l.name, &l.src));
+    }
+    match l.fleet.take() {
+        Some(f) => Ok(Ok((l, f))),
+        None => {
+            eprintln!("{}: {} error(s); run `fleetwall check {}`", l.name, l.diags.errors(), l.name);
+            Ok(Err(Outcome::Invalid))
+        }
+    }
+}
+
+/// Counts for the one-line summary.
+#[derive(serde::Serialize)]
+pub struct Counts {
+    pub projects: usize,
+    pub vpcs: usize,
+    pub services: usize,
+    pub nodes: usize,
+    pub listeners: usize,
+}
+
+pub fn counts(f: &Fleet) -> Counts {
+    Counts {
+        projects: f.projects.len(),
+        vpcs: f.projects.iter().map(|p| p.vpcs.len()).sum(),
+        services: f.services().count(),
+        nodes: f.nodes().count(),
+        listeners: f.nodes().map(|(p, s, n)| fleetwall_compile::node_listeners(f, p, s, n).len()).sum(),
+    }
+}
+
+pub fn check(args: &FleetArgs, format: CheckFormat) -> Result<Outcome> {
+    let l = load(args)?;
+    let counts = l.fleet.as_ref().map(counts);
+    match format {
+        CheckFormat::Json => {
+            let diags: Vec<DiagnosticJson> = l.diags.items.iter().map(|d| DiagnosticJson::new(d, &l.name)).collect();
+            let doc = serde_json::json!({
+                "file": l.name,
+                "valid": l.fleet.is_some(),
+                "errors": l.diags.errors(),
+                "warnings": l.diags.warnings(),
+                "diagnostics": diags,
+                "summary": counts,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        CheckFormat::Text => {
+            print!("{}", render_human(&l.diags.items, &l.name, &l.src));
+            let warn = match l.diags.warnings() {
+                0 => String::new(),
+                1 => ", 1 warning".into(),
+                n => format!(", {n} warnings"),
+            };
+            match &counts {
+                Some(c) => println!(
+                    "{}: ok: {} projects, {} VPCs, {} services, {} nodes, {} listeners{warn}",
+                    l.name, c.projects, c.vpcs, c.services, c.nodes, c.listeners
+                ),
+                None => println!("{}: {} error(s){warn}", l.name, l.diags.errors()),
+            }
+        }
+    }
+    Ok(if l.fleet.is_some() { Outcome::Ok } else { Outcome::Invalid })
+}
+
+pub fn ports(args: &FleetArgs, format: TableFormat, node: Option<&str>) -> Result<Outcome> {
+    let (_, fleet) = match load_valid(args)? {
+        Ok(v) => v,
+        Err(o) => return Ok(o),
+    };
+    let mut rows = fleetwall_compile::port_table(&fleet);
+    if let Some(n) = node {
+        if fleet.nodes().all(|(_, _, x)| x.name != n) {
+            return unknown_node(&fleet, n);
+        }
+        rows.retain(|r| r.node == n);
+    }
+    match format {
+        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        TableFormat::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.project.clone(),
+                        r.service.clone(),
+                        r.node.clone(),
+                        r.component.clone(),
+                        r.route.as_str().into(),
+                        r.address.to_string(),
+                        r.port.to_string(),
+                        r.protocol.as_str().into(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &["PROJECT", "SERVICE", "NODE", "COMPONENT", "ROUTE", "ADDRESS", "PORT", "PROTOCOL"],
+                    &cells
+                )
+            );
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+fn unknown_node(fleet: &Fleet, n: &str) -> Result<Outcome> {
+    let names: Vec<&str> = fleet.nodes().map(|(_, _, x)| x.name.as_str()).collect();
+    let hint = match fleetwall_model::diag::did_you_mean(n, names.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("nodes: {}", names.join(", ")),
+    };
+    eprintln!("fleetwall: no node `{n}` in the fleet ({hint})");
+    Ok(Outcome::Invalid)
+}
+
+/// The artifacts of one format for one ruleset.
+pub fn artifacts(rs: &fleetwall_ir::NodeRuleset, format: PlanFormat) -> Vec<Artifact> {
+    let pick = |name: &str, suffix: &str| -> Vec<Artifact> {
+        backend(name).expect("known backend").render(rs).into_iter().filter(|a| a.suffix == suffix).collect()
+    };
+    match format {
+        PlanFormat::Summary => vec![Artifact { suffix: "txt", text: summary::render(rs) }],
+        PlanFormat::Nft => pick("nft", "nft"),
+        PlanFormat::Iptables => pick("iptables", "ipt4"),
+        PlanFormat::Ip6tables => pick("iptables", "ipt6"),
+        PlanFormat::Ipset => pick("iptables", "ipset"),
+        PlanFormat::Json => pick("json", "json"),
+    }
+}
+
+pub fn plan(args: &FleetArgs, node: Option<&str>, format: Option<PlanFormat>, out: Option<&Path>) -> Result<Outcome> {
+    let (_, fleet) = match load_valid(args)? {
+        Ok(v) => v,
+        Err(o) => return Ok(o),
+    };
+    let rulesets = match node {
+        Some(n) => match fleetwall_compile::compile_node(&fleet, n) {
+            Some(rs) => vec![rs],
+            None => return unknown_node(&fleet, n),
+        },
+        None => fleetwall_compile::compile(&fleet),
+    };
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let formats = match format {
+            Some(f) => vec![f],
+            None => {
+                vec![PlanFormat::Nft, PlanFormat::Ipset, PlanFormat::Iptables, PlanFormat::Ip6tables, PlanFormat::Json]
+            }
+        };
+        let mut files = 0;
+        for rs in &rulesets {
+            for f in &formats {
+                for a in artifacts(rs, *f) {
+                    let path = dir.join(format!("{}.{}", rs.node, a.suffix));
+                    std::fs::write(&path, a.text).with_context(|| format!("cannot write {}", path.display()))?;
+                    files += 1;
+                }
+            }
+        }
+        eprintln!("wrote {files} files for {} node(s) to {}", rulesets.len(), dir.display());
+        return Ok(Outcome::Ok);
+    }
+    let format = format.unwrap_or(if node.is_some() { PlanFormat::Nft } else { PlanFormat::Summary });
+    let mut stdout = String::new();
+    for (i, rs) in rulesets.iter().enumerate() {
+        if i > 0 {
+            stdout.push('\n');
+        }
+        for a in artifacts(rs, format) {
+            stdout.push_str(&a.text);
+        }
+    }
+    print!("{stdout}");
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,159 @@
+//! The `fleetwall` binary: the only place that reads files, prints, and picks exit codes
+//! (0 ok, 1 invalid input or failed check, 2 usage or environment).
+
+mod bench;
+mod commands;
+mod table;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// fleetwall computes every node's host firewall from a declarative fleet file, and
+/// shows what each node accepts and why.
+#[derive(Parser)]
+#[command(name = "fleetwall", version, propagate_version = true)]
+#[command(
+    after_help = "Start with `fleetwall plan examples/public-pg.yaml`, then `fleetwall ports` and `fleetwall plan --node NODE`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every fleet-reading command takes.
+#[derive(clap::Args, Clone)]
+pub struct FleetArgs {
+    /// The fleet file (YAML, fleet file v1).
+    #[arg(value_name = "FLEET")]
+    pub fleet: PathBuf,
+    /// Use this service catalog instead of the built-in one (see catalog/services.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a fleet file: every problem at once, with file:line:col, value and hint.
+    ///
+    /// Exits 0 when the fleet is valid (warnings allowed), 1 when it has errors.
+    Check {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// List every listener: project, service, node, component, route, address, port, protocol.
+    ///
+    /// Routes: dynamic, public, privatelink (client listeners) and cluster (peer-only).
+    /// Management ports (22, 30287) are platform-wide and not listed.
+    Ports {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+        /// Only this node's listeners.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Show the firewall of every node (a summary), or one node's ruleset.
+    ///
+    /// Without --format: a summary of what each node opens to whom (with --node: that
+    /// node's nft ruleset). `nft` output loads with `nft -f` and owns only table inet
+    /// fleetwall; `iptables`/`ip6tables` load with iptables-restore after `ipset restore
+    /// -exist` of the `ipset` output. --out DIR writes every format for every node.
+    Plan {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: Option<PlanFormat>,
+        /// Write files <DIR>/<node>.{nft,ipset,ipt4,ipt6,json} instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Write a synthetic fleet file (for benchmarks and experiments) to stdout.
+    Synth {
+        /// Number of nodes (services of five nodes each).
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// ip_filter entries per service.
+        #[arg(long, default_value_t = 100)]
+        ip_filter: usize,
+    },
+    /// Benchmark check + compile + render on synthetic fleets (1,000 and 10,000 nodes,
+    /// and one service with an 8,000-entry ip_filter). Build with --release.
+    Bench {
+        /// Runs per scenario; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Only the small scenarios (for a quick look).
+        #[arg(long)]
+        quick: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+}
+
+/// `check` and `bench` output.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum CheckFormat {
+    /// For people.
+    Text,
+    /// For machines.
+    Json,
+}
+
+/// `ports` output.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Aligned columns with upper-case headers.
+    Table,
+    /// An array of objects.
+    Json,
+}
+
+/// `plan` output.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// What each node opens to whom.
+    Summary,
+    /// nftables (`nft -f`).
+    Nft,
+    /// iptables-restore, IPv4.
+    Iptables,
+    /// ip6tables-restore, IPv6.
+    Ip6tables,
+    /// `ipset restore` input for the iptables formats.
+    Ipset,
+    /// The ruleset IR as JSON.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { fleet, format } => commands::check(&fleet, format),
+        Command::Ports { fleet, format, node } => commands::ports(&fleet, format, node.as_deref()),
+        Command::Plan { fleet, node, format, out } => commands::plan(&fleet, node.as_deref(), format, out.as_deref()),
+        Command::Synth { nodes, ip_filter } => {
+            print!("{}", fleetwall_synth::generate(&fleetwall_synth::Spec::fleet(nodes, ip_filter)));
+            Ok(commands::Outcome::Ok)
+        }
+        Command::Bench { runs, quick, format } => bench::run(runs.max(1), quick, format),
+    };
+    match result {
+        Ok(commands::Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(commands::Outcome::Invalid) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("fleetwall: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Diagnostics: every problem `fleetwall check` can report, with its location, the
+//! offending value and a hint.
+//!
+//! Validation never stops at the first problem; it pushes a `Diagnostic` and goes on, so a
+//! user fixes a file in one round. Each kind of problem has a `DiagCode` with a stable
+//! kebab-case name (shown in output and JSON, and what tests assert on).
+
+use crate::yaml::Span;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// How bad a diagnostic is: errors make `check` exit 1, warnings do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The fleet cannot be compiled.
+    Error,
+    /// The fleet compiles, but probably not as intended.
+    Warning,
+}
+
+macro_rules! codes {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// The kind of a diagnostic. The names are stable: scripts and tests match on them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum DiagCode { $($(#[$doc])* $variant,)* }
+        impl DiagCode {
+            /// The stable kebab-case name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(DiagCode::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The file is not valid YAML, or holds more than one document.
+    Syntax = "syntax",
+    /// A key the format does not define (a "did you mean" is offered when one is close).
+    UnknownKey = "unknown-key",
+    /// A key written twice in one mapping.
+    DuplicateKey = "duplicate-key",
+    /// A value of the wrong type (a list where a string is expected, ...).
+    Type = "type",
+    /// A required key is missing.
+    Missing = "missing",
+    /// `version` is not 1.
+    Version = "version",
+    /// Not an IP address.
+    InvalidAddress = "invalid-address",
+    /// Not a CIDR.
+    InvalidCidr = "invalid-cidr",
+    /// A CIDR with bits set after the prefix (`10.0.0.5/8`); the hint gives the network.
+    HostBits = "host-bits",
+    /// A port or port-like number outside its allowed range.
+    PortRange = "port-range",
+    /// `base_port` outside 10000–30000.
+    BasePortRange = "base-port-range",
+    /// More than 8000 `ip_filter` entries.
+    IpFilterTooLong = "ip-filter-too-long",
+    /// An `ip_filter` `network` longer than 43 characters, or a description over 1024.
+    FieldTooLong = "field-too-long",
+    /// An empty `ip_filter`: every client is locked out (warning).
+    EmptyIpFilter = "empty-ip-filter",
+    /// A service type the catalog does not know.
+    UnknownServiceType = "unknown-service-type",
+    /// A component the service type does not have, or not for that access kind.
+    UnknownComponent = "unknown-component",
+    /// A `vpc:` naming no VPC of the project.
+    UnknownVpc = "unknown-vpc",
+    /// A cloud not starting with a known provider prefix.
+    UnknownCloud = "unknown-cloud",
+    /// A service and its VPC in different clouds.
+    CloudMismatch = "cloud-mismatch",
+    /// A node name used twice in the fleet.
+    DuplicateNode = "duplicate-node",
+    /// An address used twice in the fleet.
+    DuplicateAddress = "duplicate-address",
+    /// A node without the addresses its deployment needs.
+    NodeAddresses = "node-addresses",
+    /// A VPC node's private address outside the VPC's network.
+    AddressOutsideVpc = "address-outside-vpc",
+    /// `privatelink_access` or a `privatelink` resource where it cannot work.
+    Privatelink = "privatelink",
+    /// `public_access` on a service whose nodes have no public address.
+    PublicAccessWithoutPublicAddress = "public-access-without-public-address",
+    /// A port pin naming no listener, or on a listener that cannot be pinned.
+    UnknownListener = "unknown-listener",
+    /// Two listeners of one node on the same port.
+    PortCollision = "port-collision",
+    /// Management gateways missing or invalid, or platform ports clashing.
+    Platform = "platform",
+    /// A `tests:` entry that refers to nothing.
+    Test = "test",
+    /// A catalog file that is not valid.
+    Catalog = "catalog",
+}
+
+/// One problem, located in the source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// What kind of problem.
+    pub code: DiagCode,
+    /// One sentence saying what is wrong.
+    pub message: String,
+    /// Where it was written (none for problems of the file as a whole).
+    pub span: Option<Span>,
+    /// The offending value as written.
+    pub value: Option<String>,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    /// A new error.
+    pub fn error(code: DiagCode, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Error, code, message: message.into(), span: None, value: None, hint: None }
+    }
+
+    /// A new warning.
+    pub fn warning(code: DiagCode, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, message) }
+    }
+
+    /// Locates the diagnostic.
+    pub fn at(mut self, span: Span) -> Self {
+        self.span = Some(span);
+        self
+    }
+
+    /// Records the offending value.
+    pub fn value(mut self, v: impl Into<String>) -> Self {
+        self.value = Some(v.into());
+        self
+    }
+
+    /// Adds a hint.
+    pub fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = Some(h.into());
+        self
+    }
+}
+
+/// The diagnostics of one run, in the order they were found.
+#[derive(Debug, Default, Clone)]
+pub struct Diagnostics {
+    /// All diagnostics, errors and warnings.
+    pub items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    /// Records a diagnostic.
+    pub fn push(&mut self, d: Diagnostic) {
+        self.items.push(d);
+    }
+
+    /// Whether any error (not warning) was recorded.
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// The number of errors.
+    pub fn errors(&self) -> usize {
+        self.items.iter().filter(|d| d.severity == Severity::Error).count()
+    }
+
+    /// The number of warnings.
+    pub fn warnings(&self) -> usize {
+        self.items.len() - self.errors()
+    }
+
+    /// Sorts by position, so output reads top to bottom like the file.
+    pub fn sort(&mut self) {
+        self.items.sort_by_key(|d| (d.span.map(|s| s.start), d.severity, d.code));
+    }
+}
+
+/// Renders diagnostics for a terminal: `file:line:col`, the source line with a caret
+/// under the value, the value and the hint.
+pub fn render_human(diags: &[Diagnostic], file: &str, src: &str) -> String {
+    let lines: Vec<&str> = src.lines().collect();
+    let mut out = String::new();
+    for d in diags {
+        let sev = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let _ = writeln!(out, "{sev}[{}]: {}", d.code.as_str(), d.message);
+        match d.span {
+            Some(span) => {
+                let _ = writeln!(out, "  --> {file}:{}:{}", span.start.line, span.start.col);
+                if let Some(line) = lines.get(span.start.line as usize - 1) {
+                    let n = span.start.line.to_string();
+                    let pad = " ".repeat(n.len());
+                    let width = if span.end.line == span.start.line && span.end.col > span.start.col {
+                        (span.end.col - span.start.col) as usize
+                    } else {
+                        line.chars().count().saturating_sub(span.start.col as usize - 1).max(1)
+                    };
+                    let _ = writeln!(out, "{pad} |");
+                    let _ = writeln!(out, "{n} | {line}");
+                    let _ = writeln!(
+                        out,
+                        "{pad} | {}{}",
+                        " ".repeat(span.start.col as usize - 1),
+                        "^".repeat(width.min(80))
+                    );
+                }
+            }
+            None => {
+                let _ = writeln!(out, "  --> {file}");
+            }
+        }
+        if let Some(v) = &d.value {
+            let _ = writeln!(out, "   = value: {v}");
+        }
+        if let Some(h) = &d.hint {
+            let _ = writeln!(out, "   = hint: {h}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The JSON shape of one diagnostic (`fleetwall check --format json`).
+#[derive(Serialize)]
+pub struct DiagnosticJson<'a> {
+    /// `error` or `warning`.
+    pub severity: Severity,
+    /// The stable code.
+    pub code: &'static str,
+    /// The message.
+    pub message: &'a str,
+    /// The file.
+    pub file: &'a str,
+    /// 1-based line, if located.
+    pub line: Option<u32>,
+    /// 1-based column, if located.
+    pub col: Option<u32>,
+    /// The offending value.
+    pub value: Option<&'a str>,
+    /// The hint.
+    pub hint: Option<&'a str>,
+}
+
+impl<'a> DiagnosticJson<'a> {
+    /// The JSON view of `d`, found in `file`.
+    pub fn new(d: &'a Diagnostic, file: &'a str) -> Self {
+        DiagnosticJson {
+            severity: d.severity,
+            code: d.code.as_str(),
+            message: &d.message,
+            file,
+            line: d.span.map(|s| s.start.line),
+            col: d.span.map(|s| s.start.col),
+            value: d.value.as_deref(),
+            hint: d.hint.as_deref(),
+        }
+    }
+}
+
+/// The closest candidate to `word` by edit distance, when close enough to be a typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates.into_iter().map(|c| (edit_distance(word, c), c)).filter(|(d, _)| *d <= limit).min().map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::Pos;
+
+    #[test]
+    fn suggestions_need_to_be_close() {
+        assert_eq!(did_you_mean("ip_filer", ["ip_filter", "public_access"]), Some("ip_filter"));
+        assert_eq!(did_you_mean("zzz", ["ip_filter"]), None);
+    }
+
+    #[test]
+    fn human_rendering_shows_location_value_and_hint() {
+        let d = Diagnostic::error(DiagCode::InvalidCidr, "bad")
+            .at(Span { start: Pos { line: 2, col: 4 }, end: Pos { line: 2, col: 7 } })
+            .value("x/y")
+            .hint("write a CIDR");
+        let s = render_human(&[d], "f.yaml", "a:\n - x/y\n");
+        assert!(s.contains("error[invalid-cidr]: bad"), "{s}");
+        assert!(s.contains("--> f.yaml:2:4"), "{s}");
+        assert!(s.contains("2 |  - x/y\n  |    ^^^"), "{s}");
+        assert!(s.contains("= value: x/y") && s.contains("= hint: write a CIDR"), "{s}");
+    }
+}

@@ -1,0 +1,252 @@
+//! The validated fleet: what the compiler consumes.
+//!
+//! Nothing here can be built except by `validate`, so every address parses, every CIDR
+//! is a network, every component exists in its type, and every listener has a port.
+
+use crate::catalog::{Protocol, ServiceType};
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The whole fleet.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// Platform-wide settings.
+    pub platform: Platform,
+    /// Projects, sorted by name.
+    pub projects: Vec<Project>,
+    /// `tests:` assertions, in file order.
+    pub tests: Vec<Test>,
+}
+
+/// Platform-wide settings.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    /// Where management (SSH, platform port) may come from.
+    pub management_gateways: Vec<IpAddr>,
+    /// Management SSH port (22).
+    pub ssh_port: u16,
+    /// Platform management port (30287).
+    pub platform_port: u16,
+    /// Port of the web UIs (443).
+    pub web_port: u16,
+    /// IPsec between the nodes of a service.
+    pub ipsec: bool,
+}
+
+/// The UDP ports of IPsec (IKE, NAT-T); fixed by the protocol.
+pub const IPSEC_PORTS: [u16; 2] = [500, 4500];
+
+/// A project: the unit of ownership, base port and VPCs.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The project's name.
+    pub name: String,
+    /// The base port of its services, when set.
+    pub base_port: Option<u16>,
+    /// Its VPCs, sorted by name.
+    pub vpcs: Vec<Vpc>,
+    /// Its services, sorted by name.
+    pub services: Vec<Service>,
+}
+
+impl Project {
+    /// The VPC called `name`.
+    pub fn vpc(&self, name: &str) -> Option<&Vpc> {
+        self.vpcs.iter().find(|v| v.name == name)
+    }
+}
+
+/// A cloud provider, from the prefix of a cloud name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// `aws-`
+    Aws,
+    /// `google-`
+    Google,
+    /// `azure-`
+    Azure,
+    /// `do-`
+    Do,
+    /// `upcloud-`
+    Upcloud,
+}
+
+impl Provider {
+    /// Every provider with its cloud-name prefix.
+    pub const PREFIXES: [(&'static str, Provider); 5] = [
+        ("aws-", Provider::Aws),
+        ("google-", Provider::Google),
+        ("azure-", Provider::Azure),
+        ("do-", Provider::Do),
+        ("upcloud-", Provider::Upcloud),
+    ];
+
+    /// The provider's name as used for private-link resources (`aws`, `azure`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Aws => "aws",
+            Provider::Google => "google",
+            Provider::Azure => "azure",
+            Provider::Do => "do",
+            Provider::Upcloud => "upcloud",
+        }
+    }
+}
+
+/// A cloud region such as `aws-eu-west-1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cloud {
+    /// The full name.
+    pub name: String,
+    /// Its provider.
+    pub provider: Provider,
+}
+
+/// A project VPC.
+#[derive(Debug, Clone)]
+pub struct Vpc {
+    /// The VPC's name.
+    pub name: String,
+    /// Its cloud.
+    pub cloud: Cloud,
+    /// Its network.
+    pub network_cidr: IpNet,
+    /// Where private-link connections arrive from (default: `network_cidr`).
+    pub privatelink_cidrs: Vec<IpNet>,
+    /// Peerings with customer VPCs.
+    pub peerings: Vec<Peering>,
+}
+
+/// A peering between a project VPC and a customer VPC.
+#[derive(Debug, Clone)]
+pub struct Peering {
+    /// The customer's VPC id.
+    pub peer_vpc: String,
+    /// The customer's CIDRs routed over the peering.
+    pub peer_cidrs: Vec<IpNet>,
+}
+
+/// One `ip_filter` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpFilterEntry {
+    /// The network (a bare address becomes a /32 or /128).
+    pub network: IpNet,
+    /// The user's description.
+    pub description: Option<String>,
+}
+
+/// The `ip_filter` default: every client.
+pub fn default_ip_filter() -> Vec<IpFilterEntry> {
+    ["0.0.0.0/0", "::/0"]
+        .iter()
+        .map(|n| IpFilterEntry { network: n.parse().expect("literal"), description: None })
+        .collect()
+}
+
+/// A node (one VM) of a service.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The node's name, unique in the fleet.
+    pub name: String,
+    /// Private addresses (v4 and/or v6).
+    pub private: Vec<IpAddr>,
+    /// Public addresses (v4 and/or v6).
+    pub public: Vec<IpAddr>,
+}
+
+/// A private-link resource of a service.
+#[derive(Debug, Clone)]
+pub struct Privatelink {
+    /// The provider it lives in.
+    pub provider: Provider,
+    /// Who may connect an endpoint.
+    pub principals: Vec<String>,
+}
+
+/// The kind of listener a port belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ListenerKey {
+    /// A client component's port (dynamic and public routes; private-link too unless it has its own).
+    Component(String),
+    /// A component's separate private-link port.
+    ComponentPrivatelink(String),
+    /// A cluster listener.
+    Cluster(String),
+}
+
+impl ListenerKey {
+    /// The key as written in `ports:` pins.
+    pub fn pin_name(&self) -> String {
+        match self {
+            ListenerKey::Component(c) | ListenerKey::Cluster(c) => c.clone(),
+            ListenerKey::ComponentPrivatelink(c) => format!("{c}.privatelink"),
+        }
+    }
+}
+
+/// A service: a cluster of nodes of one type.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The service's name, unique in its project.
+    pub name: String,
+    /// Its type, from the catalog.
+    pub service_type: Arc<ServiceType>,
+    /// Its cloud.
+    pub cloud: Cloud,
+    /// Its VPC in the project, if any.
+    pub vpc: Option<String>,
+    /// Its nodes, in file order.
+    pub nodes: Vec<Node>,
+    /// Who may connect (default: everyone).
+    pub ip_filter: Vec<IpFilterEntry>,
+    /// Components opened on the public route (VPC services).
+    pub public_access: BTreeSet<String>,
+    /// Components opened on the private-link route.
+    pub privatelink_access: BTreeSet<String>,
+    /// The private-link resource.
+    pub privatelink: Option<Privatelink>,
+    /// The port of every allocated listener (web components use `web_port` and are absent).
+    pub ports: BTreeMap<ListenerKey, u16>,
+    /// The listeners the user pinned.
+    pub pinned: BTreeSet<ListenerKey>,
+}
+
+/// What a test expects at a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A component of the destination's service, on its route.
+    Component(String),
+    /// A port and protocol.
+    Port(u16, Protocol),
+}
+
+/// A `tests:` assertion.
+#[derive(Debug, Clone)]
+pub struct Test {
+    /// The source address.
+    pub from: IpAddr,
+    /// The destination node.
+    pub to: String,
+    /// The destination route, when given as `node.route`.
+    pub route: Option<String>,
+    /// What must connect.
+    pub accept: Vec<Probe>,
+    /// What must be rejected.
+    pub deny: Vec<Probe>,
+}
+
+impl Fleet {
+    /// Every service with its project.
+    pub fn services(&self) -> impl Iterator<Item = (&Project, &Service)> {
+        self.projects.iter().flat_map(|p| p.services.iter().map(move |s| (p, s)))
+    }
+
+    /// Every node with its project and service.
+    pub fn nodes(&self) -> impl Iterator<Item = (&Project, &Service, &Node)> {
+        self.services().flat_map(|(p, s)| s.nodes.iter().map(move |n| (p, s, n)))
+    }
+}

@@ -1,0 +1,36 @@
+//! The fleet model: the fleet file v1 read with source spans, validated into a typed
+//! `Fleet`, and the service catalog it is checked against.
+//!
+//! `load` is the one entry point: text → YAML tree → raw values → validated fleet, with
+//! every problem collected in `Diagnostics` on the way.
+
+pub mod catalog;
+pub mod diag;
+pub mod fleet;
+pub mod ports;
+pub mod raw;
+pub mod validate;
+pub mod yaml;
+
+pub use catalog::{Catalog, Protocol};
+pub use diag::{DiagCode, Diagnostic, Diagnostics, Severity};
+pub use fleet::*;
+
+/// Parses and validates a fleet file. Returns the fleet when there is no error; the
+/// diagnostics (errors and warnings, sorted by position) in both cases.
+pub fn load(src: &str, catalog: &Catalog) -> (Option<Fleet>, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let fleet = match yaml::parse(src) {
+        Ok(root) => {
+            let raw = raw::decode(&root, &mut diags);
+            validate::validate(&raw, catalog, &mut diags)
+        }
+        Err(d) => {
+            diags.push(d);
+            None
+        }
+    };
+    diags.sort();
+    let fleet = if diags.has_errors() { None } else { fleet };
+    (fleet, diags)
+}

@@ -1,0 +1,537 @@
+//! The fleet file as written: every value still a string or number with its span.
+//!
+//! This is the first of two steps (ripgrep's lowargs → hiargs): `decode` only checks the
+//! *shape* (known keys, value types) and keeps going after a problem; `validate` then
+//! turns these raw values into the typed `Fleet`. Keys mirror the managed-platform
+//! interface and are never renamed.
+
+use crate::diag::{did_you_mean, DiagCode, Diagnostic, Diagnostics};
+use crate::yaml::{Node, NodeKind, Span};
+
+/// A value and where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// The whole file.
+#[derive(Debug, Default)]
+pub struct RawFleet {
+    /// `version:` (must be 1).
+    pub version: Option<Spanned<i64>>,
+    /// `platform:`.
+    pub platform: RawPlatform,
+    /// `projects:` in file order.
+    pub projects: Vec<(Spanned<String>, RawProject)>,
+    /// `tests:`.
+    pub tests: Vec<RawTest>,
+}
+
+/// `platform:`.
+#[derive(Debug, Default)]
+pub struct RawPlatform {
+    /// Where the `platform` mapping was written (for "missing" messages).
+    pub span: Option<Span>,
+    /// Management gateway addresses.
+    pub management_gateways: Option<Vec<Spanned<String>>>,
+    /// Management SSH port.
+    pub ssh_port: Option<Spanned<i64>>,
+    /// Platform management port.
+    pub platform_port: Option<Spanned<i64>>,
+    /// Port of the web UIs.
+    pub web_port: Option<Spanned<i64>>,
+    /// IPsec between nodes.
+    pub ipsec: Option<Spanned<bool>>,
+}
+
+/// One project.
+#[derive(Debug, Default)]
+pub struct RawProject {
+    /// `base_port:`.
+    pub base_port: Option<Spanned<i64>>,
+    /// `vpcs:` in file order.
+    pub vpcs: Vec<(Spanned<String>, RawVpc)>,
+    /// `services:` in file order.
+    pub services: Vec<(Spanned<String>, RawService)>,
+}
+
+/// One project VPC.
+#[derive(Debug, Default)]
+pub struct RawVpc {
+    /// The VPC's mapping.
+    pub span: Span,
+    /// `cloud:`.
+    pub cloud: Option<Spanned<String>>,
+    /// `network_cidr:`.
+    pub network_cidr: Option<Spanned<String>>,
+    /// `privatelink_cidrs:`.
+    pub privatelink_cidrs: Option<Vec<Spanned<String>>>,
+    /// `peerings:`.
+    pub peerings: Vec<RawPeering>,
+}
+
+/// One VPC peering.
+#[derive(Debug, Default)]
+pub struct RawPeering {
+    /// The peering's mapping.
+    pub span: Span,
+    /// `peer_vpc:` (the customer's VPC id).
+    pub peer_vpc: Option<Spanned<String>>,
+    /// `peer_cidrs:`.
+    pub peer_cidrs: Vec<Spanned<String>>,
+}
+
+/// One service.
+#[derive(Debug, Default)]
+pub struct RawService {
+    /// The service's mapping.
+    pub span: Span,
+    /// `type:`.
+    pub service_type: Option<Spanned<String>>,
+    /// `cloud:`.
+    pub cloud: Option<Spanned<String>>,
+    /// `vpc:`.
+    pub vpc: Option<Spanned<String>>,
+    /// `nodes:` in file order.
+    pub nodes: Vec<(Spanned<String>, RawNode)>,
+    /// `user_config:`.
+    pub user_config: RawUserConfig,
+    /// `privatelink:` resources by cloud kind (`aws`, `azure`, `google`).
+    pub privatelink: Vec<(Spanned<String>, RawPrivatelink)>,
+    /// `ports:` pins.
+    pub ports: Vec<(Spanned<String>, Spanned<i64>)>,
+}
+
+/// One node's addresses.
+#[derive(Debug, Default)]
+pub struct RawNode {
+    /// The node's mapping.
+    pub span: Span,
+    /// `private:` addresses.
+    pub private: Vec<Spanned<String>>,
+    /// `public:` addresses.
+    pub public: Vec<Spanned<String>>,
+}
+
+/// `user_config:` (the keys that shape the firewall).
+#[derive(Debug, Default)]
+pub struct RawUserConfig {
+    /// `ip_filter:` and where the list was written; `None` when absent (then the default).
+    pub ip_filter: Option<Spanned<Vec<RawIpFilterEntry>>>,
+    /// `public_access.<component>`.
+    pub public_access: Vec<(Spanned<String>, Spanned<bool>)>,
+    /// `private_access.<component>` (accepted for compatibility; not a firewall route).
+    pub private_access: Vec<(Spanned<String>, Spanned<bool>)>,
+    /// `privatelink_access.<component>`.
+    pub privatelink_access: Vec<(Spanned<String>, Spanned<bool>)>,
+    /// `static_ips:`.
+    pub static_ips: Option<Spanned<bool>>,
+}
+
+/// One `ip_filter` entry: a CIDR string or `{network, description}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawIpFilterEntry {
+    /// The network as written.
+    pub network: Spanned<String>,
+    /// The description, if any.
+    pub description: Option<Spanned<String>>,
+}
+
+/// A private-link resource.
+#[derive(Debug, Default)]
+pub struct RawPrivatelink {
+    /// `principals:`.
+    pub principals: Vec<Spanned<String>>,
+}
+
+/// One `tests:` assertion.
+#[derive(Debug, Default)]
+pub struct RawTest {
+    /// The entry's mapping.
+    pub span: Span,
+    /// `from:` (an address).
+    pub from: Option<Spanned<String>>,
+    /// `to:` (a node, optionally `.route`).
+    pub to: Option<Spanned<String>>,
+    /// `accept:` (components or `port/proto`).
+    pub accept: Vec<Spanned<String>>,
+    /// `deny:` (components or `port/proto`).
+    pub deny: Vec<Spanned<String>>,
+}
+
+/// Decodes a parsed document, recording every shape problem in `diags`.
+pub fn decode(root: &Node, diags: &mut Diagnostics) -> RawFleet {
+    let mut d = Decoder { diags };
+    d.fleet(root)
+}
+
+pub(crate) struct Decoder<'a> {
+    pub(crate) diags: &'a mut Diagnostics,
+}
+
+/// The checked keys of one mapping.
+pub(crate) struct Fields<'n> {
+    pub(crate) pairs: Vec<(&'static str, &'n Node)>,
+}
+
+impl<'n> Fields<'n> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'n Node> {
+        self.pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+}
+
+impl Decoder<'_> {
+    fn type_error(&mut self, node: &Node, expected: &str, what: &str) {
+        self.diags.push(
+            Diagnostic::error(DiagCode::Type, format!("{what}: expected {expected}, found {}", node.kind_name()))
+                .at(node.span)
+                .value(node.display_value()),
+        );
+    }
+
+    /// The pairs of a mapping with free keys (names of projects, nodes, ...).
+    pub(crate) fn entries<'n>(&mut self, node: &'n Node, what: &str) -> Vec<(Spanned<String>, &'n Node)> {
+        match &node.kind {
+            NodeKind::Null => Vec::new(),
+            NodeKind::Map(pairs) => {
+                let mut out: Vec<(Spanned<String>, &'n Node)> = Vec::new();
+                for (k, v) in pairs {
+                    let Some(key) = self.string(k, what) else { continue };
+                    if out.iter().any(|(seen, _)| seen.value == key.value) {
+                        self.diags.push(
+                            Diagnostic::error(
+                                DiagCode::DuplicateKey,
+                                format!("{what}: `{}` is written twice", key.value),
+                            )
+                            .at(key.span)
+                            .value(key.value.clone())
+                            .hint("each name may appear once; merge the two entries"),
+                        );
+                        continue;
+                    }
+                    out.push((key, v));
+                }
+                out
+            }
+            _ => {
+                self.type_error(node, "a mapping", what);
+                Vec::new()
+            }
+        }
+    }
+
+    /// A mapping with a fixed set of keys; unknown keys are reported with a suggestion.
+    pub(crate) fn fields<'n>(&mut self, node: &'n Node, what: &str, known: &[&'static str]) -> Option<Fields<'n>> {
+        if node.kind == NodeKind::Null {
+            return Some(Fields { pairs: Vec::new() });
+        }
+        if !matches!(node.kind, NodeKind::Map(_)) {
+            self.type_error(node, "a mapping", what);
+            return None;
+        }
+        let mut pairs = Vec::new();
+        for (key, value) in self.entries(node, what) {
+            if let Some(k) = known.iter().find(|k| **k == key.value) {
+                pairs.push((*k, value));
+            } else {
+                let mut d = Diagnostic::error(DiagCode::UnknownKey, format!("{what}: unknown key `{}`", key.value))
+                    .at(key.span)
+                    .value(key.value.clone());
+                d = match did_you_mean(&key.value, known.iter().copied()) {
+                    Some(s) => d.hint(format!("did you mean `{s}`?")),
+                    None => d.hint(format!("known keys: {}", known.join(", "))),
+                };
+                self.diags.push(d);
+            }
+        }
+        Some(Fields { pairs })
+    }
+
+    pub(crate) fn string(&mut self, node: &Node, what: &str) -> Option<Spanned<String>> {
+        match &node.kind {
+            NodeKind::Scalar { text, .. } => Some(Spanned { value: text.clone(), span: node.span }),
+            _ => {
+                self.type_error(node, "a string", what);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn int(&mut self, node: &Node, what: &str) -> Option<Spanned<i64>> {
+        if let NodeKind::Scalar { text, plain: true } = &node.kind {
+            if let Ok(v) = text.parse::<i64>() {
+                return Some(Spanned { value: v, span: node.span });
+            }
+        }
+        self.type_error(node, "an integer", what);
+        None
+    }
+
+    pub(crate) fn boolean(&mut self, node: &Node, what: &str) -> Option<Spanned<bool>> {
+        if let NodeKind::Scalar { text, plain: true } = &node.kind {
+            match text.as_str() {
+                "true" => return Some(Spanned { value: true, span: node.span }),
+                "false" => return Some(Spanned { value: false, span: node.span }),
+                _ => {}
+            }
+        }
+        self.type_error(node, "true or false", what);
+        None
+    }
+
+    pub(crate) fn list<'n>(&mut self, node: &'n Node, what: &str) -> &'n [Node] {
+        match &node.kind {
+            NodeKind::Seq(items) => items,
+            NodeKind::Null => &[],
+            _ => {
+                self.type_error(node, "a list", what);
+                &[]
+            }
+        }
+    }
+
+    pub(crate) fn strings(&mut self, node: &Node, what: &str) -> Vec<Spanned<String>> {
+        self.list(node, what).iter().filter_map(|n| self.string(n, what)).collect()
+    }
+
+    /// One address or a list of them.
+    fn one_or_many(&mut self, node: &Node, what: &str) -> Vec<Spanned<String>> {
+        match &node.kind {
+            NodeKind::Seq(_) => self.strings(node, what),
+            NodeKind::Null => Vec::new(),
+            _ => self.string(node, what).into_iter().collect(),
+        }
+    }
+
+    fn flags(&mut self, node: &Node, what: &str) -> Vec<(Spanned<String>, Spanned<bool>)> {
+        self.entries(node, what)
+            .into_iter()
+            .filter_map(|(k, v)| self.boolean(v, &format!("{what}.{}", k.value)).map(|b| (k, b)))
+            .collect()
+    }
+
+    fn fleet(&mut self, root: &Node) -> RawFleet {
+        let mut fleet = RawFleet::default();
+        let Some(f) = self.fields(root, "fleet file", &["version", "platform", "projects", "tests"]) else {
+            return fleet;
+        };
+        fleet.version = f.get("version").and_then(|n| self.int(n, "version"));
+        if let Some(p) = f.get("platform") {
+            fleet.platform = self.platform(p);
+        }
+        if let Some(p) = f.get("projects") {
+            for (name, node) in self.entries(p, "projects") {
+                let project = self.project(node, &name.value);
+                fleet.projects.push((name, project));
+            }
+        }
+        if let Some(t) = f.get("tests") {
+            for node in self.list(t, "tests") {
+                fleet.tests.push(self.test(node));
+            }
+        }
+        fleet
+    }
+
+    fn platform(&mut self, node: &Node) -> RawPlatform {
+        let mut p = RawPlatform { span: Some(node.span), ..RawPlatform::default() };
+        let known = ["management_gateways", "ssh_port", "platform_port", "web_port", "ipsec"];
+        let Some(f) = self.fields(node, "platform", &known) else { return p };
+        p.management_gateways = f.get("management_gateways").map(|n| self.strings(n, "platform.management_gateways"));
+        p.ssh_port = f.get("ssh_port").and_then(|n| self.int(n, "platform.ssh_port"));
+        p.platform_port = f.get("platform_port").and_then(|n| self.int(n, "platform.platform_port"));
+        p.web_port = f.get("web_port").and_then(|n| self.int(n, "platform.web_port"));
+        p.ipsec = f.get("ipsec").and_then(|n| self.boolean(n, "platform.ipsec"));
+        p
+    }
+
+    fn project(&mut self, node: &Node, name: &str) -> RawProject {
+        let mut p = RawProject::default();
+        let what = format!("project {name}");
+        let Some(f) = self.fields(node, &what, &["base_port", "vpcs", "services"]) else { return p };
+        p.base_port = f.get("base_port").and_then(|n| self.int(n, "base_port"));
+        if let Some(v) = f.get("vpcs") {
+            for (vname, vnode) in self.entries(v, "vpcs") {
+                let vpc = self.vpc(vnode, &vname.value);
+                p.vpcs.push((vname, vpc));
+            }
+        }
+        if let Some(s) = f.get("services") {
+            for (sname, snode) in self.entries(s, "services") {
+                let svc = self.service(snode, &sname.value);
+                p.services.push((sname, svc));
+            }
+        }
+        p
+    }
+
+    fn vpc(&mut self, node: &Node, name: &str) -> RawVpc {
+        let mut v = RawVpc { span: node.span, ..RawVpc::default() };
+        let what = format!("vpc {name}");
+        let known = ["cloud", "network_cidr", "privatelink_cidrs", "peerings"];
+        let Some(f) = self.fields(node, &what, &known) else { return v };
+        v.cloud = f.get("cloud").and_then(|n| self.string(n, "cloud"));
+        v.network_cidr = f.get("network_cidr").and_then(|n| self.string(n, "network_cidr"));
+        v.privatelink_cidrs = f.get("privatelink_cidrs").map(|n| self.strings(n, "privatelink_cidrs"));
+        if let Some(list) = f.get("peerings") {
+            for pn in self.list(list, "peerings") {
+                let mut peering = RawPeering { span: pn.span, ..RawPeering::default() };
+                if let Some(pf) = self.fields(pn, "peering", &["peer_vpc", "peer_cidrs"]) {
+                    peering.peer_vpc = pf.get("peer_vpc").and_then(|n| self.string(n, "peer_vpc"));
+                    peering.peer_cidrs =
+                        pf.get("peer_cidrs").map(|n| self.strings(n, "peer_cidrs")).unwrap_or_default();
+                }
+                v.peerings.push(peering);
+            }
+        }
+        v
+    }
+
+    fn service(&mut self, node: &Node, name: &str) -> RawService {
+        let mut s = RawService { span: node.span, ..RawService::default() };
+        let what = format!("service {name}");
+        let known = ["type", "cloud", "vpc", "nodes", "user_config", "privatelink", "ports"];
+        let Some(f) = self.fields(node, &what, &known) else { return s };
+        s.service_type = f.get("type").and_then(|n| self.string(n, "type"));
+        s.cloud = f.get("cloud").and_then(|n| self.string(n, "cloud"));
+        s.vpc = f.get("vpc").and_then(|n| self.string(n, "vpc"));
+        if let Some(nodes) = f.get("nodes") {
+            for (nname, nnode) in self.entries(nodes, "nodes") {
+                let mut raw = RawNode { span: nnode.span, ..RawNode::default() };
+                if let Some(nf) = self.fields(nnode, &format!("node {}", nname.value), &["private", "public"]) {
+                    raw.private = nf.get("private").map(|n| self.one_or_many(n, "private")).unwrap_or_default();
+                    raw.public = nf.get("public").map(|n| self.one_or_many(n, "public")).unwrap_or_default();
+                }
+                s.nodes.push((nname, raw));
+            }
+        }
+        if let Some(uc) = f.get("user_config") {
+            s.user_config = self.user_config(uc);
+        }
+        if let Some(pl) = f.get("privatelink") {
+            if let Some(pf) = self.fields(pl, "privatelink", &["aws", "azure", "google"]) {
+                for (kind, res) in pf.pairs {
+                    let mut raw = RawPrivatelink::default();
+                    if let Some(rf) = self.fields(res, &format!("privatelink.{kind}"), &["principals"]) {
+                        raw.principals =
+                            rf.get("principals").map(|n| self.strings(n, "principals")).unwrap_or_default();
+                    }
+                    let key = Spanned { value: kind.to_string(), span: res.span };
+                    s.privatelink.push((key, raw));
+                }
+            }
+        }
+        if let Some(ports) = f.get("ports") {
+            for (k, v) in self.entries(ports, "ports") {
+                if let Some(p) = self.int(v, &format!("ports.{}", k.value)) {
+                    s.ports.push((k, p));
+                }
+            }
+        }
+        s
+    }
+
+    fn user_config(&mut self, node: &Node) -> RawUserConfig {
+        let mut uc = RawUserConfig::default();
+        let known = ["ip_filter", "public_access", "private_access", "privatelink_access", "static_ips"];
+        let Some(f) = self.fields(node, "user_config", &known) else { return uc };
+        if let Some(list) = f.get("ip_filter") {
+            let mut entries = Vec::new();
+            for item in self.list(list, "ip_filter") {
+                match &item.kind {
+                    NodeKind::Map(_) => {
+                        let Some(ef) = self.fields(item, "ip_filter entry", &["network", "description"]) else {
+                            continue;
+                        };
+                        let description = ef.get("description").and_then(|n| self.string(n, "description"));
+                        match ef.get("network").and_then(|n| self.string(n, "network")) {
+                            Some(network) => entries.push(RawIpFilterEntry { network, description }),
+                            None if ef.get("network").is_none() => self.diags.push(
+                                Diagnostic::error(DiagCode::Missing, "ip_filter entry without `network`")
+                                    .at(item.span)
+                                    .hint("write `{ network: 198.51.100.0/24, description: office }`"),
+                            ),
+                            None => {}
+                        }
+                    }
+                    _ => {
+                        if let Some(network) = self.string(item, "ip_filter entry") {
+                            entries.push(RawIpFilterEntry { network, description: None });
+                        }
+                    }
+                }
+            }
+            uc.ip_filter = Some(Spanned { value: entries, span: list.span });
+        }
+        uc.public_access = f.get("public_access").map(|n| self.flags(n, "public_access")).unwrap_or_default();
+        uc.private_access = f.get("private_access").map(|n| self.flags(n, "private_access")).unwrap_or_default();
+        uc.privatelink_access =
+            f.get("privatelink_access").map(|n| self.flags(n, "privatelink_access")).unwrap_or_default();
+        uc.static_ips = f.get("static_ips").and_then(|n| self.boolean(n, "static_ips"));
+        uc
+    }
+
+    fn test(&mut self, node: &Node) -> RawTest {
+        let mut t = RawTest { span: node.span, ..RawTest::default() };
+        let Some(f) = self.fields(node, "test", &["from", "to", "accept", "deny"]) else { return t };
+        t.from = f.get("from").and_then(|n| self.string(n, "from"));
+        t.to = f.get("to").and_then(|n| self.string(n, "to"));
+        t.accept = f.get("accept").map(|n| self.one_or_many(n, "accept")).unwrap_or_default();
+        t.deny = f.get("deny").map(|n| self.one_or_many(n, "deny")).unwrap_or_default();
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::parse;
+
+    fn decode_str(src: &str) -> (RawFleet, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let raw = decode(&parse(src).unwrap(), &mut diags);
+        (raw, diags)
+    }
+
+    #[test]
+    fn misspelt_key_gets_a_suggestion_and_decoding_goes_on() {
+        let (raw, diags) = decode_str("version: 1\nplatfrom: {}\nprojects:\n  p:\n    base_prot: 12000\n");
+        assert_eq!(diags.items.len(), 2);
+        assert_eq!(diags.items[0].code, DiagCode::UnknownKey);
+        assert_eq!(diags.items[0].hint.as_deref(), Some("did you mean `platform`?"));
+        assert_eq!(diags.items[0].span.unwrap().start.line, 2);
+        assert_eq!(diags.items[1].hint.as_deref(), Some("did you mean `base_port`?"));
+        assert_eq!(raw.projects.len(), 1);
+    }
+
+    #[test]
+    fn wrong_types_are_reported_with_what_was_found() {
+        let (_, diags) = decode_str("version: \"1\"\nplatform: { ipsec: maybe }\n");
+        let msgs: Vec<_> = diags.items.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            ["version: expected an integer, found string", "platform.ipsec: expected true or false, found string"]
+        );
+    }
+
+    #[test]
+    fn duplicate_names_are_reported() {
+        let (_, diags) = decode_str("projects:\n  a: {}\n  a: {}\n");
+        assert_eq!(diags.items[0].code, DiagCode::DuplicateKey);
+        assert_eq!(diags.items[0].span.unwrap().start.line, 3);
+    }
+
+    #[test]
+    fn ip_filter_accepts_strings_and_objects() {
+        let (raw, diags) = decode_str(
+            "projects:\n  p:\n    services:\n      s:\n        user_config:\n          ip_filter: [10.0.0.0/8, {network: \"::/0\", description: all}]\n",
+        );
+        assert!(diags.items.is_empty(), "{diags:?}");
+        let ipf = raw.projects[0].1.services[0].1.user_config.ip_filter.as_ref().unwrap();
+        assert_eq!(ipf.value.len(), 2);
+        assert_eq!(ipf.value[1].description.as_ref().unwrap().value, "all");
+    }
+}

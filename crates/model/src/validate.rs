@@ -1,0 +1,843 @@
+//! Raw fleet → validated `Fleet`, with every problem reported at once.
+//!
+//! Each check pushes a located diagnostic and validation goes on with what it has, so a
+//! file with ten mistakes gets ten messages. A `Fleet` is returned only when there is no
+//! error (warnings are fine).
+
+use crate::catalog::{Catalog, Protocol};
+use crate::diag::{did_you_mean, DiagCode, Diagnostic, Diagnostics};
+use crate::fleet::*;
+use crate::ports::{allocate, service_base, PORT_MAX, PORT_MIN};
+use crate::raw::*;
+use crate::yaml::Span;
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The most `ip_filter` entries a service may have.
+pub const MAX_IP_FILTER: usize = 8000;
+/// The longest `network` string of an `ip_filter` entry.
+pub const MAX_NETWORK_LEN: usize = 43;
+/// The longest `description` of an `ip_filter` entry.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+
+/// Validates a decoded fleet against the catalog.
+pub fn validate(raw: &RawFleet, catalog: &Catalog, diags: &mut Diagnostics) -> Option<Fleet> {
+    let before = diags.errors();
+    let mut v = Validator { diags, catalog, node_names: HashMap::new(), addresses: HashMap::new() };
+    match &raw.version {
+        None => v.diags.push(
+            Diagnostic::error(DiagCode::Missing, "the fleet file has no `version`")
+                .at(Span::default().with_line(1))
+                .hint("add `version: 1` at the top"),
+        ),
+        Some(ver) if ver.value != 1 => v.diags.push(
+            Diagnostic::error(DiagCode::Version, "unsupported fleet file version")
+                .at(ver.span)
+                .value(ver.value.to_string())
+                .hint("this fleetwall reads `version: 1`"),
+        ),
+        Some(_) => {}
+    }
+    let platform = v.platform(&raw.platform);
+    let mut projects: Vec<Project> = raw.projects.iter().filter_map(|(n, p)| v.project(n, p, &platform)).collect();
+    projects.sort_by(|a, b| a.name.cmp(&b.name));
+    let tests = raw.tests.iter().filter_map(|t| v.test(t, &projects)).collect();
+    (diags.errors() == before).then_some(Fleet { platform, projects, tests })
+}
+
+trait SpanExt {
+    fn with_line(self, line: u32) -> Span;
+}
+
+impl SpanExt for Span {
+    fn with_line(mut self, line: u32) -> Span {
+        self.start.line = line;
+        self.start.col = 1;
+        self.end = self.start;
+        self
+    }
+}
+
+/// An error just recorded, still taking its value and hint.
+struct Pending<'d>(&'d mut Diagnostic);
+
+impl Pending<'_> {
+    fn value(self, v: impl Into<String>) -> Self {
+        self.0.value = Some(v.into());
+        self
+    }
+
+    fn hint(self, h: impl Into<String>) -> Self {
+        self.0.hint = Some(h.into());
+        self
+    }
+}
+
+struct Validator<'a> {
+    diags: &'a mut Diagnostics,
+    catalog: &'a Catalog,
+    /// Node name → where it was first declared.
+    node_names: HashMap<String, Span>,
+    /// Address → the node that has it.
+    addresses: HashMap<IpAddr, String>,
+}
+
+fn is_valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// Parses a CIDR as the platform accepts it: a network, or a bare address as a host route.
+fn parse_cidr(s: &str) -> Result<IpNet, CidrError> {
+    if let Ok(addr) = s.parse::<IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    let net: IpNet = s.parse().map_err(|_| CidrError::Malformed)?;
+    if net.trunc() != net {
+        return Err(CidrError::HostBits(net.trunc()));
+    }
+    Ok(net)
+}
+
+enum CidrError {
+    Malformed,
+    HostBits(IpNet),
+}
+
+impl Validator<'_> {
+    fn err(&mut self, code: DiagCode, span: Span, msg: impl Into<String>) -> Pending<'_> {
+        self.diags.push(Diagnostic::error(code, msg).at(span));
+        Pending(self.diags.items.last_mut().expect("just pushed"))
+    }
+
+    fn name(&mut self, n: &Spanned<String>, what: &str) {
+        if !is_valid_name(&n.value) {
+            self.err(DiagCode::Type, n.span, format!("invalid {what} name"))
+                .value(n.value.clone())
+                .hint("names use letters, digits, `-`, `_` and `.`, start with a letter or digit, and have at most 63 characters");
+        }
+    }
+
+    fn cidr(&mut self, s: &Spanned<String>, what: &str) -> Option<IpNet> {
+        match parse_cidr(s.value.trim()) {
+            Ok(n) => Some(n),
+            Err(CidrError::Malformed) => {
+                self.err(DiagCode::InvalidCidr, s.span, format!("{what}: not a valid CIDR"))
+                    .value(s.value.clone())
+                    .hint("write an IPv4 or IPv6 network such as 198.51.100.0/24 or 2001:db8::/32");
+                None
+            }
+            Err(CidrError::HostBits(net)) => {
+                self.err(
+                    DiagCode::HostBits,
+                    s.span,
+                    format!("{what}: the address has bits set after the prefix length"),
+                )
+                .value(s.value.clone())
+                .hint(format!("did you mean the network {net}?"));
+                None
+            }
+        }
+    }
+
+    fn address(&mut self, s: &Spanned<String>, what: &str) -> Option<IpAddr> {
+        match s.value.trim().parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let hint = if s.value.contains('/') {
+                    "write a single address, without a prefix length"
+                } else {
+                    "write an IPv4 or IPv6 address such as 198.51.100.10 or 2001:db8::10"
+                };
+                self.err(DiagCode::InvalidAddress, s.span, format!("{what}: not a valid IP address"))
+                    .value(s.value.clone())
+                    .hint(hint);
+                None
+            }
+        }
+    }
+
+    fn cloud(&mut self, s: &Spanned<String>) -> Option<Cloud> {
+        for (prefix, provider) in Provider::PREFIXES {
+            if s.value.starts_with(prefix) && s.value.len() > prefix.len() {
+                return Some(Cloud { name: s.value.clone(), provider });
+            }
+        }
+        let prefixes: Vec<&str> = Provider::PREFIXES.iter().map(|(p, _)| *p).collect();
+        let head = s.value.split('-').next().unwrap_or_default().to_string() + "-";
+        let hint = match did_you_mean(&head, prefixes.iter().copied()) {
+            Some(p) => format!("did you mean the prefix `{p}`? (known: {})", prefixes.join(", ")),
+            None => format!("a cloud name starts with a provider prefix: {}", prefixes.join(", ")),
+        };
+        self.err(DiagCode::UnknownCloud, s.span, "unknown cloud provider").value(s.value.clone()).hint(hint);
+        None
+    }
+
+    fn port(&mut self, v: &Option<Spanned<i64>>, what: &str, default: u16) -> u16 {
+        match v {
+            None => default,
+            Some(p) if (1..=65535).contains(&p.value) => p.value as u16,
+            Some(p) => {
+                self.err(DiagCode::PortRange, p.span, format!("{what}: not a TCP/UDP port"))
+                    .value(p.value.to_string())
+                    .hint("ports are 1–65535");
+                default
+            }
+        }
+    }
+
+    fn platform(&mut self, raw: &RawPlatform) -> Platform {
+        let at = raw.span.unwrap_or_default();
+        let mut gateways = Vec::new();
+        match &raw.management_gateways {
+            None => {
+                self.err(DiagCode::Platform, at, "`platform.management_gateways` is required")
+                    .hint("list the management gateway addresses: management access (SSH, platform port) is only accepted from them");
+            }
+            Some(list) if list.is_empty() => {
+                self.err(DiagCode::Platform, at, "`platform.management_gateways` is empty")
+                    .hint("at least one gateway is needed, or no node could ever be managed");
+            }
+            Some(list) => {
+                for g in list {
+                    if let Some(a) = self.address(g, "management gateway") {
+                        if gateways.contains(&a) {
+                            self.err(DiagCode::DuplicateAddress, g.span, "management gateway listed twice")
+                                .value(g.value.clone());
+                        } else {
+                            gateways.push(a);
+                        }
+                    }
+                }
+            }
+        }
+        let p = Platform {
+            management_gateways: gateways,
+            ssh_port: self.port(&raw.ssh_port, "platform.ssh_port", 22),
+            platform_port: self.port(&raw.platform_port, "platform.platform_port", 30287),
+            web_port: self.port(&raw.web_port, "platform.web_port", 443),
+            ipsec: raw.ipsec.as_ref().is_none_or(|b| b.value),
+        };
+        let named = [
+            ("ssh_port", p.ssh_port, &raw.ssh_port),
+            ("platform_port", p.platform_port, &raw.platform_port),
+            ("web_port", p.web_port, &raw.web_port),
+        ];
+        for (i, (a, pa, _)) in named.iter().enumerate() {
+            for (b, pb, span) in &named[i + 1..] {
+                if pa == pb {
+                    let span = span.as_ref().map_or(at, |s| s.span);
+                    self.err(DiagCode::Platform, span, format!("platform.{b} is the same port as platform.{a}"))
+                        .value(pb.to_string())
+                        .hint("management, platform and web ports must differ");
+                }
+            }
+        }
+        p
+    }
+
+    fn project(&mut self, name: &Spanned<String>, raw: &RawProject, platform: &Platform) -> Option<Project> {
+        self.name(name, "project");
+        let base_port = match &raw.base_port {
+            None => None,
+            Some(b) if (i64::from(PORT_MIN)..=i64::from(PORT_MAX)).contains(&b.value) => Some(b.value as u16),
+            Some(b) => {
+                self.err(DiagCode::BasePortRange, b.span, "base_port is outside 10000–30000")
+                    .value(b.value.to_string())
+                    .hint("service ports are offsets of base_port inside 10000–30000; pick a base in that range, or omit it for a random one");
+                None
+            }
+        };
+        let mut vpcs: Vec<Vpc> = raw.vpcs.iter().filter_map(|(n, v)| self.vpc(n, v)).collect();
+        vpcs.sort_by(|a, b| a.name.cmp(&b.name));
+        let vpc_names: Vec<&str> = raw.vpcs.iter().map(|(n, _)| n.value.as_str()).collect();
+        let mut services = Vec::new();
+        for (sname, s) in &raw.services {
+            if let Some(svc) = self.service(&name.value, base_port, sname, s, &vpcs, &vpc_names, platform) {
+                services.push(svc);
+            }
+        }
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(Project { name: name.value.clone(), base_port, vpcs, services })
+    }
+
+    fn vpc(&mut self, name: &Spanned<String>, raw: &RawVpc) -> Option<Vpc> {
+        self.name(name, "VPC");
+        let cloud = match &raw.cloud {
+            Some(c) => self.cloud(c),
+            None => {
+                self.err(DiagCode::Missing, raw.span, format!("vpc {}: `cloud` is required", name.value))
+                    .hint("for example `cloud: aws-eu-west-1`");
+                None
+            }
+        };
+        let network = match &raw.network_cidr {
+            Some(c) => self.cidr(c, "network_cidr"),
+            None => {
+                self.err(DiagCode::Missing, raw.span, format!("vpc {}: `network_cidr` is required", name.value))
+                    .hint("for example `network_cidr: 10.10.0.0/20`");
+                None
+            }
+        };
+        let privatelink_cidrs: Option<Vec<IpNet>> = raw
+            .privatelink_cidrs
+            .as_ref()
+            .map(|l| l.iter().filter_map(|c| self.cidr(c, "privatelink_cidrs")).collect());
+        let mut peerings = Vec::new();
+        for p in &raw.peerings {
+            let peer_vpc = match &p.peer_vpc {
+                Some(v) => v.value.clone(),
+                None => {
+                    self.err(DiagCode::Missing, p.span, "peering without `peer_vpc`")
+                        .hint("name the customer's VPC, e.g. `peer_vpc: vpc-0abc`");
+                    String::new()
+                }
+            };
+            if p.peer_cidrs.is_empty() {
+                self.err(DiagCode::Missing, p.span, "peering without `peer_cidrs`")
+                    .hint("list the customer CIDRs routed over the peering");
+            }
+            let peer_cidrs = p.peer_cidrs.iter().filter_map(|c| self.cidr(c, "peer_cidrs")).collect();
+            peerings.push(Peering { peer_vpc, peer_cidrs });
+        }
+        let (cloud, network) = (cloud?, network?);
+        Some(Vpc {
+            name: name.value.clone(),
+            cloud,
+            network_cidr: network,
+            privatelink_cidrs: privatelink_cidrs.unwrap_or_else(|| vec![network]),
+            peerings,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn service(
+        &mut self,
+        project: &str,
+        base_port: Option<u16>,
+        name: &Spanned<String>,
+        raw: &RawService,
+        vpcs: &[Vpc],
+        vpc_names: &[&str],
+        platform: &Platform,
+    ) -> Option<Service> {
+        self.name(name, "service");
+        let what = format!("service {}", name.value);
+        let ty = match &raw.service_type {
+            None => {
+                let known = self.catalog.types.keys().cloned().collect::<Vec<_>>().join(", ");
+                self.err(DiagCode::Missing, raw.span, format!("{what}: `type` is required"))
+                    .hint(format!("one of: {known}"));
+                None
+            }
+            Some(t) => match self.catalog.types.get(&t.value) {
+                Some(ty) => Some(Arc::new(ty.clone())),
+                None => {
+                    let known: Vec<&str> = self.catalog.types.keys().map(String::as_str).collect();
+                    let hint = match did_you_mean(&t.value, known.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("known types: {}", known.join(", ")),
+                    };
+                    self.err(DiagCode::UnknownServiceType, t.span, "unknown service type")
+                        .value(t.value.clone())
+                        .hint(hint);
+                    None
+                }
+            },
+        };
+        let cloud = match &raw.cloud {
+            Some(c) => self.cloud(c),
+            None => {
+                self.err(DiagCode::Missing, raw.span, format!("{what}: `cloud` is required"))
+                    .hint("for example `cloud: aws-eu-west-1`");
+                None
+            }
+        };
+        let vpc: Option<&Vpc> = match &raw.vpc {
+            None => None,
+            Some(v) => match vpcs.iter().find(|x| x.name == v.value) {
+                Some(found) => {
+                    if let (Some(c), Some(vc)) = (&cloud, Some(&found.cloud)) {
+                        if c != vc {
+                            let span = raw.cloud.as_ref().map_or(v.span, |c| c.span);
+                            self.err(
+                                DiagCode::CloudMismatch,
+                                span,
+                                format!("{what} is in cloud {} but its VPC {} is in {}", c.name, found.name, vc.name),
+                            )
+                            .value(c.name.clone())
+                            .hint(format!("a service runs in its VPC's cloud: use `cloud: {}`", vc.name));
+                        }
+                    }
+                    Some(found)
+                }
+                None => {
+                    // A VPC that exists but failed validation has its own diagnostics already.
+                    if !vpc_names.contains(&v.value.as_str()) {
+                        let hint = match did_you_mean(&v.value, vpc_names.iter().copied()) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None if vpc_names.is_empty() => {
+                                "the project has no `vpcs`; declare the VPC there".to_string()
+                            }
+                            None => format!("the project's VPCs: {}", vpc_names.join(", ")),
+                        };
+                        self.err(DiagCode::UnknownVpc, v.span, "unknown VPC").value(v.value.clone()).hint(hint);
+                    }
+                    None
+                }
+            },
+        };
+        let nodes = self.nodes(&what, raw, vpc);
+        let ip_filter = self.ip_filter(&what, raw);
+        let (public_access, privatelink_access) = match &ty {
+            Some(ty) => (
+                self.access(&raw.user_config.public_access, ty, "public_access", |c| c.public),
+                self.access(&raw.user_config.privatelink_access, ty, "privatelink_access", |c| c.privatelink),
+            ),
+            None => Default::default(),
+        };
+        for (c, _) in &raw.user_config.private_access {
+            if let Some(ty) = &ty {
+                if ty.component(&c.value).is_none() {
+                    self.unknown_component(c, ty, "private_access", |_| true);
+                }
+            }
+        }
+        // public_access needs a public address on every node.
+        if !public_access.is_empty() {
+            let first =
+                raw.user_config.public_access.iter().find(|(_, b)| b.value).map(|(k, _)| k.span).unwrap_or(raw.span);
+            for (nname, n) in &raw.nodes {
+                if n.public.is_empty() {
+                    self.err(
+                        DiagCode::PublicAccessWithoutPublicAddress,
+                        first,
+                        format!("public_access is on, but node {} has no public address", nname.value),
+                    )
+                    .value(nname.value.clone())
+                    .hint("give every node of the service a `public:` address, or turn public_access off");
+                }
+            }
+            if vpc.is_none() && raw.vpc.is_none() {
+                self.diags.push(
+                    Diagnostic::warning(
+                        DiagCode::PublicAccessWithoutPublicAddress,
+                        format!("{what}: public_access has no effect outside a VPC"),
+                    )
+                    .at(first)
+                    .hint("a service without `vpc` is already reached on its public addresses (route `dynamic`)"),
+                );
+            }
+        }
+        let privatelink = self.privatelink(&what, raw, cloud.as_ref());
+        if !privatelink_access.is_empty() && privatelink.is_none() && raw.privatelink.is_empty() {
+            let span =
+                raw.user_config.privatelink_access.iter().find(|(_, b)| b.value).map_or(raw.span, |(k, _)| k.span);
+            self.err(
+                DiagCode::Privatelink,
+                span,
+                format!("{what}: privatelink_access without a `privatelink` resource"),
+            )
+            .hint("create the private link first: add `privatelink: { aws: { principals: [...] } }` to the service");
+        }
+        let (ports, pinned) = match &ty {
+            Some(ty) => self.ports(project, base_port, &name.value, raw, ty, platform),
+            None => Default::default(),
+        };
+        Some(Service {
+            name: name.value.clone(),
+            service_type: ty?,
+            cloud: cloud?,
+            vpc: vpc.map(|v| v.name.clone()),
+            nodes,
+            ip_filter,
+            public_access,
+            privatelink_access,
+            privatelink,
+            ports,
+            pinned,
+        })
+    }
+
+    fn nodes(&mut self, what: &str, raw: &RawService, vpc: Option<&Vpc>) -> Vec<Node> {
+        if raw.nodes.is_empty() {
+            self.err(DiagCode::Missing, raw.span, format!("{what}: no `nodes`"))
+                .hint("a service has at least one node: `nodes: { my-node-1: { public: 203.0.113.5 } }`");
+        }
+        let mut out = Vec::new();
+        for (nname, n) in &raw.nodes {
+            self.name(nname, "node");
+            if let Some(first) = self.node_names.get(&nname.value) {
+                let line = first.start.line;
+                self.err(DiagCode::DuplicateNode, nname.span, "node name used twice in the fleet")
+                    .value(nname.value.clone())
+                    .hint(format!("node names are unique across the fleet; it is first declared on line {line}"));
+            } else {
+                self.node_names.insert(nname.value.clone(), nname.span);
+            }
+            let addrs = |v: &mut Self, list: &[Spanned<String>], kind: &str| -> Vec<IpAddr> {
+                let mut out = Vec::new();
+                for a in list {
+                    let Some(ip) = v.address(a, &format!("{kind} address of {}", nname.value)) else { continue };
+                    if let Some(owner) = v.addresses.get(&ip) {
+                        let hint = if *owner == nname.value {
+                            "listed twice on this node".to_string()
+                        } else {
+                            format!("already the address of node {owner}")
+                        };
+                        v.err(DiagCode::DuplicateAddress, a.span, "address used twice in the fleet")
+                            .value(a.value.clone())
+                            .hint(hint);
+                    } else {
+                        v.addresses.insert(ip, nname.value.clone());
+                    }
+                    out.push(ip);
+                }
+                out
+            };
+            let private = addrs(self, &n.private, "private");
+            let public = addrs(self, &n.public, "public");
+            match vpc {
+                Some(v) => {
+                    if n.private.is_empty() {
+                        self.err(
+                            DiagCode::NodeAddresses,
+                            n.span,
+                            format!("node {} is in VPC {} but has no private address", nname.value, v.name),
+                        )
+                        .hint(format!("add `private:` with an address inside {}", v.network_cidr));
+                    }
+                    for (ip, a) in private.iter().zip(&n.private) {
+                        if ip.is_ipv4() == v.network_cidr.addr().is_ipv4() && !v.network_cidr.contains(ip) {
+                            self.err(
+                                DiagCode::AddressOutsideVpc,
+                                a.span,
+                                format!(
+                                    "private address of {} is outside its VPC's network {}",
+                                    nname.value, v.network_cidr
+                                ),
+                            )
+                            .value(a.value.clone())
+                            .hint(format!("VPC nodes take their private addresses from {}", v.network_cidr));
+                        }
+                    }
+                }
+                None if raw.vpc.is_none() && n.public.is_empty() => {
+                    self.err(DiagCode::NodeAddresses, n.span, format!("node {} has no public address, and its service is not in a VPC", nname.value))
+                        .hint("a service outside a VPC is reached on its nodes' public addresses: add `public:`, or put the service in a VPC");
+                }
+                None => {}
+            }
+            out.push(Node { name: nname.value.clone(), private, public });
+        }
+        out
+    }
+
+    fn ip_filter(&mut self, what: &str, raw: &RawService) -> Vec<IpFilterEntry> {
+        let Some(list) = &raw.user_config.ip_filter else {
+            return default_ip_filter();
+        };
+        if list.value.is_empty() {
+            self.diags.push(
+                Diagnostic::warning(
+                    DiagCode::EmptyIpFilter,
+                    format!("{what}: ip_filter is empty, so every client is locked out"),
+                )
+                .at(list.span)
+                .value("[]")
+                .hint("list the client networks that may connect, or remove ip_filter for the default 0.0.0.0/0, ::/0"),
+            );
+        }
+        if list.value.len() > MAX_IP_FILTER {
+            self.err(
+                DiagCode::IpFilterTooLong,
+                list.span,
+                format!("{what}: ip_filter has more than {MAX_IP_FILTER} entries"),
+            )
+            .value(format!("{} entries", list.value.len()))
+            .hint("aggregate adjacent networks into wider CIDRs");
+        }
+        let mut out = Vec::with_capacity(list.value.len());
+        for e in &list.value {
+            if e.network.value.len() > MAX_NETWORK_LEN {
+                self.err(
+                    DiagCode::FieldTooLong,
+                    e.network.span,
+                    format!("ip_filter network is longer than {MAX_NETWORK_LEN} characters"),
+                )
+                .value(e.network.value.clone())
+                .hint("write the CIDR in its short form");
+                continue;
+            }
+            if let Some(d) = &e.description {
+                if d.value.chars().count() > MAX_DESCRIPTION_LEN {
+                    self.err(
+                        DiagCode::FieldTooLong,
+                        d.span,
+                        format!("ip_filter description is longer than {MAX_DESCRIPTION_LEN} characters"),
+                    )
+                    .value(format!("{} characters", d.value.chars().count()))
+                    .hint("shorten the description");
+                }
+            }
+            if let Some(network) = self.cidr(&e.network, "ip_filter") {
+                out.push(IpFilterEntry { network, description: e.description.as_ref().map(|d| d.value.clone()) });
+            }
+        }
+        out
+    }
+
+    fn unknown_component(
+        &mut self,
+        c: &Spanned<String>,
+        ty: &crate::catalog::ServiceType,
+        key: &str,
+        allowed: impl Fn(&crate::catalog::Component) -> bool,
+    ) {
+        let names: Vec<&str> = ty.components.iter().filter(|x| allowed(x)).map(|x| x.name.as_str()).collect();
+        if ty.component(&c.value).is_some() {
+            self.err(
+                DiagCode::UnknownComponent,
+                c.span,
+                format!("component {} of {} cannot be opened with {key}", c.value, ty.name),
+            )
+            .value(c.value.clone())
+            .hint(if names.is_empty() {
+                format!("{} has no {key} components", ty.name)
+            } else {
+                format!("{key} components of {}: {}", ty.name, names.join(", "))
+            });
+            return;
+        }
+        let hint = match did_you_mean(&c.value, names.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("{key} components of {}: {}", ty.name, names.join(", ")),
+        };
+        self.err(DiagCode::UnknownComponent, c.span, format!("{} has no component {}", ty.name, c.value))
+            .value(c.value.clone())
+            .hint(hint);
+    }
+
+    fn access(
+        &mut self,
+        flags: &[(Spanned<String>, Spanned<bool>)],
+        ty: &crate::catalog::ServiceType,
+        key: &str,
+        allowed: impl Fn(&crate::catalog::Component) -> bool + Copy,
+    ) -> BTreeSet<String> {
+        let mut on = BTreeSet::new();
+        for (c, b) in flags {
+            match ty.component(&c.value) {
+                Some(comp) if allowed(comp) => {
+                    if b.value {
+                        on.insert(c.value.clone());
+                    }
+                }
+                _ => self.unknown_component(c, ty, key, allowed),
+            }
+        }
+        on
+    }
+
+    fn privatelink(&mut self, what: &str, raw: &RawService, cloud: Option<&Cloud>) -> Option<Privatelink> {
+        let mut out = None;
+        for (i, (kind, res)) in raw.privatelink.iter().enumerate() {
+            if i > 0 {
+                self.err(DiagCode::Privatelink, kind.span, format!("{what}: more than one privatelink resource"))
+                    .value(kind.value.clone())
+                    .hint("a service has one private-link endpoint service, in its own cloud");
+                continue;
+            }
+            if raw.vpc.is_none() {
+                self.err(
+                    DiagCode::Privatelink,
+                    kind.span,
+                    format!("{what}: a private link needs the service in a project VPC"),
+                )
+                .hint("add `vpc:` to the service");
+                continue;
+            }
+            let provider = Provider::PREFIXES
+                .iter()
+                .map(|(_, p)| *p)
+                .find(|p| p.as_str() == kind.value)
+                .expect("decoder only accepts aws, azure, google");
+            if let Some(c) = cloud {
+                if c.provider != provider {
+                    self.err(
+                        DiagCode::Privatelink,
+                        kind.span,
+                        format!("{what}: a {} private link on a service in {}", kind.value, c.name),
+                    )
+                    .value(kind.value.clone())
+                    .hint(format!("use `privatelink: {{ {}: ... }}`", c.provider.as_str()));
+                    continue;
+                }
+            }
+            if res.principals.is_empty() {
+                self.err(DiagCode::Privatelink, kind.span, format!("{what}: a private link without principals")).hint(
+                    "list who may connect an endpoint, e.g. `principals: [\"arn:aws:iam::012345678901:user/mwf\"]`",
+                );
+            }
+            for p in &res.principals {
+                if provider == Provider::Aws && !p.value.starts_with("arn:") {
+                    self.err(DiagCode::Privatelink, p.span, "AWS principals are IAM ARNs")
+                        .value(p.value.clone())
+                        .hint("write `arn:aws:iam::<account>:<user|role|root>...`");
+                }
+            }
+            out = Some(Privatelink { provider, principals: res.principals.iter().map(|p| p.value.clone()).collect() });
+        }
+        out
+    }
+
+    fn ports(
+        &mut self,
+        project: &str,
+        base_port: Option<u16>,
+        service: &str,
+        raw: &RawService,
+        ty: &crate::catalog::ServiceType,
+        platform: &Platform,
+    ) -> (BTreeMap<ListenerKey, u16>, BTreeSet<ListenerKey>) {
+        let mut ports = allocate(ty, service_base(base_port, project, service));
+        let mut pinned = BTreeSet::new();
+        let mut pin_spans: BTreeMap<ListenerKey, Span> = BTreeMap::new();
+        let known: Vec<ListenerKey> = ports.keys().cloned().collect();
+        let names: Vec<String> = known.iter().map(ListenerKey::pin_name).collect();
+        for (key, value) in &raw.ports {
+            let Some(lk) =
+                known.iter().find(|k| k.pin_name() == key.value || (key.value == format!("{}.dynamic", k.pin_name())))
+            else {
+                let web = ty
+                    .components
+                    .iter()
+                    .find(|c| c.web && (key.value == c.name || key.value.starts_with(&format!("{}.", c.name))));
+                let hint = if let Some(w) = web {
+                    format!("{} is a web component: it listens on platform.web_port ({})", w.name, platform.web_port)
+                } else {
+                    match did_you_mean(&key.value, names.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("listeners of {}: {}", ty.name, names.join(", ")),
+                    }
+                };
+                self.err(
+                    DiagCode::UnknownListener,
+                    key.span,
+                    format!("no listener `{}` to pin in a {} service", key.value, ty.name),
+                )
+                .value(key.value.clone())
+                .hint(hint);
+                continue;
+            };
+            if !(i64::from(PORT_MIN)..=i64::from(PORT_MAX)).contains(&value.value) {
+                self.err(
+                    DiagCode::PortRange,
+                    value.span,
+                    format!("pinned port of {} is outside 10000–30000", key.value),
+                )
+                .value(value.value.to_string())
+                .hint("service ports live in 10000–30000");
+                continue;
+            }
+            ports.insert(lk.clone(), value.value as u16);
+            pinned.insert(lk.clone());
+            pin_spans.insert(lk.clone(), value.span);
+        }
+        // Two listeners of one node on one port: only a pin can cause it (offsets are unique).
+        let mut by_port: BTreeMap<u16, Vec<&ListenerKey>> = BTreeMap::new();
+        for (k, p) in &ports {
+            by_port.entry(*p).or_default().push(k);
+        }
+        for (port, keys) in by_port.iter().filter(|(_, k)| k.len() > 1) {
+            for k in keys.iter().filter(|k| pinned.contains(**k)) {
+                let others: Vec<String> = keys.iter().filter(|o| *o != k).map(|o| o.pin_name()).collect();
+                self.err(
+                    DiagCode::PortCollision,
+                    pin_spans[*k],
+                    format!("pinned port of {} collides with {}", k.pin_name(), others.join(", ")),
+                )
+                .value(port.to_string())
+                .hint("the listeners of one node need distinct ports: pin a free port, or drop the pin");
+            }
+        }
+        (ports, pinned)
+    }
+
+    fn test(&mut self, raw: &RawTest, projects: &[Project]) -> Option<Test> {
+        let from = match &raw.from {
+            Some(f) => self.address(f, "test `from`"),
+            None => {
+                self.err(DiagCode::Test, raw.span, "test without `from`")
+                    .hint("give the source address: `from: 198.51.100.7`");
+                None
+            }
+        };
+        let Some(to) = &raw.to else {
+            self.err(DiagCode::Test, raw.span, "test without `to`").hint("name the destination node: `to: pg-main-1`");
+            return None;
+        };
+        let (node, route) = match to.value.split_once('.') {
+            Some((n, r)) if ["dynamic", "public", "privatelink", "cluster"].contains(&r) => {
+                (n.to_string(), Some(r.to_string()))
+            }
+            _ => (to.value.clone(), None),
+        };
+        let svc = projects.iter().flat_map(|p| &p.services).find(|s| s.nodes.iter().any(|n| n.name == node));
+        let Some(svc) = svc else {
+            let all: Vec<&str> =
+                projects.iter().flat_map(|p| &p.services).flat_map(|s| &s.nodes).map(|n| n.name.as_str()).collect();
+            let hint = match did_you_mean(&node, all.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "name a node of the fleet, optionally with `.dynamic`, `.public` or `.privatelink`".into(),
+            };
+            if !self.node_names.contains_key(&node) {
+                self.err(DiagCode::Test, to.span, "test names an unknown node").value(to.value.clone()).hint(hint);
+            }
+            return None;
+        };
+        let probes = |v: &mut Self, list: &[Spanned<String>]| -> Vec<Probe> {
+            let mut out = Vec::new();
+            for p in list {
+                if let Some((port, proto)) = p.value.split_once('/') {
+                    let proto = match proto {
+                        "tcp" => Some(Protocol::Tcp),
+                        "udp" => Some(Protocol::Udp),
+                        _ => None,
+                    };
+                    match (port.parse::<u16>(), proto) {
+                        (Ok(port), Some(proto)) if port > 0 => out.push(Probe::Port(port, proto)),
+                        _ => {
+                            v.err(DiagCode::Test, p.span, "not a `port/protocol`")
+                                .value(p.value.clone())
+                                .hint("write e.g. `22/tcp` or `500/udp`");
+                        }
+                    }
+                } else if svc.service_type.component(&p.value).is_some() {
+                    out.push(Probe::Component(p.value.clone()));
+                } else {
+                    let names: Vec<&str> = svc.service_type.components.iter().map(|c| c.name.as_str()).collect();
+                    let hint = match did_you_mean(&p.value, names.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!(
+                            "components of {}: {}; or write `port/tcp`",
+                            svc.service_type.name,
+                            names.join(", ")
+                        ),
+                    };
+                    v.err(DiagCode::Test, p.span, format!("{} has no component {}", svc.service_type.name, p.value))
+                        .value(p.value.clone())
+                        .hint(hint);
+                }
+            }
+            out
+        };
+        let accept = probes(self, &raw.accept);
+        let deny = probes(self, &raw.deny);
+        Some(Test { from: from?, to: node, route, accept, deny })
+    }
+}

@@ -1,0 +1,175 @@
+//! Synthetic fleet files: many projects, services and nodes, with ip_filters of a chosen
+//! size, written as fleet file v1 text so a benchmark measures the real path
+//! (parse → validate → compile → render).
+//!
+//! Deterministic: the same `Spec` always yields the same bytes. Addresses are unique
+//! across the fleet and never used for traffic (the generator is for the compiler).
+
+use std::fmt::Write as _;
+
+/// What to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// How many services.
+    pub services: usize,
+    /// Nodes per service.
+    pub nodes_per_service: usize,
+    /// `ip_filter` entries per service.
+    pub ip_filter: usize,
+    /// Services per project.
+    pub services_per_project: usize,
+    /// PRNG seed.
+    pub seed: u64,
+}
+
+impl Spec {
+    /// `nodes` nodes in services of five, each with `ip_filter` entries.
+    pub fn fleet(nodes: usize, ip_filter: usize) -> Spec {
+        Spec { services: nodes.div_ceil(5), nodes_per_service: 5, ip_filter, services_per_project: 10, seed: 1 }
+    }
+}
+
+/// SplitMix64: a tiny, good-enough deterministic generator.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+const TYPES: [&str; 10] = [
+    "pg",
+    "kafka",
+    "mysql",
+    "opensearch",
+    "valkey",
+    "clickhouse",
+    "grafana",
+    "flink",
+    "kafka_connect",
+    "kafka_mirrormaker",
+];
+
+fn v4(i: u32) -> String {
+    let [a, b, c, d] = i.to_be_bytes();
+    format!("{a}.{b}.{c}.{d}")
+}
+
+/// A random CIDR string (host bits clear), v4 mostly, v6 one time in eight.
+fn random_cidr(rng: &mut Rng) -> String {
+    if rng.below(8) == 0 {
+        let len = 32 + rng.below(33) as u32;
+        let hi = (0x2001_0db8u128 << 96) | (u128::from(rng.next_u64()) << 32);
+        let net = hi & (!0u128 << (128 - len));
+        format!("{}/{len}", std::net::Ipv6Addr::from(net))
+    } else {
+        let len = 12 + rng.below(21) as u32;
+        let addr = (rng.next_u64() as u32) & (!0u32 << (32 - len));
+        format!("{}/{len}", v4(addr))
+    }
+}
+
+/// Generates a fleet file.
+pub fn generate(spec: &Spec) -> String {
+    let mut rng = Rng::new(spec.seed);
+    let per_project = spec.services_per_project.max(1);
+    let projects = spec.services.div_ceil(per_project);
+    let mut o = String::with_capacity(spec.services * (spec.nodes_per_service * 80 + spec.ip_filter * 24 + 200) + 1024);
+    o.push_str("version: 1\nplatform:\n  management_gateways: [198.51.100.10, 198.51.100.11, 198.51.100.12, 198.51.100.13, \"2001:db8:ffff::10\"]\nprojects:\n");
+    let mut node_index: u32 = 0;
+    let mut service_index = 0;
+    for p in 0..projects {
+        let _ = writeln!(o, "  project-{p:05}:");
+        if p % 3 != 2 {
+            let _ = writeln!(o, "    base_port: {}", 10000 + (p * 97) % 19000);
+        }
+        // Even projects deploy into a VPC 10.<hi>.<lo>.0/22 with one peering.
+        let in_vpc = p % 2 == 0;
+        let vpc_net = (10u32 << 24) | ((p as u32 & 0x3fff) << 10);
+        if in_vpc {
+            let _ = writeln!(
+                o,
+                "    vpcs:\n      vpc-main:\n        cloud: aws-eu-west-1\n        network_cidr: {}/22",
+                v4(vpc_net)
+            );
+            let _ = writeln!(
+                o,
+                "        peerings:\n          - {{ peer_vpc: vpc-peer-{p}, peer_cidrs: [{}/16] }}",
+                v4((172u32 << 24) | (16 << 16) | ((p as u32 % 16) << 16))
+            );
+        }
+        o.push_str("    services:\n");
+        let mut vpc_host = 4u32;
+        for s in 0..per_project {
+            if service_index == spec.services {
+                break;
+            }
+            let ty = TYPES[service_index % TYPES.len()];
+            service_index += 1;
+            let _ = writeln!(o, "      svc-{s:03}:\n        type: {ty}");
+            o.push_str(if in_vpc {
+                "        cloud: aws-eu-west-1\n        vpc: vpc-main\n"
+            } else {
+                "        cloud: google-europe-west1\n"
+            });
+            o.push_str("        nodes:\n");
+            for n in 0..spec.nodes_per_service {
+                node_index += 1;
+                // Public addresses from 100.64.0.0/10 (never routed: compile-only).
+                let public = v4((100u32 << 24) | (64 << 16) | node_index);
+                let v6 = format!("2001:db8:{:x}:{:x}::1", node_index >> 16, node_index & 0xffff);
+                if in_vpc {
+                    let private = v4(vpc_net + vpc_host);
+                    vpc_host += 1;
+                    let _ =
+                        writeln!(o, "          p{p}-s{s}-n{n}: {{ private: {private}, public: [{public}, \"{v6}\"] }}");
+                } else {
+                    let _ = writeln!(o, "          p{p}-s{s}-n{n}: {{ public: [{public}, \"{v6}\"] }}");
+                }
+            }
+            o.push_str("        user_config:\n          ip_filter:\n");
+            for i in 0..spec.ip_filter {
+                let c = random_cidr(&mut rng);
+                if i % 10 == 0 {
+                    let _ = writeln!(o, "            - {{ network: \"{c}\", description: \"client {i}\" }}");
+                } else {
+                    let _ = writeln!(o, "            - \"{c}\"");
+                }
+            }
+            if in_vpc && ty == "kafka" {
+                o.push_str("          public_access: { kafka: true }\n");
+            }
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic_and_sized() {
+        let spec = Spec::fleet(20, 7);
+        let a = generate(&spec);
+        assert_eq!(a, generate(&spec));
+        assert_eq!(a.matches("{ public:").count() + a.matches("{ private:").count(), 20);
+        assert_eq!(a.matches("            - ").count(), 4 * 7);
+    }
+}
