@@ -438,7 +438,13 @@ impl Decoder<'_> {
         let mut uc = RawUserConfig::default();
         let known = ["ip_filter", "public_access", "private_access", "privatelink_access", "static_ips"];
         let Some(f) = self.fields(node, "user_config", &known) else { return uc };
-        if let Some(list) = f.get("ip_filter") {
+        if let Some(list) = f.get("ip_filter").filter(|n| {
+            let is_list = matches!(n.kind, NodeKind::Seq(_));
+            if !is_list {
+                self.type_error(n, "a list", "ip_filter");
+            }
+            is_list
+        }) {
             let mut entries = Vec::new();
             for item in self.list(list, "ip_filter") {
                 match &item.kind {

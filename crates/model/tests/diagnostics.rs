@@ -1,0 +1,282 @@
+//! Every kind of problem `fleetwall check` reports, with its message, location and hint.
+
+use fleetwall_model::{load, Catalog, DiagCode, Diagnostic, Severity};
+
+const HEAD: &str = "version: 1\nplatform:\n  management_gateways: [198.51.100.10]\nprojects:\n";
+
+/// Loads `HEAD` + `body` and returns the diagnostics.
+fn diags(body: &str) -> Vec<Diagnostic> {
+    let src = format!("{HEAD}{body}");
+    load(&src, &Catalog::builtin()).1.items
+}
+
+/// The only diagnostic of `body`, which must have `code`.
+fn one(body: &str, code: DiagCode) -> Diagnostic {
+    let d = diags(body);
+    assert_eq!(d.len(), 1, "expected one diagnostic, got {d:#?}");
+    assert_eq!(d[0].code, code, "{d:#?}");
+    d[0].clone()
+}
+
+fn at(d: &Diagnostic) -> (u32, u32) {
+    let s = d.span.expect("located");
+    (s.start.line, s.start.col)
+}
+
+fn pg(ip_filter: &str) -> String {
+    format!(
+        "  p:\n    services:\n      db:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          db-1: {{ public: 203.0.113.5 }}\n        user_config:\n          ip_filter: {ip_filter}\n"
+    )
+}
+
+#[test]
+fn valid_file_has_no_diagnostics() {
+    assert!(diags(&pg("[198.51.100.0/24]")).is_empty());
+}
+
+#[test]
+fn malformed_cidr() {
+    let d = one(&pg("[198.51.100.0/33]"), DiagCode::InvalidCidr);
+    assert_eq!(d.message, "ip_filter: not a valid CIDR");
+    assert_eq!(at(&d), (13, 23));
+    assert_eq!(d.value.as_deref(), Some("198.51.100.0/33"));
+    assert!(d.hint.unwrap().contains("198.51.100.0/24"));
+}
+
+#[test]
+fn malformed_address() {
+    let body = "  p:\n    services:\n      db:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          db-1: { public: 203.0.113.500 }\n";
+    let d = one(body, DiagCode::InvalidAddress);
+    assert_eq!(d.message, "public address of db-1: not a valid IP address");
+    assert_eq!(at(&d), (11, 27));
+    assert_eq!(d.value.as_deref(), Some("203.0.113.500"));
+}
+
+#[test]
+fn address_with_prefix_gets_a_specific_hint() {
+    let body = "  p:\n    services:\n      db:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          db-1: { public: 203.0.113.5/32 }\n";
+    let d = one(body, DiagCode::InvalidAddress);
+    assert_eq!(d.hint.as_deref(), Some("write a single address, without a prefix length"));
+}
+
+#[test]
+fn host_bits_suggest_the_network() {
+    let all = diags(&pg("[\"2001:db8:1::5/48\", 10.1.2.3/8]"));
+    assert_eq!(all.len(), 2, "both entries are reported");
+    let d = &all[0];
+    assert_eq!(d.code, DiagCode::HostBits);
+    assert_eq!(d.message, "ip_filter: the address has bits set after the prefix length");
+    assert_eq!(d.hint.as_deref(), Some("did you mean the network 2001:db8:1::/48?"));
+    assert_eq!(at(d), (13, 23));
+    assert_eq!(all[1].hint.as_deref(), Some("did you mean the network 10.0.0.0/8?"));
+}
+
+#[test]
+fn too_many_ip_filter_entries() {
+    let entries: Vec<String> = (0..8001u32).map(|i| format!("10.{}.{}.0/24", i / 256, i % 256)).collect();
+    let d = one(&pg(&format!("[{}]", entries.join(", "))), DiagCode::IpFilterTooLong);
+    assert_eq!(d.message, "service db: ip_filter has more than 8000 entries");
+    assert_eq!(d.value.as_deref(), Some("8001 entries"));
+    assert_eq!(at(&d), (13, 22));
+    let ok: Vec<String> = entries[..8000].to_vec();
+    assert!(diags(&pg(&format!("[{}]", ok.join(", ")))).is_empty());
+}
+
+#[test]
+fn network_longer_than_43_characters() {
+    let long = "2001:0db8:0000:0000:0000:0000:0000:0000/128";
+    assert_eq!(long.len(), 43);
+    assert!(diags(&pg(&format!("[\"{long}\"]"))).is_empty());
+    let d = one(&pg(&format!("[\" {long}\"]")), DiagCode::FieldTooLong);
+    assert_eq!(d.message, "ip_filter network is longer than 43 characters");
+    assert_eq!(at(&d), (13, 23));
+}
+
+#[test]
+fn base_port_outside_range() {
+    let d = one("  p:\n    base_port: 9999\n", DiagCode::BasePortRange);
+    assert_eq!(d.message, "base_port is outside 10000–30000");
+    assert_eq!(at(&d), (6, 16));
+    assert_eq!(d.value.as_deref(), Some("9999"));
+    assert!(diags("  p:\n    base_port: 30000\n").is_empty());
+    assert_eq!(one("  p:\n    base_port: 30001\n", DiagCode::BasePortRange).value.as_deref(), Some("30001"));
+}
+
+#[test]
+fn unknown_service_type_suggests_a_type() {
+    let body = "  p:\n    services:\n      db:\n        type: kafak\n        cloud: aws-eu-west-1\n        nodes:\n          db-1: { public: 203.0.113.5 }\n";
+    let d = one(body, DiagCode::UnknownServiceType);
+    assert_eq!(d.message, "unknown service type");
+    assert_eq!(at(&d), (8, 15));
+    assert_eq!(d.hint.as_deref(), Some("did you mean `kafka`?"));
+}
+
+#[test]
+fn unknown_component_suggests_a_component() {
+    let body = "  p:\n    vpcs:\n      v: { cloud: aws-eu-west-1, network_cidr: 10.0.0.0/16 }\n    services:\n      k:\n        type: kafka\n        cloud: aws-eu-west-1\n        vpc: v\n        nodes:\n          k-1: { private: 10.0.0.5, public: 203.0.113.5 }\n        user_config:\n          public_access: { kafka_rst: true }\n";
+    let d = one(body, DiagCode::UnknownComponent);
+    assert_eq!(d.message, "kafka has no component kafka_rst");
+    assert_eq!(at(&d), (16, 28));
+    assert_eq!(d.hint.as_deref(), Some("did you mean `kafka_rest`?"));
+}
+
+#[test]
+fn privatelink_only_component_cannot_be_public() {
+    let body = "  p:\n    vpcs:\n      v: { cloud: aws-eu-west-1, network_cidr: 10.0.0.0/16 }\n    services:\n      k:\n        type: kafka\n        cloud: aws-eu-west-1\n        vpc: v\n        nodes:\n          k-1: { private: 10.0.0.5, public: 203.0.113.5 }\n        user_config:\n          public_access: { jolokia: true }\n";
+    let d = one(body, DiagCode::UnknownComponent);
+    assert_eq!(d.message, "component jolokia of kafka cannot be opened with public_access");
+}
+
+#[test]
+fn unknown_vpc_suggests_a_vpc() {
+    let body = "  p:\n    vpcs:\n      vpc-eu: { cloud: aws-eu-west-1, network_cidr: 10.0.0.0/16 }\n    services:\n      db:\n        type: pg\n        cloud: aws-eu-west-1\n        vpc: vpc-ue\n        nodes:\n          db-1: { private: 10.0.0.5 }\n";
+    let d = one(body, DiagCode::UnknownVpc);
+    assert_eq!(d.message, "unknown VPC");
+    assert_eq!(at(&d), (12, 14));
+    assert_eq!(d.hint.as_deref(), Some("did you mean `vpc-eu`?"));
+}
+
+#[test]
+fn unknown_cloud_prefix() {
+    let body = "  p:\n    services:\n      db:\n        type: pg\n        cloud: asw-eu-west-1\n        nodes:\n          db-1: { public: 203.0.113.5 }\n";
+    let d = one(body, DiagCode::UnknownCloud);
+    assert_eq!(d.message, "unknown cloud provider");
+    assert_eq!(at(&d), (9, 16));
+    assert!(d.hint.unwrap().starts_with("did you mean the prefix `aws-`?"));
+}
+
+#[test]
+fn duplicate_node_names_across_the_fleet() {
+    let body = "  p:\n    services:\n      a:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          n-1: { public: 203.0.113.5 }\n      b:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          n-1: { public: 203.0.113.6 }\n";
+    let d = one(body, DiagCode::DuplicateNode);
+    assert_eq!(d.message, "node name used twice in the fleet");
+    assert_eq!(at(&d), (16, 11));
+    assert_eq!(d.hint.as_deref(), Some("node names are unique across the fleet; it is first declared on line 11"));
+}
+
+#[test]
+fn duplicate_addresses_across_the_fleet() {
+    let body = "  p:\n    services:\n      a:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          a-1: { public: \"2001:db8::5\" }\n  q:\n    services:\n      b:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          b-1: { public: \"2001:db8:0::5\" }\n";
+    let d = one(body, DiagCode::DuplicateAddress);
+    assert_eq!(d.message, "address used twice in the fleet");
+    assert_eq!(at(&d), (18, 26));
+    assert_eq!(d.hint.as_deref(), Some("already the address of node a-1"));
+}
+
+#[test]
+fn privatelink_access_without_resource() {
+    let body = "  p:\n    vpcs:\n      v: { cloud: aws-eu-west-1, network_cidr: 10.0.0.0/16 }\n    services:\n      k:\n        type: kafka\n        cloud: aws-eu-west-1\n        vpc: v\n        nodes:\n          k-1: { private: 10.0.0.5 }\n        user_config:\n          privatelink_access: { kafka: true }\n";
+    let d = one(body, DiagCode::Privatelink);
+    assert_eq!(d.message, "service k: privatelink_access without a `privatelink` resource");
+    assert_eq!(at(&d), (16, 33));
+    assert!(d.hint.unwrap().contains("privatelink: { aws:"));
+}
+
+#[test]
+fn privatelink_needs_a_vpc() {
+    let body = "  p:\n    services:\n      k:\n        type: kafka\n        cloud: aws-eu-west-1\n        nodes:\n          k-1: { public: 203.0.113.5 }\n        privatelink: { aws: { principals: [\"arn:aws:iam::1:root\"] } }\n";
+    let d = one(body, DiagCode::Privatelink);
+    assert_eq!(d.message, "service k: a private link needs the service in a project VPC");
+}
+
+#[test]
+fn public_access_without_public_addresses() {
+    let body = "  p:\n    vpcs:\n      v: { cloud: aws-eu-west-1, network_cidr: 10.0.0.0/16 }\n    services:\n      k:\n        type: kafka\n        cloud: aws-eu-west-1\n        vpc: v\n        nodes:\n          k-1: { private: 10.0.0.5, public: 203.0.113.5 }\n          k-2: { private: 10.0.0.6 }\n        user_config:\n          public_access: { kafka: true }\n";
+    let d = one(body, DiagCode::PublicAccessWithoutPublicAddress);
+    assert_eq!(d.message, "public_access is on, but node k-2 has no public address");
+    assert_eq!(at(&d), (17, 28));
+}
+
+#[test]
+fn colliding_pinned_ports() {
+    let body = "  p:\n    base_port: 12000\n    services:\n      db:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          db-1: { public: 203.0.113.5 }\n        ports: { pgbouncer: 12691 }\n";
+    let d = one(body, DiagCode::PortCollision);
+    assert_eq!(d.message, "pinned port of pgbouncer collides with pg");
+    assert_eq!(at(&d), (13, 29));
+    assert_eq!(d.value.as_deref(), Some("12691"));
+    // Two pins on one port: both are reported.
+    let both = "  p:\n    services:\n      db:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          db-1: { public: 203.0.113.5 }\n        ports: { pg: 15000, replication: 15000 }\n";
+    assert_eq!(diags(both).iter().filter(|d| d.code == DiagCode::PortCollision).count(), 2);
+}
+
+#[test]
+fn pin_of_unknown_listener() {
+    let body = "  p:\n    services:\n      db:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          db-1: { public: 203.0.113.5 }\n        ports: { pgbouncr: 15000 }\n";
+    let d = one(body, DiagCode::UnknownListener);
+    assert_eq!(d.hint.as_deref(), Some("did you mean `pgbouncer`?"));
+}
+
+#[test]
+fn empty_ip_filter_is_a_warning() {
+    let d = one(&pg("[]"), DiagCode::EmptyIpFilter);
+    assert_eq!(d.severity, Severity::Warning);
+    assert_eq!(d.message, "service db: ip_filter is empty, so every client is locked out");
+    assert_eq!(at(&d), (13, 22));
+    let (fleet, _) = load(&format!("{HEAD}{}", pg("[]")), &Catalog::builtin());
+    assert!(fleet.is_some(), "a warning does not make the fleet invalid");
+}
+
+#[test]
+fn misspelt_key_suggests_the_key() {
+    let d = one(&pg("[198.51.100.0/24]").replace("ip_filter", "ip_filer"), DiagCode::UnknownKey);
+    assert_eq!(d.message, "user_config: unknown key `ip_filer`");
+    assert_eq!(at(&d), (13, 11));
+    assert_eq!(d.hint.as_deref(), Some("did you mean `ip_filter`?"));
+}
+
+#[test]
+fn wrong_type_says_what_was_found() {
+    let d = one(&pg("198.51.100.0/24"), DiagCode::Type);
+    assert_eq!(d.message, "ip_filter: expected a list, found string");
+    assert_eq!(at(&d), (13, 22));
+}
+
+#[test]
+fn missing_version_and_gateways() {
+    let (_, d) = load("projects: {}\n", &Catalog::builtin());
+    let codes: Vec<DiagCode> = d.items.iter().map(|d| d.code).collect();
+    assert_eq!(codes, [DiagCode::Platform, DiagCode::Missing]);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let body = "  p:\n    base_port: 5\n    services:\n      db:\n        type: pgg\n        cloud: nowhere\n        nodes:\n          db-1: { public: 1.2.3 }\n        user_config:\n          ip_filter: [10.0.0.1/8, nonsense]\n          publc_access: {}\n";
+    let codes: Vec<DiagCode> = diags(body).iter().map(|d| d.code).collect();
+    assert_eq!(
+        codes,
+        [
+            DiagCode::BasePortRange,
+            DiagCode::UnknownServiceType,
+            DiagCode::UnknownCloud,
+            DiagCode::InvalidAddress,
+            DiagCode::HostBits,
+            DiagCode::InvalidCidr,
+            DiagCode::UnknownKey
+        ]
+    );
+}
+
+#[test]
+fn vpc_node_needs_private_address_inside_the_vpc() {
+    let body = "  p:\n    vpcs:\n      v: { cloud: aws-eu-west-1, network_cidr: 10.0.0.0/16 }\n    services:\n      db:\n        type: pg\n        cloud: aws-eu-west-1\n        vpc: v\n        nodes:\n          db-1: { private: 10.1.0.5 }\n";
+    let d = one(body, DiagCode::AddressOutsideVpc);
+    assert_eq!(d.message, "private address of db-1 is outside its VPC's network 10.0.0.0/16");
+}
+
+#[test]
+fn service_cloud_must_match_its_vpc() {
+    let body = "  p:\n    vpcs:\n      v: { cloud: aws-eu-west-1, network_cidr: 10.0.0.0/16 }\n    services:\n      db:\n        type: pg\n        cloud: aws-us-east-1\n        vpc: v\n        nodes:\n          db-1: { private: 10.0.0.5 }\n";
+    let d = one(body, DiagCode::CloudMismatch);
+    assert_eq!(d.hint.as_deref(), Some("a service runs in its VPC's cloud: use `cloud: aws-eu-west-1`"));
+}
+
+#[test]
+fn the_mission_example_is_valid() {
+    let src = include_str!("../../../testdata/mission-example.yaml");
+    let (fleet, d) = load(src, &Catalog::builtin());
+    assert!(d.items.is_empty(), "{:#?}", d.items);
+    let fleet = fleet.unwrap();
+    assert_eq!(fleet.tests.len(), 1);
+    let pg = &fleet.projects[0].services[0];
+    assert_eq!(pg.ports[&fleetwall_model::ListenerKey::Component("pg".into())], 12691);
+}
