@@ -188,8 +188,9 @@ pub fn render_human(diags: &[Diagnostic], file: &str, src: &str) -> String {
             Severity::Warning => "warning",
         };
         let _ = writeln!(out, "{sev}[{}]: {}", d.code.as_str(), d.message);
-        match d.span {
-            Some(span) => {
+        match d.span.filter(|s| s.start.line > 0) {
+            Some(mut span) => {
+                span.start.col = span.start.col.max(1);
                 let _ = writeln!(out, "  --> {file}:{}:{}", span.start.line, span.start.col);
                 if let Some(line) = lines.get(span.start.line as usize - 1) {
                     let n = span.start.line.to_string();
@@ -275,8 +276,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

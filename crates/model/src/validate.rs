@@ -191,7 +191,7 @@ impl Validator<'_> {
     }
 
     fn platform(&mut self, raw: &RawPlatform) -> Platform {
-        let at = raw.span.unwrap_or_default();
+        let at = raw.span.unwrap_or(Span::default().with_line(1));
         let mut gateways = Vec::new();
         match &raw.management_gateways {
             None => {

@@ -235,7 +235,7 @@ fn wrong_type_says_what_was_found() {
 fn missing_version_and_gateways() {
     let (_, d) = load("projects: {}\n", &Catalog::builtin());
     let codes: Vec<DiagCode> = d.items.iter().map(|d| d.code).collect();
-    assert_eq!(codes, [DiagCode::Platform, DiagCode::Missing]);
+    assert_eq!(codes, [DiagCode::Missing, DiagCode::Platform], "both located at 1:1");
 }
 
 #[test]

@@ -1,0 +1,89 @@
+//! The CLI as a user meets it: exit codes, messages, JSON shapes.
+
+mod common;
+use common::*;
+
+#[test]
+fn check_accepts_every_example() {
+    for (_, path) in examples() {
+        let out = ok(&["check", path.to_str().unwrap()]);
+        assert!(out.contains(": ok: "), "{out}");
+    }
+}
+
+#[test]
+fn check_reports_every_problem_with_location_and_exits_1() {
+    let s = Scratch::new("cli");
+    let f = s.0.join("bad.yaml");
+    std::fs::write(
+        &f,
+        "version: 1\nplatform: { management_gateways: [198.51.100.10] }\nprojects:\n  p:\n    base_port: 99\n    services:\n      db:\n        type: postgress\n        cloud: aws-eu-west-1\n        nodes: { db-1: { public: 203.0.113.5 } }\n        user_config: { ip_filter: [10.0.0.1/8] }\n",
+    )
+    .unwrap();
+    let out = fleetwall(&["check", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("error[base-port-range]: base_port is outside 10000–30000"), "{text}");
+    assert!(text.contains("bad.yaml:5:16"), "{text}");
+    assert!(text.contains("error[host-bits]") && text.contains("did you mean the network 10.0.0.0/8?"), "{text}");
+    assert!(text.contains("error[unknown-service-type]"), "{text}");
+    assert!(text.trim_end().ends_with("3 error(s)"), "{text}");
+
+    let json = fleetwall(&["check", f.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"], 3);
+    assert_eq!(v["diagnostics"][0]["line"], 5);
+    assert_eq!(v["diagnostics"][0]["code"], "base-port-range");
+}
+
+#[test]
+fn environment_problems_exit_2() {
+    let out = fleetwall(&["check", "does/not/exist.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read fleet file does/not/exist.yaml"));
+    assert_eq!(fleetwall(&["plan"]).status.code(), Some(2), "usage errors exit 2");
+}
+
+#[test]
+fn plan_for_an_unknown_node_suggests_one() {
+    let out = fleetwall(&["plan", "examples/public-pg.yaml", "--node", "pg-main-3x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `pg-main-1`?"));
+}
+
+#[test]
+fn plan_refuses_an_invalid_fleet() {
+    let s = Scratch::new("cli");
+    let f = s.0.join("bad.yaml");
+    std::fs::write(&f, "version: 2\n").unwrap();
+    let out = fleetwall(&["plan", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing half-rendered");
+}
+
+#[test]
+fn ports_json_has_the_stable_keys() {
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["ports", "examples/kafka-vpc.yaml", "--format", "json"])).unwrap();
+    let rows = v.as_array().unwrap();
+    let keys: Vec<&str> = rows[0].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["address", "component", "node", "port", "project", "protocol", "route", "service"]);
+    let routes: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["route"].as_str().unwrap()).collect();
+    assert_eq!(routes.into_iter().collect::<Vec<_>>(), ["cluster", "dynamic", "privatelink", "public"]);
+    let kafka_pl = rows.iter().find(|r| r["component"] == "kafka" && r["route"] == "privatelink").unwrap();
+    let kafka_dyn = rows.iter().find(|r| r["component"] == "kafka" && r["route"] == "dynamic").unwrap();
+    assert_ne!(kafka_pl["port"], kafka_dyn["port"], "Kafka gets its own private-link port");
+}
+
+#[test]
+fn no_base_port_ports_are_in_range_and_stable() {
+    let a = ok(&["ports", "examples/no-base-port.yaml", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+    for r in v.as_array().unwrap() {
+        let p = r["port"].as_u64().unwrap();
+        assert!((10000..=30000).contains(&p) || p == 443, "{r}");
+    }
+    assert_eq!(a, ok(&["ports", "examples/no-base-port.yaml", "--format", "json"]));
+}
