@@ -1,6 +1,6 @@
 //! The fleet commands: check, ports, plan.
 
-use crate::{table, CheckFormat, FleetArgs, PlanFormat, TableFormat};
+use crate::{table, CheckFormat, FleetArgs, LabBackend, PlanFormat, TableFormat};
 use anyhow::{bail, Context, Result};
 use fleetwall_model::diag::{render_human, DiagnosticJson};
 use fleetwall_model::{Catalog, Diagnostics, Fleet};
@@ -226,4 +226,50 @@ pub fn plan(args: &FleetArgs, node: Option<&str>, format: Option<PlanFormat>, ou
     }
     print!("{stdout}");
     Ok(Outcome::Ok)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:").map(|v| v.split_whitespace().nth(1) == Some("0"))))
+        .unwrap_or(false)
+}
+
+pub fn lab(args: &FleetArgs, backend: LabBackend, format: CheckFormat) -> Result<Outcome> {
+    use std::io::IsTerminal;
+    if !is_root() {
+        bail!(
+            "`fleetwall lab` creates network namespaces and needs root (it never touches the machine's own namespace)"
+        );
+    }
+    let (_, fleet) = match load_valid(args)? {
+        Ok(v) => v,
+        Err(o) => return Ok(o),
+    };
+    let prefix = fleetwall_lab::netns::run_prefix();
+    fleetwall_lab::netns::cleanup_on_signal(prefix.clone());
+    let backend = match backend {
+        LabBackend::Nft => fleetwall_lab::Backend::Nft,
+        LabBackend::Iptables => fleetwall_lab::Backend::Iptables,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let step = std::sync::atomic::AtomicUsize::new(0);
+    eprintln!("lab: building {} nodes in namespaces {prefix}* ...", fleet.nodes().count());
+    let progress = |done: usize, total: usize| {
+        if tty {
+            eprint!("\rlab: probing {done}/{total}");
+        } else if done * 10 / total > step.load(std::sync::atomic::Ordering::Relaxed) {
+            step.store(done * 10 / total, std::sync::atomic::Ordering::Relaxed);
+            eprintln!("lab: probing {done}/{total}");
+        }
+    };
+    let report = fleetwall_lab::run(&fleet, backend, &prefix, &progress).map_err(|e| anyhow::anyhow!("lab: {e}"))?;
+    if tty {
+        eprintln!();
+    }
+    match format {
+        CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        CheckFormat::Text => print!("{}", fleetwall_lab::report::render(&report)),
+    }
+    Ok(if report.mismatches().next().is_none() { Outcome::Ok } else { Outcome::Invalid })
 }

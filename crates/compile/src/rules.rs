@@ -447,6 +447,7 @@ fn compile_node_with(
     NodeRuleset {
         node: node.name.clone(),
         description: format!("{q} ({}, {})", service.service_type.name, service.cloud.name),
+        addresses: node.private.iter().chain(&node.public).copied().collect(),
         sets: b.sets.into_values().collect(),
         input: b.input,
         output: vec![Rule {

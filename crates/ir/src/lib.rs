@@ -238,6 +238,8 @@ pub struct NodeRuleset {
     pub node: String,
     /// What the node is, for headers ("acme-prod/pg-main (pg)").
     pub description: String,
+    /// The node's own addresses (what "inbound" means for conntrack and traces).
+    pub addresses: Vec<std::net::IpAddr>,
     /// The sets the rules refer to, sorted by name.
     pub sets: Vec<Arc<AddrSet>>,
     /// Inbound rules, in order; the last ones reject everything.

@@ -1,0 +1,329 @@
+//! The lab: a fleet built as network namespaces, every node's compiled ruleset applied
+//! in a real kernel, and the connectivity the fleet implies probed with real TCP and UDP.
+//!
+//! `Lab::up` builds and applies; `Lab::probe` checks every relevant source × node
+//! address × port against the contract (`expect`); dropping the lab removes every
+//! namespace it made. Nothing is ever created in the machine's own namespace.
+
+pub mod expect;
+pub mod netns;
+pub mod probe;
+pub mod report;
+pub mod sources;
+pub mod topo;
+
+use expect::Target;
+use fleetwall_apply::{Dataplane, Iptables, Nft};
+use fleetwall_ir::NodeRuleset;
+use fleetwall_model::{Fleet, Protocol, IPSEC_PORTS};
+use probe::{Listeners, Observed};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use topo::{Role, Topology};
+
+/// How rulesets are put into the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// nftables (`table inet fleetwall`).
+    Nft,
+    /// iptables-restore + ipset.
+    Iptables,
+}
+
+/// Rejects slower than this count as mismatches: clients must fail fast.
+pub const REJECT_DEADLINE: Duration = Duration::from_millis(500);
+
+/// Ports probed on every node although no listener is allocated there.
+pub const EXTRA_TCP: [u16; 1] = [80];
+
+/// A lab failure that is not a mismatch (setup, apply, sockets).
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<fleetwall_apply::Error> for Error {
+    fn from(e: fleetwall_apply::Error) -> Self {
+        Error(e.message)
+    }
+}
+
+/// One probe and its outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeRow {
+    /// Which source (label).
+    pub source: String,
+    /// Its address.
+    pub src: IpAddr,
+    /// The target node.
+    pub node: String,
+    /// The node address probed.
+    pub dst: IpAddr,
+    /// The port.
+    pub port: u16,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// What the contract says: accepted?
+    pub expect_accept: bool,
+    /// What happened.
+    pub observed: Observed,
+    /// How long it took, in milliseconds.
+    pub ms: f64,
+    /// Whether observation and expectation agree (rejects also in time and in kind).
+    pub ok: bool,
+}
+
+/// A lab that is up: namespaces built, rulesets applied, listeners running.
+pub struct Lab<'f> {
+    /// The fleet it was built from.
+    pub fleet: &'f Fleet,
+    /// The backend in use.
+    pub backend: Backend,
+    // Field order matters: listeners close before the namespaces go.
+    listeners: Vec<Listeners>,
+    /// The network.
+    pub topo: Topology,
+    /// The ports probed per node (TCP, UDP).
+    ports: BTreeMap<String, (Vec<u16>, Vec<u16>)>,
+    /// How long building and applying took.
+    pub setup: Duration,
+}
+
+fn unallocated_port(used: &BTreeSet<u16>) -> u16 {
+    (10001..30000).rev().find(|p| !used.contains(p)).expect("a free port")
+}
+
+impl<'f> Lab<'f> {
+    /// Builds the fleet's network, applies every node's ruleset and starts listeners.
+    pub fn up(fleet: &'f Fleet, backend: Backend) -> Result<Lab<'f>, Error> {
+        Lab::up_with_prefix(fleet, backend, &netns::run_prefix())
+    }
+
+    /// Like `up`, with a chosen namespace prefix (so a signal handler can clean it up).
+    pub fn up_with_prefix(fleet: &'f Fleet, backend: Backend, prefix: &str) -> Result<Lab<'f>, Error> {
+        let start = Instant::now();
+        netns::sweep_leftovers();
+        let mut hosts: Vec<(Role, Vec<IpAddr>)> = Vec::new();
+        for (_, _, n) in fleet.nodes() {
+            hosts.push((Role::Node(n.name.clone()), n.private.iter().chain(&n.public).copied().collect()));
+        }
+        for g in &fleet.platform.management_gateways {
+            hosts.push((Role::Gateway, vec![*g]));
+        }
+        for s in sources::sources(fleet) {
+            hosts.push((Role::Client(s.label), vec![s.addr]));
+        }
+        let topo = Topology::build(prefix, hosts)?;
+        let mut lab =
+            Lab { fleet, backend, listeners: Vec::new(), topo, ports: BTreeMap::new(), setup: Duration::ZERO };
+        for rs in fleetwall_compile::compile(fleet) {
+            lab.apply(&rs)?;
+        }
+        let p = &fleet.platform;
+        for (proj, svc, node) in fleet.nodes() {
+            let t = Target::new(fleet, proj, svc, node);
+            let mut tcp: BTreeSet<u16> =
+                t.listeners.iter().filter(|l| l.protocol == Protocol::Tcp).map(|l| l.port).collect();
+            let mut udp: BTreeSet<u16> =
+                t.listeners.iter().filter(|l| l.protocol == Protocol::Udp).map(|l| l.port).collect();
+            // Over the other protocol: the first client port, by UDP.
+            udp.extend(t.listeners.iter().filter(|l| l.protocol == Protocol::Tcp).map(|l| l.port).take(1));
+            udp.extend(IPSEC_PORTS);
+            let used: BTreeSet<u16> = tcp.union(&udp).copied().collect();
+            tcp.extend([p.ssh_port, p.platform_port, unallocated_port(&used)]);
+            tcp.extend(EXTRA_TCP);
+            let (tcp, udp): (Vec<u16>, Vec<u16>) = (tcp.into_iter().collect(), udp.into_iter().collect());
+            let host = lab.topo.node(&node.name).expect("every node has a host");
+            let l = Listeners::start(&host.netns, &tcp, &udp)
+                .map_err(|e| Error(format!("listeners on {}: {e}", node.name)))?;
+            lab.listeners.push(l);
+            lab.ports.insert(node.name.clone(), (tcp, udp));
+        }
+        lab.setup = start.elapsed();
+        Ok(lab)
+    }
+
+    /// The namespace of fleet node `name`.
+    pub fn netns_of(&self, name: &str) -> Option<&str> {
+        self.topo.node(name).map(|h| h.netns.as_str())
+    }
+
+    /// Applies a ruleset to its node with the lab's backend; returns revoked entries.
+    pub fn apply(&self, rs: &NodeRuleset) -> Result<usize, Error> {
+        let ns = self.netns_of(&rs.node).ok_or_else(|| Error(format!("no host for node {}", rs.node)))?.to_string();
+        let driver: Box<dyn Dataplane> = match self.backend {
+            Backend::Nft => Box::new(Nft { netns: Some(ns) }),
+            Backend::Iptables => Box::new(Iptables { netns: Some(ns) }),
+        };
+        Ok(driver.apply(rs)?)
+    }
+
+    fn label(&self, host: &topo::Host, target_service: &str) -> String {
+        match &host.role {
+            Role::Gateway => format!("gateway {}", host.addrs[0]),
+            Role::Client(l) => l.clone(),
+            Role::Node(n) => {
+                let (p, s, _) = self.fleet.nodes().find(|(_, _, x)| &x.name == n).expect("node host");
+                if s.name == target_service {
+                    format!("peer {n}")
+                } else {
+                    format!("node {n} of {}/{}", p.name, s.name)
+                }
+            }
+        }
+    }
+
+    /// Probes every source × node address × probed port, in parallel by source.
+    /// `progress` is called with (done, total) as probes complete.
+    pub fn probe(&self, progress: &(dyn Fn(usize, usize) + Sync)) -> Vec<ProbeRow> {
+        // Plan: for every source host, the probes it sends.
+        let mut plan: Vec<(&topo::Host, Vec<Planned>)> = Vec::new();
+        for host in &self.topo.hosts {
+            let mut probes = Vec::new();
+            for (proj, svc, node) in self.fleet.nodes() {
+                if host.role == Role::Node(node.name.clone()) {
+                    continue;
+                }
+                let t = Target::new(self.fleet, proj, svc, node);
+                let (tcp, udp) = &self.ports[&node.name];
+                let label = self.label(host, &svc.name);
+                for dst in node.private.iter().chain(&node.public) {
+                    for src in host.addrs.iter().filter(|a| a.is_ipv4() == dst.is_ipv4()) {
+                        let ports =
+                            tcp.iter().map(|p| (*p, Protocol::Tcp)).chain(udp.iter().map(|p| (*p, Protocol::Udp)));
+                        for (port, proto) in ports {
+                            probes.push(Planned {
+                                source: label.clone(),
+                                src: *src,
+                                node: node.name.clone(),
+                                dst: *dst,
+                                port,
+                                protocol: proto,
+                                want: t.accepts(*src, *dst, port, proto),
+                            });
+                        }
+                    }
+                }
+            }
+            plan.push((host, probes));
+        }
+        let total: usize = plan.iter().map(|(_, p)| p.len()).sum();
+        let done = AtomicUsize::new(0);
+        let mut rows: Vec<ProbeRow> = Vec::with_capacity(total);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = plan
+                .iter()
+                .map(|(host, probes)| {
+                    let done = &done;
+                    scope.spawn(move || {
+                        let mut out = Vec::with_capacity(probes.len());
+                        if let Err(e) = netns::enter(&host.netns) {
+                            for p in probes {
+                                out.push(p.row(Observed::Error(e.to_string()), Duration::ZERO));
+                            }
+                            return out;
+                        }
+                        for p in probes {
+                            let (seen, took) = probe::probe(p.src, p.dst, p.port, p.protocol);
+                            out.push(p.row(seen, took));
+                            progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                        }
+                        out
+                    })
+                })
+                .collect();
+            for h in handles {
+                rows.extend(h.join().expect("probe thread"));
+            }
+        });
+        rows.sort_by(|a, b| {
+            (&a.node, a.dst, a.protocol, a.port, a.src).cmp(&(&b.node, b.dst, b.protocol, b.port, b.src))
+        });
+        rows
+    }
+}
+
+/// A probe to send, with the contract's expectation.
+struct Planned {
+    source: String,
+    src: IpAddr,
+    node: String,
+    dst: IpAddr,
+    port: u16,
+    protocol: Protocol,
+    want: bool,
+}
+
+impl Planned {
+    fn row(&self, observed: Observed, took: Duration) -> ProbeRow {
+        let ok = match (self.want, &observed) {
+            (true, Observed::Connected) => true,
+            (false, Observed::Reset) => self.protocol == Protocol::Tcp && took < REJECT_DEADLINE,
+            (false, Observed::PortUnreachable) => self.protocol == Protocol::Udp && took < REJECT_DEADLINE,
+            _ => false,
+        };
+        ProbeRow {
+            source: self.source.clone(),
+            src: self.src,
+            node: self.node.clone(),
+            dst: self.dst,
+            port: self.port,
+            protocol: self.protocol,
+            expect_accept: self.want,
+            observed,
+            ms: took.as_secs_f64() * 1e3,
+            ok,
+        }
+    }
+}
+
+/// The outcome of a whole lab run.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The backend used.
+    pub backend: Backend,
+    /// Namespaces created (hosts and the switch).
+    pub namespaces: usize,
+    /// Time to build the network, apply rulesets and start listeners (ms).
+    pub setup_ms: f64,
+    /// Time to probe (ms).
+    pub probe_ms: f64,
+    /// Every probe.
+    pub probes: Vec<ProbeRow>,
+}
+
+impl Report {
+    /// The probes whose outcome differs from the contract.
+    pub fn mismatches(&self) -> impl Iterator<Item = &ProbeRow> {
+        self.probes.iter().filter(|r| !r.ok)
+    }
+}
+
+/// Builds the lab, probes everything, tears it down.
+pub fn run(
+    fleet: &Fleet,
+    backend: Backend,
+    prefix: &str,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Report, Error> {
+    let lab = Lab::up_with_prefix(fleet, backend, prefix)?;
+    let start = Instant::now();
+    let probes = lab.probe(progress);
+    Ok(Report {
+        backend,
+        namespaces: lab.topo.namespaces(),
+        setup_ms: lab.setup.as_secs_f64() * 1e3,
+        probe_ms: start.elapsed().as_secs_f64() * 1e3,
+        probes,
+    })
+}
