@@ -57,3 +57,26 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Whether kernel tests can run here (root and the tools). Fails loudly when they
+/// cannot, unless FLEETWALL_SKIP_KERNEL_TESTS is set outside CI.
+pub fn kernel_available() -> bool {
+    let is_root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let tools = ["nft", "ipset", "iptables-restore", "ip6tables-restore", "ip"].iter().all(|t| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if is_root && tools {
+        return true;
+    }
+    let msg = format!(
+        "KERNEL TESTS CANNOT RUN: root={is_root}, tools present={tools}. Run the README's test command as root (it installs nftables, iptables, ipset, iproute2)."
+    );
+    if std::env::var_os("FLEETWALL_SKIP_KERNEL_TESTS").is_some() && std::env::var_os("CI").is_none() {
+        eprintln!("!!!!!!!! {msg} Skipped because FLEETWALL_SKIP_KERNEL_TESTS is set. !!!!!!!!");
+        return false;
+    }
+    panic!("{msg}");
+}
