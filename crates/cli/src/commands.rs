@@ -45,7 +45,7 @@ pub fn load(args: &FleetArgs) -> Result<Loaded> {
 }
 
 /// Loads a fleet for a command that needs a valid one: diagnostics go to stderr.
-fn load_valid(args: &FleetArgs) -> Result<std::result::Result<(Loaded, Fleet), Outcome>> {
+pub fn load_valid(args: &FleetArgs) -> Result<std::result::Result<(Loaded, Fleet), Outcome>> {
     let mut l = load(args)?;
     if !l.diags.items.is_empty() {
         eprint!("{}", render_human(&l.diags.items, &l.name, &l.src));
@@ -80,7 +80,11 @@ pub fn counts(f: &Fleet) -> Counts {
 }
 
 pub fn check(args: &FleetArgs, format: CheckFormat) -> Result<Outcome> {
-    let l = load(args)?;
+    let mut l = load(args)?;
+    let proven = l.fleet.as_ref().map(|f| crate::verify::check_fleet(f, &mut l.diags));
+    if l.diags.has_errors() {
+        l.fleet = None;
+    }
     let counts = l.fleet.as_ref().map(counts);
     match format {
         CheckFormat::Json => {
@@ -92,6 +96,9 @@ pub fn check(args: &FleetArgs, format: CheckFormat) -> Result<Outcome> {
                 "warnings": l.diags.warnings(),
                 "diagnostics": diags,
                 "summary": counts,
+                "management_proven_nodes": proven.map(|p| p.0),
+                "tests_passed": proven.map(|p| p.1),
+                "tests": proven.map(|p| p.2),
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
@@ -103,10 +110,13 @@ pub fn check(args: &FleetArgs, format: CheckFormat) -> Result<Outcome> {
                 n => format!(", {n} warnings"),
             };
             match &counts {
-                Some(c) => println!(
-                    "{}: ok: {} projects, {} VPCs, {} services, {} nodes, {} listeners{warn}",
-                    l.name, c.projects, c.vpcs, c.services, c.nodes, c.listeners
-                ),
+                Some(c) => {
+                    let (proven, passed, tests) = proven.unwrap_or_default();
+                    println!(
+                        "{}: ok: {} projects, {} VPCs, {} services, {} nodes, {} listeners; management access proven on {proven} nodes; {passed}/{tests} tests pass{warn}",
+                        l.name, c.projects, c.vpcs, c.services, c.nodes, c.listeners
+                    )
+                }
                 None => println!("{}: {} error(s){warn}", l.name, l.diags.errors()),
             }
         }

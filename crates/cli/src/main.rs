@@ -4,6 +4,7 @@
 mod bench;
 mod commands;
 mod table;
+mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -97,6 +98,52 @@ enum Command {
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
     },
+    /// Can ADDR reach NODE on PORT, and why? The verdict, the deciding rule and the
+    /// reasons back to the fleet (ip_filter entry, peer, gateway, peering ...).
+    ///
+    /// --to takes a node (every address of the source's family), `node.route` (dynamic,
+    /// public, privatelink, cluster: that route's addresses) or one node address.
+    Trace {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Source address.
+        #[arg(long)]
+        from: std::net::IpAddr,
+        /// Destination: NODE, NODE.ROUTE or a node address.
+        #[arg(long)]
+        to: String,
+        /// Destination port and protocol: 12691/tcp, 500/udp (a bare number is TCP).
+        #[arg(long)]
+        port: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// Run the fleet file's `tests:` assertions; exit 1 when any fails, with its trace.
+    Test {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// Show the traces of passing assertions too.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Which flows a change opens and closes, node by node, with warnings for anything
+    /// newly open to 0.0.0.0/0 or ::/0, newly public components and emptied ip_filters.
+    Diff {
+        /// The fleet before the change.
+        old: std::path::PathBuf,
+        /// The fleet after the change.
+        new: std::path::PathBuf,
+        /// Use this service catalog instead of the built-in one.
+        #[arg(long, value_name = "FILE")]
+        catalog: Option<std::path::PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
     /// Write a synthetic fleet file (for benchmarks and experiments) to stdout.
     Synth {
         /// Number of nodes (services of five nodes each).
@@ -171,6 +218,9 @@ fn main() -> ExitCode {
         Command::Check { fleet, format } => commands::check(&fleet, format),
         Command::Ports { fleet, format, node } => commands::ports(&fleet, format, node.as_deref()),
         Command::Plan { fleet, node, format, out } => commands::plan(&fleet, node.as_deref(), format, out.as_deref()),
+        Command::Trace { fleet, from, to, port, format } => verify::trace(&fleet, from, &to, &port, format),
+        Command::Test { fleet, format, verbose } => verify::test(&fleet, format, verbose),
+        Command::Diff { old, new, catalog, format } => verify::diff(&old, &new, catalog.as_deref(), format),
         Command::Lab { fleet, backend, format } => commands::lab(&fleet, backend, format),
         Command::Synth { nodes, ip_filter } => {
             print!("{}", fleetwall_synth::generate(&fleetwall_synth::Spec::fleet(nodes, ip_filter)));

@@ -90,8 +90,14 @@ codes! {
     PortCollision = "port-collision",
     /// Management gateways missing or invalid, or platform ports clashing.
     Platform = "platform",
-    /// A `tests:` entry that refers to nothing.
+    /// A `tests:` entry that refers to nothing, or an assertion that fails.
     Test = "test",
+    /// An `ip_filter` entry covered by another entry (warning).
+    CoveredEntry = "covered-entry",
+    /// An `ip_filter` entry that can never reach the service (warning).
+    UnreachableEntry = "unreachable-entry",
+    /// The management invariant (contract point 9) does not hold on a node.
+    ManagementInvariant = "management-invariant",
     /// A catalog file that is not valid.
     Catalog = "catalog",
 }

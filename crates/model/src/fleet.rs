@@ -237,6 +237,8 @@ pub struct Test {
     pub accept: Vec<Probe>,
     /// What must be rejected.
     pub deny: Vec<Probe>,
+    /// Where the test was written.
+    pub span: crate::yaml::Span,
 }
 
 impl Fleet {

@@ -392,7 +392,8 @@ impl Validator<'_> {
             },
         };
         let nodes = self.nodes(&what, raw, vpc);
-        let ip_filter = self.ip_filter(&what, raw);
+        let (ip_filter, spans) = self.ip_filter(&what, raw);
+        self.lint_ip_filter(&ip_filter, &spans, vpc, !raw.user_config.public_access.iter().all(|(_, b)| !b.value));
         let (public_access, privatelink_access) = match &ty {
             Some(ty) => (
                 self.access(&raw.user_config.public_access, ty, "public_access", |c| c.public),
@@ -537,9 +538,61 @@ impl Validator<'_> {
         out
     }
 
-    fn ip_filter(&mut self, what: &str, raw: &RawService) -> Vec<IpFilterEntry> {
+    /// Warnings for entries covered by another entry and for entries a VPC service can
+    /// never be reached from (outside the VPC and its peerings, with no public route).
+    fn lint_ip_filter(&mut self, entries: &[IpFilterEntry], spans: &[Span], vpc: Option<&Vpc>, public: bool) {
+        let mut order: Vec<usize> = (0..spans.len()).collect();
+        order.sort_by_key(|i| {
+            (entries[*i].network.addr().is_ipv6(), entries[*i].network.network(), entries[*i].network.prefix_len())
+        });
+        let mut open: Vec<usize> = Vec::new();
+        for i in order {
+            let net = entries[i].network;
+            while open.last().is_some_and(|top| !entries[*top].network.contains(&net)) {
+                open.pop();
+            }
+            if let Some(top) = open.last() {
+                let other = entries[*top].network;
+                let line = spans[*top].start.line;
+                let msg = if other == net {
+                    format!("ip_filter entry {net} is listed twice (also on line {line})")
+                } else {
+                    format!("ip_filter entry {net} is covered by {other} (line {line})")
+                };
+                self.diags.push(
+                    Diagnostic::warning(DiagCode::CoveredEntry, msg)
+                        .at(spans[i])
+                        .value(net.to_string())
+                        .hint("remove it: the wider entry already admits these clients"),
+                );
+            }
+            open.push(i);
+        }
+        let Some(v) = vpc else { return };
+        if public {
+            return;
+        }
+        let scope: Vec<IpNet> = std::iter::once(v.network_cidr)
+            .chain(v.peerings.iter().flat_map(|p| p.peer_cidrs.iter().copied()))
+            .collect();
+        for (e, span) in entries.iter().zip(spans) {
+            if !scope.iter().any(|s| s.contains(&e.network) || e.network.contains(s)) {
+                self.diags.push(
+                    Diagnostic::warning(
+                        DiagCode::UnreachableEntry,
+                        format!("ip_filter entry {} can never reach the service: it lies outside VPC {} and its peerings", e.network, v.name),
+                    )
+                    .at(*span)
+                    .value(e.network.to_string())
+                    .hint("clients reach a VPC service only from the VPC and peered networks; add a peering, or enable public_access"),
+                );
+            }
+        }
+    }
+
+    fn ip_filter(&mut self, what: &str, raw: &RawService) -> (Vec<IpFilterEntry>, Vec<Span>) {
         let Some(list) = &raw.user_config.ip_filter else {
-            return default_ip_filter();
+            return (default_ip_filter(), Vec::new());
         };
         if list.value.is_empty() {
             self.diags.push(
@@ -562,6 +615,7 @@ impl Validator<'_> {
             .hint("aggregate adjacent networks into wider CIDRs");
         }
         let mut out = Vec::with_capacity(list.value.len());
+        let mut spans = Vec::with_capacity(list.value.len());
         for e in &list.value {
             if e.network.value.len() > MAX_NETWORK_LEN {
                 self.err(
@@ -586,9 +640,10 @@ impl Validator<'_> {
             }
             if let Some(network) = self.cidr(&e.network, "ip_filter") {
                 out.push(IpFilterEntry { network, description: e.description.as_ref().map(|d| d.value.clone()) });
+                spans.push(e.network.span);
             }
         }
-        out
+        (out, spans)
     }
 
     fn unknown_component(
@@ -838,6 +893,6 @@ impl Validator<'_> {
         };
         let accept = probes(self, &raw.accept);
         let deny = probes(self, &raw.deny);
-        Some(Test { from: from?, to: node, route, accept, deny })
+        Some(Test { from: from?, to: node, route, accept, deny, span: raw.span })
     }
 }

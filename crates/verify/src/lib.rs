@@ -5,6 +5,12 @@
 //! revoke all share one interpretation of the IR — and the lab checks this
 //! interpretation against real probes.
 
+pub mod assertions;
+pub mod cidr;
+pub mod diff;
+pub mod proof;
+pub mod trace;
+
 use fleetwall_ir::{Addrs, CtState, Family, NodeRuleset, Rule, Verdict, L4};
 use std::net::IpAddr;
 
@@ -73,7 +79,7 @@ pub struct Decision<'a> {
     pub rule: Option<(usize, &'a Rule)>,
 }
 
-fn addrs_match(rs: &NodeRuleset, a: &Addrs, ip: &IpAddr) -> bool {
+pub(crate) fn addrs_match(rs: &NodeRuleset, a: &Addrs, ip: &IpAddr) -> bool {
     match a {
         Addrs::Set(name) => rs.set(name).is_some_and(|s| s.contains(ip)),
         Addrs::List(nets) => nets.iter().any(|n| n.contains(ip)),

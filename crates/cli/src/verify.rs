@@ -1,0 +1,199 @@
+//! The verification commands: trace, test, diff, and the checks `check` adds after
+//! validation (the management proof and the `tests:` assertions).
+
+use crate::commands::{load, load_valid, Outcome};
+use crate::{CheckFormat, FleetArgs};
+use anyhow::{bail, Result};
+use fleetwall_model::{DiagCode, Diagnostic, Diagnostics, Fleet, Protocol};
+use fleetwall_verify::{assertions, diff as fdiff, proof, trace as ftrace, Packet, Transport};
+use std::net::IpAddr;
+use std::path::Path;
+
+/// Runs the management proof and the assertions, adding their failures to `diags`.
+/// Returns (nodes proven, assertions passed, assertions total).
+pub fn check_fleet(fleet: &Fleet, diags: &mut Diagnostics) -> (usize, usize, usize) {
+    let rulesets = fleetwall_compile::compile(fleet);
+    for p in proof::management(fleet, &rulesets) {
+        diags
+            .push(Diagnostic::error(DiagCode::ManagementInvariant, p).hint(
+                "this is a fleetwall bug: management access must hold whatever the fleet says; please report it",
+            ));
+    }
+    let outcomes = assertions::run(fleet, &rulesets);
+    for o in outcomes.iter().filter(|o| !o.passed) {
+        let span = fleet.tests[o.test].span;
+        diags.push(
+            Diagnostic::error(DiagCode::Test, format!("test fails: {} -> {}: {} {}", o.from, o.to, o.expect, o.what))
+                .at(span)
+                .hint(failure_hint(o)),
+        );
+    }
+    diags.sort();
+    (rulesets.len(), outcomes.iter().filter(|o| o.passed).count(), outcomes.len())
+}
+
+fn failure_hint(o: &assertions::Outcome) -> String {
+    if o.traces.is_empty() {
+        return format!(
+            "{} has no {} address for it (source {})",
+            o.to,
+            if o.from.is_ipv4() { "IPv4" } else { "IPv6" },
+            o.from
+        );
+    }
+    let t = o.traces.iter().find(|t| t.trace.accepted() == (o.expect == "deny")).unwrap_or(&o.traces[0]);
+    format!("{}:{}/{} {} by {} ({})", t.dst, t.port, t.protocol.as_str(), t.trace.verdict, t.trace.rule, t.trace.reason)
+}
+
+fn parse_port(s: &str) -> Result<(u16, Protocol)> {
+    let (p, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+    let proto = match proto {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        other => bail!("unknown protocol `{other}` in --port {s} (use tcp or udp)"),
+    };
+    match p.parse::<u16>() {
+        Ok(n) if n > 0 => Ok((n, proto)),
+        _ => bail!("--port {s}: not a port (write e.g. 12691/tcp)"),
+    }
+}
+
+/// The node and destination addresses `--to` names.
+fn destinations(fleet: &Fleet, to: &str, from: IpAddr) -> Result<(String, Vec<IpAddr>)> {
+    if let Ok(addr) = to.parse::<IpAddr>() {
+        let Some((_, _, n)) = fleet.nodes().find(|(_, _, n)| n.private.contains(&addr) || n.public.contains(&addr))
+        else {
+            bail!("no node has the address {addr}");
+        };
+        return Ok((n.name.clone(), vec![addr]));
+    }
+    let (name, route) = match to.rsplit_once('.') {
+        Some((n, r)) if ["dynamic", "public", "privatelink", "cluster"].contains(&r) => (n, Some(r)),
+        _ => (to, None),
+    };
+    let Some((_, s, n)) = fleet.nodes().find(|(_, _, n)| n.name == name) else {
+        let names: Vec<&str> = fleet.nodes().map(|(_, _, n)| n.name.as_str()).collect();
+        let hint = fleetwall_model::diag::did_you_mean(name, names.iter().copied())
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        bail!("no node `{name}` in the fleet{hint}");
+    };
+    let addrs: Vec<IpAddr> = match route {
+        None => n.private.iter().chain(&n.public).copied().collect(),
+        Some("public") => n.public.clone(),
+        Some("privatelink") => n.private.clone(),
+        Some(_) if s.vpc.is_some() => n.private.clone(),
+        Some(_) => n.public.clone(),
+    };
+    let addrs: Vec<IpAddr> = addrs.into_iter().filter(|a| a.is_ipv4() == from.is_ipv4()).collect();
+    if addrs.is_empty() {
+        bail!("{to} has no {} address to trace from {from}", if from.is_ipv4() { "IPv4" } else { "IPv6" });
+    }
+    Ok((n.name.clone(), addrs))
+}
+
+pub fn trace(args: &FleetArgs, from: IpAddr, to: &str, port: &str, format: CheckFormat) -> Result<Outcome> {
+    let (_, fleet) = match load_valid(args)? {
+        Ok(v) => v,
+        Err(o) => return Ok(o),
+    };
+    let (port, proto) = parse_port(port)?;
+    let (node, dsts) = destinations(&fleet, to, from)?;
+    let rs = fleetwall_compile::compile_node(&fleet, &node).expect("node exists");
+    let transport = match proto {
+        Protocol::Tcp => Transport::Tcp(port),
+        Protocol::Udp => Transport::Udp(port),
+    };
+    let traces: Vec<(IpAddr, ftrace::Trace)> =
+        dsts.iter().map(|d| (*d, ftrace::trace(&rs, &Packet::new(from, *d, transport)))).collect();
+    match format {
+        CheckFormat::Json => {
+            let doc: Vec<_> = traces
+                .iter()
+                .map(|(d, t)| serde_json::json!({"from": from, "to": d, "port": port, "protocol": proto, "trace": t}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        CheckFormat::Text => {
+            for (d, t) in &traces {
+                println!("{from} -> {node} ({d}) {port}/{}: {}", proto.as_str(), t.verdict);
+                println!("  rule:     {} — {}", t.rule, t.reason);
+                for b in &t.because {
+                    println!("  because:  {b}");
+                }
+                for m in &t.near_misses {
+                    println!("  not by:   {m}");
+                }
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+pub fn test(args: &FleetArgs, format: CheckFormat, verbose: bool) -> Result<Outcome> {
+    let (_, fleet) = match load_valid(args)? {
+        Ok(v) => v,
+        Err(o) => return Ok(o),
+    };
+    let rulesets = fleetwall_compile::compile(&fleet);
+    let outcomes = assertions::run(&fleet, &rulesets);
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    match format {
+        CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
+        CheckFormat::Text => {
+            for o in &outcomes {
+                let tag = if o.passed { "PASS" } else { "FAIL" };
+                println!("{tag}  test {}: {} -> {}: {} {}", o.test + 1, o.from, o.to, o.expect, o.what);
+                if !o.passed || verbose {
+                    if o.traces.is_empty() {
+                        println!("        no address of the source's family to try");
+                    }
+                    for t in &o.traces {
+                        println!(
+                            "        {}:{}/{} {} by {} ({})",
+                            t.dst,
+                            t.port,
+                            t.protocol.as_str(),
+                            t.trace.verdict,
+                            t.trace.rule,
+                            t.trace.reason
+                        );
+                        for b in &t.trace.because {
+                            println!("          because {b}");
+                        }
+                    }
+                }
+            }
+            println!("{} passed, {} failed", outcomes.len() - failed, failed);
+        }
+    }
+    Ok(if failed == 0 { Outcome::Ok } else { Outcome::Invalid })
+}
+
+pub fn diff(old: &Path, new: &Path, catalog: Option<&Path>, format: CheckFormat) -> Result<Outcome> {
+    let mut fleets = Vec::new();
+    for path in [old, new] {
+        let args = FleetArgs { fleet: path.to_path_buf(), catalog: catalog.map(Path::to_path_buf) };
+        let l = load(&args)?;
+        match l.fleet {
+            Some(f) => fleets.push(f),
+            None => {
+                eprint!("{}", fleetwall_model::diag::render_human(&l.diags.items, &l.name, &l.src));
+                eprintln!("{}: {} error(s); a diff needs two valid fleets", l.name, l.diags.errors());
+                return Ok(Outcome::Invalid);
+            }
+        }
+    }
+    let d = fdiff::diff(&fleets[0], &fleets[1]);
+    match format {
+        CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+        CheckFormat::Text => {
+            let text = fdiff::render(&d);
+            print!("{text}");
+            for w in &d.warnings {
+                eprintln!("fleetwall diff: WARNING: {w}");
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,127 @@
+//! The `tests:` section of a fleet file: each assertion checked with the evaluator and
+//! explained with a trace.
+//!
+//! `accept: [X]` holds when a new connection from `from` to X succeeds somewhere: for a
+//! component, on one of its listeners (of the route, when `to` names one); for a
+//! `port/proto`, on one of the node's (route's) addresses. `deny: [X]` holds when every
+//! try is refused: every port of the component, or the port, on every address of the
+//! node (route). Only addresses of the source's family are tried.
+
+use crate::trace::{trace, Trace};
+use crate::{Packet, Transport};
+use fleetwall_compile::{node_listeners, Route};
+use fleetwall_ir::NodeRuleset;
+use fleetwall_model::{Fleet, Probe, Protocol};
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// One checked item of one assertion.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The test's position in `tests:` (0-based).
+    pub test: usize,
+    /// Source address.
+    pub from: IpAddr,
+    /// Destination as written (`node` or `node.route`).
+    pub to: String,
+    /// `accept` or `deny`.
+    pub expect: &'static str,
+    /// The component or `port/proto`.
+    pub what: String,
+    /// Whether it holds.
+    pub passed: bool,
+    /// Every destination tried, with its trace.
+    pub traces: Vec<Traced>,
+}
+
+/// One destination of an outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Traced {
+    /// Node address.
+    pub dst: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// The trace.
+    pub trace: Trace,
+}
+
+fn route_of(name: &str) -> Option<Route> {
+    match name {
+        "dynamic" => Some(Route::Dynamic),
+        "public" => Some(Route::Public),
+        "privatelink" => Some(Route::Privatelink),
+        "cluster" => Some(Route::Cluster),
+        _ => None,
+    }
+}
+
+/// Runs every assertion of the fleet against its compiled rulesets.
+pub fn run(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for (i, t) in fleet.tests.iter().enumerate() {
+        let Some((project, service, node)) = fleet.nodes().find(|(_, _, n)| n.name == t.to) else { continue };
+        let Some(rs) = rulesets.iter().find(|r| r.node == t.to) else { continue };
+        let route = t.route.as_deref().and_then(route_of);
+        let all_listeners = node_listeners(fleet, project, service, node);
+        let listeners: Vec<_> = all_listeners.iter().filter(|l| route.is_none_or(|r| l.route == r)).collect();
+        let vpc = service.vpc.is_some();
+        let route_addrs: Vec<IpAddr> = match route {
+            None => rs.addresses.clone(),
+            Some(Route::Public) => node.public.clone(),
+            Some(Route::Privatelink) => node.private.clone(),
+            Some(_) if vpc => node.private.clone(),
+            Some(_) => node.public.clone(),
+        };
+        let to = match &t.route {
+            Some(r) => format!("{}.{r}", t.to),
+            None => t.to.clone(),
+        };
+        let items = t.accept.iter().map(|p| ("accept", p)).chain(t.deny.iter().map(|p| ("deny", p)));
+        for (expect, probe) in items {
+            let (what, candidates): (String, Vec<(IpAddr, u16, Protocol)>) = match probe {
+                // Accept: some listener of the component (on the route) takes it.
+                Probe::Component(c) if expect == "accept" => (
+                    c.clone(),
+                    listeners
+                        .iter()
+                        .filter(|l| &l.component == c)
+                        .flat_map(|l| l.addresses.iter().map(move |a| (*a, l.port, l.protocol)))
+                        .collect(),
+                ),
+                // Deny: every port of the component is refused on every address of the route.
+                Probe::Component(c) => {
+                    let mut ports: Vec<(u16, Protocol)> =
+                        all_listeners.iter().filter(|l| &l.component == c).map(|l| (l.port, l.protocol)).collect();
+                    ports.sort();
+                    ports.dedup();
+                    (
+                        c.clone(),
+                        route_addrs.iter().flat_map(|a| ports.iter().map(move |(p, pr)| (*a, *p, *pr))).collect(),
+                    )
+                }
+                Probe::Port(port, proto) => {
+                    (format!("{port}/{}", proto.as_str()), route_addrs.iter().map(|a| (*a, *port, *proto)).collect())
+                }
+            };
+            let traces: Vec<Traced> = candidates
+                .into_iter()
+                .filter(|(a, _, _)| a.is_ipv4() == t.from.is_ipv4())
+                .map(|(dst, port, protocol)| {
+                    let transport = match protocol {
+                        Protocol::Tcp => Transport::Tcp(port),
+                        Protocol::Udp => Transport::Udp(port),
+                    };
+                    Traced { dst, port, protocol, trace: trace(rs, &Packet::new(t.from, dst, transport)) }
+                })
+                .collect();
+            let passed = match expect {
+                "accept" => traces.iter().any(|x| x.trace.accepted()),
+                _ => !traces.is_empty() && traces.iter().all(|x| !x.trace.accepted()),
+            };
+            out.push(Outcome { test: i, from: t.from, to: to.clone(), expect, what, passed, traces });
+        }
+    }
+    out
+}

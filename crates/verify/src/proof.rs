@@ -1,0 +1,57 @@
+//! Contract point 9, proven on the compiled rulesets: management can never be locked
+//! out, and only the management gateways get in.
+//!
+//! Both halves are finite checks, so they are proofs, not samples: every gateway ×
+//! every node address of its family × both management ports is evaluated and must be
+//! accepted; and every rule that could accept a new TCP connection to a management port
+//! must admit gateway addresses only.
+
+use crate::{evaluate, Packet, Transport};
+use fleetwall_ir::{Addrs, NodeRuleset, Verdict, L4};
+use fleetwall_model::Fleet;
+use ipnet::IpNet;
+
+/// Problems found; empty means the invariant holds on every node.
+pub fn management(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<String> {
+    let p = &fleet.platform;
+    let ports = [p.ssh_port, p.platform_port];
+    let gateways: Vec<IpNet> = p.management_gateways.iter().map(|g| IpNet::from(*g)).collect();
+    let mut problems = Vec::new();
+    for rs in rulesets {
+        for g in &p.management_gateways {
+            for d in rs.addresses.iter().filter(|d| d.is_ipv4() == g.is_ipv4()) {
+                for port in ports {
+                    let v = evaluate(rs, &Packet::new(*g, *d, Transport::Tcp(port))).verdict;
+                    if v != Verdict::Accept {
+                        problems.push(format!("{}: gateway {g} cannot reach {d}:{port}/tcp", rs.node));
+                    }
+                }
+            }
+        }
+        for r in
+            rs.input.iter().filter(|r| r.verdict == Verdict::Accept && !r.matches.loopback && r.matches.ct.is_none())
+        {
+            let reaches = match &r.matches.l4 {
+                None => true,
+                Some(L4::Tcp(list)) => list.is_empty() || ports.iter().any(|p| list.contains(p)),
+                _ => false,
+            };
+            if !reaches {
+                continue;
+            }
+            let sources: Vec<IpNet> = match &r.matches.saddr {
+                None => vec!["0.0.0.0/0".parse().expect("literal"), "::/0".parse().expect("literal")],
+                Some(Addrs::List(n)) => n.clone(),
+                Some(Addrs::Set(name)) => rs.set(name).map(|s| s.elements.clone()).unwrap_or_default(),
+            };
+            let outside = crate::cidr::subtract(&sources, &gateways);
+            if !outside.is_empty() {
+                problems.push(format!(
+                    "{}: rule {} accepts a management port from {} (not a gateway)",
+                    rs.node, r.id, outside[0]
+                ));
+            }
+        }
+    }
+    problems
+}
