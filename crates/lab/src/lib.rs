@@ -111,6 +111,17 @@ impl<'f> Lab<'f> {
 
     /// Like `up`, with a chosen namespace prefix (so a signal handler can clean it up).
     pub fn up_with_prefix(fleet: &'f Fleet, backend: Backend, prefix: &str) -> Result<Lab<'f>, Error> {
+        Lab::up_with(fleet, backend, prefix, &[])
+    }
+
+    /// Like `up_with_prefix`, with extra client sources (property tests add random ones;
+    /// addresses already in the lab are skipped).
+    pub fn up_with(
+        fleet: &'f Fleet,
+        backend: Backend,
+        prefix: &str,
+        extra_sources: &[IpAddr],
+    ) -> Result<Lab<'f>, Error> {
         let start = Instant::now();
         netns::sweep_leftovers();
         let mut hosts: Vec<(Role, Vec<IpAddr>)> = Vec::new();
@@ -122,6 +133,11 @@ impl<'f> Lab<'f> {
         }
         for s in sources::sources(fleet) {
             hosts.push((Role::Client(s.label), vec![s.addr]));
+        }
+        for a in extra_sources {
+            if !hosts.iter().any(|(_, addrs)| addrs.contains(a)) {
+                hosts.push((Role::Client(format!("extra source {a}")), vec![*a]));
+            }
         }
         let topo = Topology::build(prefix, hosts)?;
         let mut lab =

@@ -280,3 +280,30 @@ fn the_mission_example_is_valid() {
     let pg = &fleet.projects[0].services[0];
     assert_eq!(pg.ports[&fleetwall_model::ListenerKey::Component("pg".into())], 12691);
 }
+
+#[test]
+fn lint_covered_and_duplicate_entries() {
+    let d = diags(&pg("[10.0.0.0/8, 10.1.0.0/16, \"2001:db8::/32\", 10.0.0.0/8]"));
+    let covered: Vec<&Diagnostic> = d.iter().filter(|d| d.code == DiagCode::CoveredEntry).collect();
+    assert_eq!(covered.len(), 2, "{d:#?}");
+    assert!(covered.iter().all(|d| d.severity == Severity::Warning));
+    assert_eq!(covered[0].message, "ip_filter entry 10.1.0.0/16 is covered by 10.0.0.0/8 (line 13)");
+    assert_eq!(at(covered[0]), (13, 35));
+    assert_eq!(covered[1].message, "ip_filter entry 10.0.0.0/8 is listed twice (also on line 13)");
+    assert!(diags(&pg("[10.0.0.0/9, 10.128.0.0/9]")).is_empty(), "adjacent is not covered");
+}
+
+#[test]
+fn lint_entries_that_never_reach_a_vpc_service() {
+    let body = |public: &str| {
+        format!("  p:\n    vpcs:\n      v: {{ cloud: aws-eu-west-1, network_cidr: 10.0.0.0/16, peerings: [{{ peer_vpc: x, peer_cidrs: [172.31.0.0/16] }}] }}\n    services:\n      k:\n        type: kafka\n        cloud: aws-eu-west-1\n        vpc: v\n        nodes:\n          k-1: {{ private: 10.0.0.5, public: 203.0.113.5 }}\n        user_config:\n          ip_filter: [10.0.0.0/8, 172.31.4.0/24, 198.51.100.0/24]\n{public}")
+    };
+    let d = one(&body(""), DiagCode::UnreachableEntry);
+    assert_eq!(d.severity, Severity::Warning);
+    assert_eq!(
+        d.message,
+        "ip_filter entry 198.51.100.0/24 can never reach the service: it lies outside VPC v and its peerings"
+    );
+    assert_eq!(at(&d), (16, 50));
+    assert!(diags(&body("          public_access: { kafka_rest: true }\n")).is_empty(), "the public route uses it");
+}

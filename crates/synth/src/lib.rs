@@ -160,6 +160,111 @@ pub fn generate(spec: &Spec) -> String {
     o
 }
 
+/// CIDRs random ip_filters draw from: they overlap the lab's sources in every way
+/// (nested, disjoint, everything, IPv6).
+const FILTER_POOL: [&str; 12] = [
+    "198.51.100.0/24",
+    "198.51.100.0/25",
+    "198.51.100.128/26",
+    "192.0.2.0/24",
+    "192.0.2.64/27",
+    "10.0.0.0/8",
+    "172.31.0.0/16",
+    "203.0.113.0/24",
+    "0.0.0.0/0",
+    "2001:db8:1::/48",
+    "2001:db8::/32",
+    "::/0",
+];
+
+/// A small random but valid fleet for property tests: one project, one or two services
+/// of random types, in a VPC (with a peering, maybe a private link and public access)
+/// or not, on AWS or Azure, with random v4/v6 addresses and ip_filters (maybe empty).
+pub fn random_fleet(seed: u64) -> String {
+    let mut r = Rng::new(seed);
+    let mut o = String::from(
+        "version: 1\nplatform:\n  management_gateways: [198.51.100.10, 198.51.100.11, \"2001:db8:ffff::10\"]\n",
+    );
+    if r.below(3) == 0 {
+        o.push_str("  ipsec: false\n");
+    }
+    o.push_str("projects:\n  prop:\n");
+    if r.below(2) == 0 {
+        let _ = writeln!(o, "    base_port: {}", 10000 + r.below(20001));
+    }
+    let in_vpc = r.below(2) == 0;
+    let azure = r.below(4) == 0;
+    let cloud = if azure { "azure-westeurope" } else { "aws-eu-west-1" };
+    if in_vpc {
+        let _ = writeln!(
+            o,
+            "    vpcs:\n      v:\n        cloud: {cloud}\n        network_cidr: 10.20.0.0/20\n        privatelink_cidrs: [10.20.15.0/24]\n        peerings: [{{ peer_vpc: vpc-peer, peer_cidrs: [172.31.0.0/16] }}]"
+        );
+    }
+    o.push_str("    services:\n");
+    let services = 1 + r.below(2) as usize;
+    let mut host = 10u32;
+    for s in 0..services {
+        let ty = TYPES[r.below(TYPES.len() as u64) as usize];
+        let _ = writeln!(o, "      s{s}:\n        type: {ty}\n        cloud: {cloud}");
+        if in_vpc {
+            o.push_str("        vpc: v\n");
+        }
+        let public_access = in_vpc && r.below(2) == 0 && !matches!(ty, "kafka_mirrormaker");
+        o.push_str("        nodes:\n");
+        for n in 0..1 + r.below(3) {
+            host += 1;
+            let v6 = r.below(2) == 0;
+            let mut line = format!("          s{s}-n{n}: {{ ");
+            if in_vpc {
+                line += &if v6 {
+                    format!("private: [10.20.0.{host}, \"fd00:20::{host:x}\"]")
+                } else {
+                    format!("private: 10.20.0.{host}")
+                };
+                if public_access || r.below(2) == 0 {
+                    line += &format!(", public: 203.0.113.{host}");
+                }
+            } else if v6 {
+                line += &format!("public: [203.0.113.{host}, \"2001:db8:5::{host:x}\"]");
+            } else {
+                line += &format!("public: 203.0.113.{host}");
+            }
+            let _ = writeln!(o, "{line} }}");
+        }
+        o.push_str("        user_config:\n          ip_filter: [");
+        let mut picked: Vec<&str> = Vec::new();
+        for _ in 0..r.below(5) {
+            let c = FILTER_POOL[r.below(FILTER_POOL.len() as u64) as usize];
+            if !picked.contains(&c) {
+                picked.push(c);
+            }
+        }
+        let quoted: Vec<String> = picked.iter().map(|c| format!("\"{c}\"")).collect();
+        let _ = writeln!(o, "{}]", quoted.join(", "));
+        let first_component = match ty {
+            "pg" => "pg",
+            "kafka" => "kafka",
+            "mysql" => "mysql",
+            "opensearch" => "opensearch",
+            "valkey" => "valkey",
+            "clickhouse" => "clickhouse",
+            "grafana" => "grafana",
+            "flink" => "flink",
+            "kafka_connect" => "kafka_connect",
+            _ => "",
+        };
+        if public_access {
+            let _ = writeln!(o, "          public_access: {{ {first_component}: true }}");
+        }
+        if in_vpc && !azure && !first_component.is_empty() && r.below(2) == 0 {
+            let _ = writeln!(o, "          privatelink_access: {{ {first_component}: true }}");
+            o.push_str("        privatelink: { aws: { principals: [\"arn:aws:iam::012345678901:root\"] } }\n");
+        }
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,3 +55,34 @@ pub fn management(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<String> {
     }
     problems
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetwall_model::{load, Catalog};
+
+    #[test]
+    fn a_rule_opening_ssh_to_clients_is_caught() {
+        let src = "version: 1\nplatform: { management_gateways: [198.51.100.10] }\nprojects:\n  p:\n    services:\n      s:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes: { n-1: { public: 203.0.113.5 } }\n";
+        let fleet = load(src, &Catalog::builtin()).0.unwrap();
+        let mut rs = fleetwall_compile::compile(&fleet);
+        assert!(management(&fleet, &rs).is_empty());
+        // A client rule widened to port 22: exclusivity fails.
+        let client = rs[0].input.iter_mut().find(|r| r.id == "client-pg-dynamic-v4").unwrap();
+        client.matches.l4 = Some(L4::Tcp(vec![22, 12000]));
+        let problems = management(&fleet, &rs);
+        assert_eq!(
+            problems,
+            ["n-1: rule client-pg-dynamic-v4 accepts a management port from 0.0.0.0/1 (not a gateway)"]
+        );
+        // The management rule removed: lockout is caught.
+        rs[0].input.retain(|r| !r.id.starts_with("mgmt-") && r.id != "client-pg-dynamic-v4");
+        assert_eq!(
+            management(&fleet, &rs),
+            [
+                "n-1: gateway 198.51.100.10 cannot reach 203.0.113.5:22/tcp",
+                "n-1: gateway 198.51.100.10 cannot reach 203.0.113.5:30287/tcp"
+            ]
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! trace, test, diff and the checks `check` adds, as a user meets them.
+
+mod common;
+use common::*;
+
+#[test]
+fn trace_names_the_rule_and_the_model_entry() {
+    let out =
+        ok(&["trace", "examples/public-pg.yaml", "--from", "198.51.100.7", "--to", "pg-main-1", "--port", "12691/tcp"]);
+    assert_eq!(
+        out,
+        "198.51.100.7 -> pg-main-1 (203.0.113.5) 12691/tcp: accept\n  rule:     client-pg-dynamic-v4 — dynamic route of component pg of acme-prod/pg-main, from its ip_filter\n  because:  ip_filter entry 198.51.100.0/24 'office' of acme-prod/pg-main\n"
+    );
+}
+
+#[test]
+fn trace_explains_a_refusal() {
+    let out = ok(&[
+        "trace",
+        "examples/kafka-vpc.yaml",
+        "--from",
+        "198.51.100.7",
+        "--to",
+        "kafka-events-1.dynamic",
+        "--port",
+        "17072",
+    ]);
+    assert!(out.starts_with("198.51.100.7 -> kafka-events-1 (10.20.0.11) 17072/tcp: reject with tcp-reset\n"), "{out}");
+    assert!(out.contains("not by:   client-kafka-dynamic-v4"), "{out}");
+    assert!(
+        out.contains("the source is not in ip_filter of acme-stream/kafka-events within VPC vpc-eu and its peerings"),
+        "{out}"
+    );
+    // The same source on the public route of kafka_rest is admitted.
+    let public = ok(&[
+        "trace",
+        "examples/kafka-vpc.yaml",
+        "--from",
+        "198.51.100.7",
+        "--to",
+        "203.0.113.21",
+        "--port",
+        "17074/tcp",
+    ]);
+    assert!(public.contains(": accept") && public.contains("client-kafka_rest-public-v4"), "{public}");
+    // Management: the gateway's reason.
+    let mgmt = ok(&[
+        "trace",
+        "examples/kafka-vpc.yaml",
+        "--from",
+        "198.51.100.12",
+        "--to",
+        "kafka-events-2",
+        "--port",
+        "22/tcp",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&mgmt).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "both v4 addresses of the node");
+    assert_eq!(v[0]["trace"]["rule"], "mgmt-ssh-v4");
+    assert_eq!(v[0]["trace"]["because"][0], "management gateway 198.51.100.12");
+}
+
+#[test]
+fn trace_rejects_bad_arguments_clearly() {
+    let out = fleetwall(&[
+        "trace",
+        "examples/public-pg.yaml",
+        "--from",
+        "198.51.100.7",
+        "--to",
+        "pg-main-9",
+        "--port",
+        "1/tcp",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `pg-main-1`?"));
+    let out = fleetwall(&[
+        "trace",
+        "examples/public-pg.yaml",
+        "--from",
+        "198.51.100.7",
+        "--to",
+        "pg-main-1",
+        "--port",
+        "1/sctp",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown protocol `sctp`"));
+    let out = fleetwall(&[
+        "trace",
+        "examples/kafka-vpc.yaml",
+        "--from",
+        "2001:db8::1",
+        "--to",
+        "kafka-events-1.public",
+        "--port",
+        "1",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no IPv6 address"));
+}
+
+fn with_test(test: &str) -> Scratch {
+    let s = Scratch::new("verify");
+    let src = std::fs::read_to_string(root().join("examples/public-pg.yaml")).unwrap();
+    std::fs::write(s.0.join("fleet.yaml"), format!("{src}  {test}\n")).unwrap();
+    s
+}
+
+#[test]
+fn failing_assertions_fail_test_and_check_with_their_trace() {
+    let s = with_test("- { from: 192.0.2.7, to: pg-main-1, accept: [pg] }");
+    let f = s.0.join("fleet.yaml");
+    let out = fleetwall(&["test", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("FAIL  test 4: 192.0.2.7 -> pg-main-1: accept pg"), "{text}");
+    assert!(text.contains("203.0.113.5:12691/tcp reject with tcp-reset by reject-tcp"), "{text}");
+    assert!(text.trim_end().ends_with("8 passed, 1 failed"), "{text}");
+
+    let check = fleetwall(&["check", f.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(1));
+    let text = String::from_utf8(check.stdout).unwrap();
+    assert!(text.contains("error[test]: test fails: 192.0.2.7 -> pg-main-1: accept pg"), "{text}");
+    assert!(text.contains("fleet.yaml:25:5"), "located at the test: {text}");
+}
+
+#[test]
+fn passing_assertions_pass() {
+    for (_, path) in examples() {
+        let out = fleetwall(&["test", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let out = ok(&["check", "examples/public-pg.yaml"]);
+    assert!(out.contains("management access proven on 2 nodes; 8/8 tests pass"), "{out}");
+}
+
+fn changed(example: &str, from: &str, to: &str) -> (Scratch, String) {
+    let s = Scratch::new("diff");
+    let src = std::fs::read_to_string(root().join("examples").join(example)).unwrap();
+    assert!(src.contains(from), "{from}");
+    let p = s.0.join("new.yaml");
+    std::fs::write(&p, src.replace(from, to)).unwrap();
+    let p = p.to_str().unwrap().to_string();
+    (s, p)
+}
+
+#[test]
+fn diff_reports_exactly_what_narrowing_closes() {
+    let (_s, new) = changed(
+        "public-pg.yaml",
+        "network: 198.51.100.0/24, description: office",
+        "network: 198.51.100.0/25, description: office",
+    );
+    let out = ok(&["diff", "examples/public-pg.yaml", &new]);
+    assert!(!out.contains("WARNING"), "{out}");
+    assert!(out.contains("pg-main-1 (changed)\n  - closes tcp/12691 on 203.0.113.5 to 198.51.100.128/25\n"), "{out}");
+    assert!(out.contains("      from: ip_filter entry 198.51.100.0/24 'office' of acme-prod/pg-main"), "{out}");
+    assert!(!out.contains("+ opens"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["diff", "examples/public-pg.yaml", &new, "--format", "json"])).unwrap();
+    assert_eq!(json["nodes"][0]["closed"][0]["sources"][0], "198.51.100.128/25");
+    assert_eq!(json["nodes"][0]["closed"][0]["port"], 12691);
+    assert_eq!(ok(&["diff", "examples/public-pg.yaml", "examples/public-pg.yaml"]), "no flow opens or closes\n");
+}
+
+#[test]
+fn diff_warns_loudly() {
+    let (_a, everyone) = changed("public-pg.yaml", "- 192.0.2.128/25", "- \"::/0\"");
+    let out = ok(&["diff", "examples/public-pg.yaml", &everyone]);
+    assert!(out.starts_with("!! WARNING: pg-main-1: tcp/12691 on 2001:db8:5::5 is newly open to ::/0"), "{out}");
+
+    let (_b, public) = changed(
+        "kafka-vpc.yaml",
+        "public_access: { kafka_rest: true }",
+        "public_access: { kafka_rest: true, schema_registry: true }",
+    );
+    let out = ok(&["diff", "examples/kafka-vpc.yaml", &public]);
+    assert!(
+        out.contains("!! WARNING: kafka-events-1: component schema_registry is newly exposed on its public route"),
+        "{out}"
+    );
+
+    let (_c, empty) = changed(
+        "no-base-port.yaml",
+        "ip_filter: [{ network: 198.51.100.0/24, description: app servers }]",
+        "ip_filter: []",
+    );
+    let out = ok(&["diff", "examples/no-base-port.yaml", &empty]);
+    assert!(out.contains("!! WARNING: globex/cache: ip_filter is now empty: every client is locked out"), "{out}");
+    assert!(out.contains("- closes tcp/"), "{out}");
+}
