@@ -39,7 +39,7 @@ fn random_fleets_and_packets_agree_with_the_kernel() {
     }
     let wanted: usize = std::env::var("FLEETWALL_PROPERTY_PROBES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let base_seed: u64 = std::env::var("FLEETWALL_PROPERTY_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed);
-    let (mut probes, mut fleets, mut accepted) = (0usize, 0usize, 0usize);
+    let (mut probes, mut fleets, mut accepted, mut retried) = (0usize, 0usize, 0usize, 0usize);
     let mut seed = base_seed;
     while probes < wanted || fleets < 3 {
         assert!(fleets < 10_000, "too few probes per fleet");
@@ -69,6 +69,7 @@ fn random_fleets_and_packets_agree_with_the_kernel() {
                 row.observed
             );
             accepted += usize::from(verdict == Verdict::Accept);
+            retried += usize::from(row.attempts > 1);
             probes += 1;
         }
         drop(lab);
@@ -76,7 +77,9 @@ fn random_fleets_and_packets_agree_with_the_kernel() {
         seed += 1;
     }
     assert!(accepted >= 50, "the sample must exercise accepts too ({accepted}/{probes})");
-    eprintln!("property: {probes} probes over {fleets} random fleets (seeds {base_seed}..{seed}), {accepted} accepted, 0 disagreements");
+    eprintln!(
+        "property: {probes} probes over {fleets} random fleets (seeds {base_seed}..{seed}), {accepted} accepted, {retried} sent twice, 0 disagreements"
+    );
 }
 
 #[test]

@@ -77,8 +77,10 @@ pub struct ProbeRow {
     pub expect_accept: bool,
     /// What happened.
     pub observed: Observed,
-    /// How long it took, in milliseconds.
+    /// How long it took, in milliseconds (the last attempt).
     pub ms: f64,
+    /// Attempts made (2 when the first got no answer at all).
+    pub attempts: u8,
     /// Whether observation and expectation agree (rejects also in time and in kind).
     pub ok: bool,
 }
@@ -245,13 +247,13 @@ impl<'f> Lab<'f> {
                         let mut out = Vec::with_capacity(probes.len());
                         if let Err(e) = netns::enter(&host.netns) {
                             for p in probes {
-                                out.push(p.row(Observed::Error(e.to_string()), Duration::ZERO));
+                                out.push(p.row(Observed::Error(e.to_string()), Duration::ZERO, 0));
                             }
                             return out;
                         }
                         for p in probes {
-                            let (seen, took) = probe::probe(p.src, p.dst, p.port, p.protocol);
-                            out.push(p.row(seen, took));
+                            let (seen, took, attempts) = probe::probe(p.src, p.dst, p.port, p.protocol);
+                            out.push(p.row(seen, took, attempts));
                             progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
                         }
                         out
@@ -281,7 +283,7 @@ struct Planned {
 }
 
 impl Planned {
-    fn row(&self, observed: Observed, took: Duration) -> ProbeRow {
+    fn row(&self, observed: Observed, took: Duration, attempts: u8) -> ProbeRow {
         let ok = match (self.want, &observed) {
             (true, Observed::Connected) => true,
             (false, Observed::Reset) => self.protocol == Protocol::Tcp && took < REJECT_DEADLINE,
@@ -298,6 +300,7 @@ impl Planned {
             expect_accept: self.want,
             observed,
             ms: took.as_secs_f64() * 1e3,
+            attempts,
             ok,
         }
     }

@@ -142,8 +142,20 @@ pub fn connect_tcp(src: IpAddr, dst: SocketAddr) -> std::io::Result<TcpStream> {
     Ok(sock.into())
 }
 
-/// Probes `dst:port/proto` from `src` (call from inside the source's namespace).
-pub fn probe(src: IpAddr, dst: IpAddr, port: u16, proto: Protocol) -> (Observed, Duration) {
+/// Probes `dst:port/proto` from `src` (call from inside the source's namespace), as a
+/// client would: when nothing at all comes back, it tries once more (a datagram or its
+/// ICMP answer can be lost on a loaded machine; a silent firewall stays silent twice).
+/// Returns what was seen, how long the last attempt took, and the number of attempts.
+pub fn probe(src: IpAddr, dst: IpAddr, port: u16, proto: Protocol) -> (Observed, Duration, u8) {
+    let (seen, took) = attempt(src, dst, port, proto);
+    if seen != Observed::Timeout {
+        return (seen, took, 1);
+    }
+    let (seen, took) = attempt(src, dst, port, proto);
+    (seen, took, 2)
+}
+
+fn attempt(src: IpAddr, dst: IpAddr, port: u16, proto: Protocol) -> (Observed, Duration) {
     let start = Instant::now();
     let to = SocketAddr::new(dst, port);
     let seen = match proto {

@@ -65,6 +65,10 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    let retried = r.probes.iter().filter(|p| p.attempts > 1).count();
+    if retried > 0 {
+        let _ = writeln!(o, "\n{retried} probe(s) got no answer at first and were sent again");
+    }
     let slowest = r.probes.iter().filter(|p| !p.expect_accept).map(|p| p.ms).fold(0.0, f64::max);
     let _ = writeln!(
         o,
