@@ -67,9 +67,9 @@ fn destinations(fleet: &Fleet, to: &str, from: IpAddr) -> Result<(String, Vec<Ip
         };
         return Ok((n.name.clone(), vec![addr]));
     }
-    let (name, route) = match to.rsplit_once('.') {
-        Some((n, r)) if ["dynamic", "public", "privatelink", "cluster"].contains(&r) => (n, Some(r)),
-        _ => (to, None),
+    let (name, route) = match to.rsplit_once('.').and_then(|(n, r)| Some((n, fleetwall_compile::Route::parse(r)?))) {
+        Some((n, r)) => (n, Some(r)),
+        None => (to, None),
     };
     let Some((_, s, n)) = fleet.nodes().find(|(_, _, n)| n.name == name) else {
         let names: Vec<&str> = fleet.nodes().map(|(_, _, n)| n.name.as_str()).collect();
@@ -78,13 +78,7 @@ fn destinations(fleet: &Fleet, to: &str, from: IpAddr) -> Result<(String, Vec<Ip
             .unwrap_or_default();
         bail!("no node `{name}` in the fleet{hint}");
     };
-    let addrs: Vec<IpAddr> = match route {
-        None => n.private.iter().chain(&n.public).copied().collect(),
-        Some("public") => n.public.clone(),
-        Some("privatelink") => n.private.clone(),
-        Some(_) if s.vpc.is_some() => n.private.clone(),
-        Some(_) => n.public.clone(),
-    };
+    let addrs = fleetwall_compile::route_addresses(n, s.vpc.is_some(), route);
     let addrs: Vec<IpAddr> = addrs.into_iter().filter(|a| a.is_ipv4() == from.is_ipv4()).collect();
     if addrs.is_empty() {
         bail!("{to} has no {} address to trace from {from}", if from.is_ipv4() { "IPv4" } else { "IPv6" });

@@ -6,5 +6,5 @@
 pub mod listeners;
 pub mod rules;
 
-pub use listeners::{node_listeners, port_table, Listener, PortRow, Route};
+pub use listeners::{node_listeners, port_table, route_addresses, Listener, PortRow, Route};
 pub use rules::{compile, compile_node, intersect, vpc_scope, AZURE_PLATFORM};

@@ -23,6 +23,11 @@ pub enum Route {
 }
 
 impl Route {
+    /// The route called `name` (`dynamic`, `public`, `privatelink`, `cluster`).
+    pub fn parse(name: &str) -> Option<Route> {
+        [Route::Dynamic, Route::Public, Route::Privatelink, Route::Cluster].into_iter().find(|r| r.as_str() == name)
+    }
+
     /// The route's name as the platform writes it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,6 +62,17 @@ pub fn home_addresses<'n>(node: &'n Node, vpc: Option<&Vpc>) -> &'n [IpAddr] {
         &node.private
     } else {
         &node.public
+    }
+}
+
+/// The node addresses a route listens on; every address of the node when `route` is `None`.
+pub fn route_addresses(node: &Node, in_vpc: bool, route: Option<Route>) -> Vec<IpAddr> {
+    match route {
+        None => node.private.iter().chain(&node.public).copied().collect(),
+        Some(Route::Public) => node.public.clone(),
+        Some(Route::Privatelink) => node.private.clone(),
+        Some(Route::Dynamic | Route::Cluster) if in_vpc => node.private.clone(),
+        Some(Route::Dynamic | Route::Cluster) => node.public.clone(),
     }
 }
 

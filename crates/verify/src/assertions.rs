@@ -9,7 +9,7 @@
 
 use crate::trace::{trace, Trace};
 use crate::{Packet, Transport};
-use fleetwall_compile::{node_listeners, Route};
+use fleetwall_compile::{node_listeners, route_addresses, Route};
 use fleetwall_ir::NodeRuleset;
 use fleetwall_model::{Fleet, Probe, Protocol};
 use serde::Serialize;
@@ -47,33 +47,16 @@ pub struct Traced {
     pub trace: Trace,
 }
 
-fn route_of(name: &str) -> Option<Route> {
-    match name {
-        "dynamic" => Some(Route::Dynamic),
-        "public" => Some(Route::Public),
-        "privatelink" => Some(Route::Privatelink),
-        "cluster" => Some(Route::Cluster),
-        _ => None,
-    }
-}
-
 /// Runs every assertion of the fleet against its compiled rulesets.
 pub fn run(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<Outcome> {
     let mut out = Vec::new();
     for (i, t) in fleet.tests.iter().enumerate() {
         let Some((project, service, node)) = fleet.nodes().find(|(_, _, n)| n.name == t.to) else { continue };
         let Some(rs) = rulesets.iter().find(|r| r.node == t.to) else { continue };
-        let route = t.route.as_deref().and_then(route_of);
+        let route = t.route.as_deref().and_then(Route::parse);
         let all_listeners = node_listeners(fleet, project, service, node);
         let listeners: Vec<_> = all_listeners.iter().filter(|l| route.is_none_or(|r| l.route == r)).collect();
-        let vpc = service.vpc.is_some();
-        let route_addrs: Vec<IpAddr> = match route {
-            None => rs.addresses.clone(),
-            Some(Route::Public) => node.public.clone(),
-            Some(Route::Privatelink) => node.private.clone(),
-            Some(_) if vpc => node.private.clone(),
-            Some(_) => node.public.clone(),
-        };
+        let route_addrs = route_addresses(node, service.vpc.is_some(), route);
         let to = match &t.route {
             Some(r) => format!("{}.{r}", t.to),
             None => t.to.clone(),

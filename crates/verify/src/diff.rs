@@ -125,37 +125,27 @@ fn why(rs: &NodeRuleset, flow: &Flow, nets: &[IpNet]) -> Vec<String> {
     v
 }
 
+/// What `to` admits that `from` did not, as a change explained from `to`'s ruleset.
+fn gained(key: &FlowKey, from: &Flow, to: &Flow, to_rs: Option<&NodeRuleset>) -> Option<Change> {
+    let sources = subtract(&to.sources, &from.sources);
+    (!sources.is_empty()).then(|| Change {
+        key: key.clone(),
+        why: to_rs.map(|rs| why(rs, to, &sources)).unwrap_or_default(),
+        sources,
+        admitted: to.sources.clone(),
+        rules: to.rules.iter().cloned().collect(),
+    })
+}
+
 fn compare(node: &str, status: &'static str, old: Option<&NodeRuleset>, new: Option<&NodeRuleset>) -> NodeDiff {
     let (fo, fnew) = (old.map(flows).unwrap_or_default(), new.map(flows).unwrap_or_default());
     let keys: BTreeSet<&FlowKey> = fo.keys().chain(fnew.keys()).collect();
     let (mut opened, mut closed) = (Vec::new(), Vec::new());
+    let empty = Flow::default();
     for k in keys {
-        let empty = Flow::default();
         let (a, b) = (fo.get(k).unwrap_or(&empty), fnew.get(k).unwrap_or(&empty));
-        let plus = subtract(&b.sources, &a.sources);
-        if !plus.is_empty() {
-            let w = new.map(|rs| why(rs, b, &plus)).unwrap_or_default();
-            let admitted = b.sources.clone();
-            opened.push(Change {
-                key: k.clone(),
-                sources: plus,
-                admitted,
-                rules: b.rules.iter().cloned().collect(),
-                why: w,
-            });
-        }
-        let minus = subtract(&a.sources, &b.sources);
-        if !minus.is_empty() {
-            let w = old.map(|rs| why(rs, a, &minus)).unwrap_or_default();
-            let admitted = a.sources.clone();
-            closed.push(Change {
-                key: k.clone(),
-                sources: minus,
-                admitted,
-                rules: a.rules.iter().cloned().collect(),
-                why: w,
-            });
-        }
+        opened.extend(gained(k, a, b, new));
+        closed.extend(gained(k, b, a, old));
     }
     NodeDiff { node: node.to_string(), status, opened, closed }
 }
