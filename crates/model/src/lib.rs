@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod diag;
+pub mod edit;
 pub mod fleet;
 pub mod ports;
 pub mod raw;
