@@ -205,20 +205,20 @@ pub fn plan(args: &FleetArgs, node: Option<&str>, format: Option<PlanFormat>, ou
     };
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let formats = match format {
-            Some(f) => vec![f],
-            None => {
-                vec![PlanFormat::Nft, PlanFormat::Ipset, PlanFormat::Iptables, PlanFormat::Ip6tables, PlanFormat::Json]
-            }
-        };
         let mut files = 0;
         for rs in &rulesets {
-            for f in &formats {
-                for a in artifacts(rs, *f) {
-                    let path = dir.join(format!("{}.{}", rs.node, a.suffix));
-                    std::fs::write(&path, a.text).with_context(|| format!("cannot write {}", path.display()))?;
-                    files += 1;
-                }
+            // Without --format: every backend's files, each backend rendered once.
+            let all: Vec<Artifact> = match format {
+                Some(f) => artifacts(rs, f),
+                None => ["nft", "iptables", "json"]
+                    .iter()
+                    .flat_map(|b| backend(b).expect("known backend").render(rs))
+                    .collect(),
+            };
+            for a in all {
+                let path = dir.join(format!("{}.{}", rs.node, a.suffix));
+                std::fs::write(&path, a.text).with_context(|| format!("cannot write {}", path.display()))?;
+                files += 1;
             }
         }
         eprintln!("wrote {files} files for {} node(s) to {}", rulesets.len(), dir.display());

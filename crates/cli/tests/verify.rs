@@ -62,42 +62,21 @@ fn trace_explains_a_refusal() {
     assert_eq!(v[0]["trace"]["because"][0], "management gateway 198.51.100.12");
 }
 
+/// The stderr of a `trace` on `fleet` that is expected to fail.
+fn trace_error(fleet: &str, from: &str, to: &str, port: &str) -> (Option<i32>, String) {
+    let out = fleetwall(&["trace", fleet, "--from", from, "--to", to, "--port", port]);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 #[test]
 fn trace_rejects_bad_arguments_clearly() {
-    let out = fleetwall(&[
-        "trace",
-        "examples/public-pg.yaml",
-        "--from",
-        "198.51.100.7",
-        "--to",
-        "pg-main-9",
-        "--port",
-        "1/tcp",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `pg-main-1`?"));
-    let out = fleetwall(&[
-        "trace",
-        "examples/public-pg.yaml",
-        "--from",
-        "198.51.100.7",
-        "--to",
-        "pg-main-1",
-        "--port",
-        "1/sctp",
-    ]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown protocol `sctp`"));
-    let out = fleetwall(&[
-        "trace",
-        "examples/kafka-vpc.yaml",
-        "--from",
-        "2001:db8::1",
-        "--to",
-        "kafka-events-1.public",
-        "--port",
-        "1",
-    ]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no IPv6 address"));
+    let (code, err) = trace_error("examples/public-pg.yaml", "198.51.100.7", "pg-main-9", "1/tcp");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("did you mean `pg-main-1`?"));
+    let (_, err) = trace_error("examples/public-pg.yaml", "198.51.100.7", "pg-main-1", "1/sctp");
+    assert!(err.contains("unknown protocol `sctp`"));
+    let (_, err) = trace_error("examples/kafka-vpc.yaml", "2001:db8::1", "kafka-events-1.public", "1");
+    assert!(err.contains("has no IPv6 address"));
 }
 
 fn with_test(test: &str) -> Scratch {

@@ -205,14 +205,16 @@ impl<'f> Lab<'f> {
     /// `progress` is called with (done, total) as probes complete.
     pub fn probe(&self, progress: &(dyn Fn(usize, usize) + Sync)) -> Vec<ProbeRow> {
         // Plan: for every source host, the probes it sends.
+        // Each node's listener table, built once for all sources.
+        let targets: Vec<Target> = self.fleet.nodes().map(|(p, s, n)| Target::new(self.fleet, p, s, n)).collect();
         let mut plan: Vec<(&topo::Host, Vec<Planned>)> = Vec::new();
         for host in &self.topo.hosts {
             let mut probes = Vec::new();
-            for (proj, svc, node) in self.fleet.nodes() {
+            for t in &targets {
+                let (svc, node) = (t.service, t.node);
                 if host.role == Role::Node(node.name.clone()) {
                     continue;
                 }
-                let t = Target::new(self.fleet, proj, svc, node);
                 let (tcp, udp) = &self.ports[&node.name];
                 let label = self.label(host, &svc.name);
                 for dst in node.private.iter().chain(&node.public) {

@@ -23,7 +23,6 @@ pub struct Trace {
     pub near_misses: Vec<String>,
 }
 
-/// Whether the trace's verdict is accept.
 impl Trace {
     /// The packet was accepted.
     pub fn accepted(&self) -> bool {
