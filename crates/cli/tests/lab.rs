@@ -290,6 +290,8 @@ fn a_crashed_runs_namespaces_are_swept() {
     let dead = (4_000_000..4_100_000).find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()).unwrap();
     let name = format!("{}{dead}x0-h0", netns::PREFIX);
     fleetwall_apply::run(None, "ip", &["netns", "add", &name], None).unwrap();
-    assert!(netns::sweep_leftovers() >= 1);
-    assert!(!netns::list().contains(&name));
+    // Other tests of this binary sweep too (Lab::up does), so one of them may win the race
+    // to delete it; what matters is that the dead run's namespace is gone after a sweep.
+    netns::sweep_leftovers();
+    assert!(!netns::list().contains(&name), "{name} survived a sweep");
 }
