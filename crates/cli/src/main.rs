@@ -3,6 +3,7 @@
 
 mod bench;
 mod commands;
+mod control;
 mod table;
 mod verify;
 
@@ -153,6 +154,74 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         ip_filter: usize,
     },
+    /// Run the control plane: the HTTP/JSON API over the fleet, serving node agents.
+    ///
+    /// With no flags: SQLite in .fleetwall/fleet.db, http://127.0.0.1:8181, and a new
+    /// admin token in .fleetwall/admin.token (the client verbs read it from there).
+    Serve(control::ServeArgs),
+    /// Run a node agent: watch this node's ruleset, apply it as one nftables transaction,
+    /// keep the last good one (re-applied when the server is unreachable), repair drift.
+    Agent(control::AgentArgs),
+    /// Rollout view from the control plane: per node the desired and applied revision,
+    /// ruleset hash, state and lag.
+    Status {
+        #[command(flatten)]
+        client: control::ClientArgs,
+    },
+    /// Projects on the control plane (list, create, delete).
+    Project {
+        #[command(flatten)]
+        client: control::ClientArgs,
+        #[command(subcommand)]
+        cmd: control::ProjectCmd,
+    },
+    /// VPCs and peering connections on the control plane.
+    Vpc {
+        #[command(flatten)]
+        client: control::ClientArgs,
+        #[command(subcommand)]
+        cmd: control::VpcCmd,
+    },
+    /// Services on the control plane: `service update PROJECT SERVICE -c KEY=VALUE`,
+    /// `service privatelink aws create --principal ARN PROJECT SERVICE`, ...
+    Service {
+        #[command(flatten)]
+        client: control::ClientArgs,
+        #[command(subcommand)]
+        cmd: control::ServiceCmd,
+    },
+    /// Nodes of a service on the control plane (add, remove).
+    Node {
+        #[command(flatten)]
+        client: control::ClientArgs,
+        #[command(subcommand)]
+        cmd: control::NodeCmd,
+    },
+    /// The whole fleet on the control plane: get (YAML) or put a fleet file (admin).
+    Fleet {
+        #[command(flatten)]
+        client: control::ClientArgs,
+        #[command(subcommand)]
+        cmd: control::FleetCmd,
+    },
+    /// Control-plane tokens: per-project customer tokens, per-node agent tokens (admin).
+    Token {
+        #[command(flatten)]
+        client: control::ClientArgs,
+        #[command(subcommand)]
+        cmd: control::TokenCmd,
+    },
+    /// The control plane's audit log: who changed what, before and after, when (admin).
+    Audit {
+        #[command(flatten)]
+        client: control::ClientArgs,
+        /// Entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Only entries after this id.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
     /// Benchmark check + compile + render on synthetic fleets (1,000 and 10,000 nodes,
     /// and one service with an 8,000-entry ip_filter). Build with --release.
     Bench {
@@ -227,10 +296,24 @@ fn main() -> ExitCode {
             Ok(commands::Outcome::Ok)
         }
         Command::Bench { runs, quick, format } => bench::run(runs.max(1), quick, format),
+        Command::Serve(a) => control::serve(a),
+        Command::Agent(a) => control::agent(a),
+        Command::Status { client } => control::client(&client, control::ClientCmd::Status),
+        Command::Project { client, cmd } => control::client(&client, control::ClientCmd::Project(cmd)),
+        Command::Vpc { client, cmd } => control::client(&client, control::ClientCmd::Vpc(cmd)),
+        Command::Service { client, cmd } => control::client(&client, control::ClientCmd::Service(cmd)),
+        Command::Node { client, cmd } => control::client(&client, control::ClientCmd::Node(cmd)),
+        Command::Fleet { client, cmd } => control::client(&client, control::ClientCmd::Fleet(cmd)),
+        Command::Token { client, cmd } => control::client(&client, control::ClientCmd::Token(cmd)),
+        Command::Audit { client, limit, after } => control::client(&client, control::ClientCmd::Audit { limit, after }),
     };
     match result {
         Ok(commands::Outcome::Ok) => ExitCode::SUCCESS,
         Ok(commands::Outcome::Invalid) => ExitCode::from(1),
+        Err(e) if e.downcast_ref::<control::ApiFailure>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("fleetwall: {e:#}");
             ExitCode::from(2)

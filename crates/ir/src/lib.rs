@@ -10,11 +10,11 @@
 //! each service's allowlist.
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// An address family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     /// IPv4.
@@ -42,7 +42,7 @@ impl Family {
 }
 
 /// One element of a set and why it is there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// The network as the model gave it (before aggregation).
     pub net: IpNet,
@@ -51,7 +51,7 @@ pub struct Member {
 }
 
 /// A named set of networks of one family.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddrSet {
     /// The set's name, unique within a ruleset, at most 16 characters (`ipf4`, `mgmt6`).
     pub name: String,
@@ -80,7 +80,7 @@ impl AddrSet {
 }
 
 /// Where addresses of a match come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Addrs {
     /// A named set of the ruleset.
@@ -90,7 +90,7 @@ pub enum Addrs {
 }
 
 /// ICMP and ICMPv6 message types the rules name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IcmpType {
     /// Echo request (ping).
@@ -146,7 +146,7 @@ impl IcmpType {
 }
 
 /// The transport part of a match.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "proto", content = "ports")]
 pub enum L4 {
     /// TCP to one of these destination ports (empty: any port).
@@ -160,7 +160,7 @@ pub enum L4 {
 }
 
 /// Conntrack state matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CtState {
     /// Packets of established connections and related ICMP errors.
@@ -170,30 +170,30 @@ pub enum CtState {
 }
 
 /// What a rule matches; every present field must match.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Match {
     /// Arrived on the loopback interface.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub loopback: bool,
     /// Conntrack state.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ct: Option<CtState>,
     /// Address family (required when addresses or ICMP types are matched).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<Family>,
     /// Source addresses.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saddr: Option<Addrs>,
     /// Destination addresses.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daddr: Option<Addrs>,
     /// Transport protocol and ports.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l4: Option<L4>,
 }
 
 /// How a packet is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reject {
     /// A TCP reset.
@@ -205,7 +205,7 @@ pub enum Reject {
 }
 
 /// What happens to a matching packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "verdict", content = "with")]
 pub enum Verdict {
     /// Let it through.
@@ -217,7 +217,7 @@ pub enum Verdict {
 }
 
 /// One rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     /// A stable id: the same purpose always gets the same id (`client-pg-dynamic-v4`).
     pub id: String,
@@ -232,7 +232,7 @@ pub struct Rule {
 }
 
 /// The firewall of one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRuleset {
     /// The node's name.
     pub node: String,

@@ -1,0 +1,1013 @@
+//! The control plane's commands: `serve`, `agent`, and the client verbs in the managed
+//! platform's style (`status`, `project`, `vpc`, `service`, `node`, `fleet`, `token`,
+//! `audit`). Client errors print as `<message> (status N)` and exit 1.
+
+use crate::commands::Outcome;
+use crate::table;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use fleetwall_http::{percent_encode as enc, Client, Response};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the client finds the server.
+#[derive(Args, Clone)]
+pub struct ClientArgs {
+    /// The control plane's URL.
+    #[arg(long, env = "FLEETWALL_SERVER", default_value = "http://127.0.0.1:8181", global = true)]
+    pub server: String,
+    /// Bearer token (default: $FLEETWALL_TOKEN, else .fleetwall/admin.token if readable).
+    #[arg(long, env = "FLEETWALL_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) to trust for an https server.
+    #[arg(long, env = "FLEETWALL_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `fleetwall serve` options.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Store: a SQLite file path (default: DATA_DIR/fleet.db) or postgres://user:pass@host/db.
+    #[arg(long, env = "FLEETWALL_DB")]
+    pub db: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8181")]
+    pub listen: String,
+    /// Directory for the SQLite file and the admin token.
+    #[arg(long, default_value = ".fleetwall")]
+    pub data_dir: PathBuf,
+    /// TLS certificate chain (PEM); with --tls-key, serve https.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seed an empty store with this fleet file (ignored when the store has a revision).
+    #[arg(long, value_name = "FLEET")]
+    pub fleet: Option<PathBuf>,
+    /// The admin token file: created (mode 0600) with a new token when the store has no
+    /// admin token; an existing file's token is registered.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Use this service catalog instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+}
+
+/// `fleetwall agent` options.
+#[derive(Args)]
+pub struct AgentArgs {
+    /// The control plane's URL.
+    #[arg(long, env = "FLEETWALL_SERVER")]
+    pub server: String,
+    /// This node's name in the fleet.
+    #[arg(long)]
+    pub node: String,
+    /// The node's agent token (`fleetwall token create --node NAME`).
+    #[arg(long, env = "FLEETWALL_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// CA certificate (PEM) to trust for an https server.
+    #[arg(long, env = "FLEETWALL_CA")]
+    pub ca: Option<PathBuf>,
+    /// Where the last good ruleset is kept.
+    #[arg(long, default_value = "/var/lib/fleetwall")]
+    pub state_dir: PathBuf,
+    /// Seconds between drift checks of our nftables table.
+    #[arg(long, default_value_t = 10.0)]
+    pub resync: f64,
+    /// Prometheus metrics address, or `off`.
+    #[arg(long, default_value = "127.0.0.1:9301")]
+    pub metrics_listen: String,
+    /// Program the kernel of this network namespace (`ip netns exec`) instead of the agent's own.
+    #[arg(long)]
+    pub netns: Option<String>,
+}
+
+/// Client verbs.
+pub enum ClientCmd {
+    /// Rollout view: per node the desired and applied revision, hash and lag.
+    Status,
+    /// Projects.
+    Project(ProjectCmd),
+    /// Project VPCs and their peerings.
+    Vpc(VpcCmd),
+    /// Services: create, update user_config (-c), private links.
+    Service(ServiceCmd),
+    /// Nodes of a service.
+    Node(NodeCmd),
+    /// The whole fleet document (admin).
+    Fleet(FleetCmd),
+    /// API tokens (admin).
+    Token(TokenCmd),
+    /// The audit log.
+    Audit {
+        /// Entries to show.
+        limit: i64,
+        /// Only entries after this id.
+        after: i64,
+    },
+}
+
+/// `project` verbs.
+#[derive(Subcommand)]
+pub enum ProjectCmd {
+    /// List projects.
+    List,
+    /// Create a project (admin).
+    Create {
+        /// Project name.
+        name: String,
+        /// Base of the project's port allocations (10000-30000).
+        #[arg(long)]
+        base_port: Option<u16>,
+    },
+    /// Delete a project and everything in it (admin).
+    Delete {
+        /// Project name.
+        name: String,
+    },
+}
+
+/// `vpc` verbs.
+#[derive(Subcommand)]
+pub enum VpcCmd {
+    /// List a project's VPCs.
+    List {
+        /// Project.
+        project: String,
+    },
+    /// Create a VPC.
+    Create {
+        /// Project.
+        project: String,
+        /// VPC name.
+        name: String,
+        /// Cloud (aws-eu-west-1, google-europe-west1, azure-westeurope, ...).
+        #[arg(long)]
+        cloud: String,
+        /// The VPC's network.
+        #[arg(long)]
+        network_cidr: String,
+        /// Where private-link endpoints connect from (default: the network).
+        #[arg(long = "privatelink-cidr")]
+        privatelink_cidrs: Vec<String>,
+    },
+    /// Delete a VPC (refused while a service uses it).
+    Delete {
+        /// Project.
+        project: String,
+        /// VPC name.
+        name: String,
+    },
+    /// Peerings of a VPC.
+    #[command(subcommand, name = "peering-connection")]
+    Peering(PeeringCmd),
+}
+
+/// `vpc peering-connection` verbs.
+#[derive(Subcommand)]
+pub enum PeeringCmd {
+    /// Peer a VPC with another network.
+    Create {
+        /// Project.
+        project: String,
+        /// VPC name.
+        vpc: String,
+        /// The peer VPC's id.
+        #[arg(long)]
+        peer_vpc: String,
+        /// The peer's networks.
+        #[arg(long = "peer-cidr", required = true)]
+        peer_cidrs: Vec<String>,
+    },
+    /// Remove a peering.
+    Delete {
+        /// Project.
+        project: String,
+        /// VPC name.
+        vpc: String,
+        /// The peer VPC's id.
+        peer_vpc: String,
+    },
+}
+
+/// `service` verbs.
+#[derive(Subcommand)]
+pub enum ServiceCmd {
+    /// List a project's services.
+    List {
+        /// Project.
+        project: String,
+    },
+    /// Show a service with its listeners.
+    Get {
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+    },
+    /// Create a service.
+    Create {
+        /// Project.
+        project: String,
+        /// Service name.
+        service: String,
+        /// Service type (pg, kafka, ...).
+        #[arg(long = "type")]
+        service_type: String,
+        /// Cloud.
+        #[arg(long)]
+        cloud: String,
+        /// Project VPC to deploy into.
+        #[arg(long)]
+        vpc: Option<String>,
+        /// A node: NAME=PRIVATE[,PRIVATE…][/PUBLIC[,PUBLIC…]] (repeatable).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// user_config KEY=VALUE (repeatable).
+        #[arg(short = 'c')]
+        config: Vec<String>,
+    },
+    /// Change user_config: -c KEY=VALUE (dotted keys, array literals), --remove-option KEY.
+    Update {
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+        /// KEY=VALUE, e.g. -c "ip_filter=['198.51.100.0/24']" or -c public_access.kafka=true.
+        #[arg(short = 'c')]
+        config: Vec<String>,
+        /// Remove a user_config key.
+        #[arg(long = "remove-option")]
+        remove: Vec<String>,
+    },
+    /// Delete a service.
+    Delete {
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+    },
+    /// Private-link resources.
+    Privatelink {
+        /// aws, azure or google.
+        #[arg(value_parser = ["aws", "azure", "google"])]
+        provider: String,
+        #[command(subcommand)]
+        verb: PrivatelinkCmd,
+    },
+}
+
+/// `service privatelink PROVIDER` verbs.
+#[derive(Subcommand)]
+pub enum PrivatelinkCmd {
+    /// Create the resource (state creating → active once every node applied it).
+    Create {
+        /// Allowed principal (IAM ARN, subscription, project); repeatable.
+        #[arg(long = "principal")]
+        principals: Vec<String>,
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+    },
+    /// Show the resource.
+    Get {
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+    },
+    /// Replace the principals (the whole list).
+    Update {
+        /// Allowed principal; repeatable.
+        #[arg(long = "principal")]
+        principals: Vec<String>,
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+    },
+    /// Delete the resource.
+    Delete {
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+    },
+    /// Endpoint connections.
+    #[command(subcommand)]
+    Connection(ConnectionCmd),
+}
+
+/// `connection` verbs.
+#[derive(Subcommand)]
+pub enum ConnectionCmd {
+    /// List endpoint connections.
+    List {
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+    },
+}
+
+/// `node` verbs.
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// Add a node to a service.
+    Add {
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+        /// Node name (unique in the fleet).
+        name: String,
+        /// Private address (repeatable).
+        #[arg(long = "private")]
+        private: Vec<String>,
+        /// Public address (repeatable).
+        #[arg(long = "public")]
+        public: Vec<String>,
+    },
+    /// Remove a node from a service.
+    Remove {
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+        /// Node name.
+        name: String,
+    },
+}
+
+/// `fleet` verbs.
+#[derive(Subcommand)]
+pub enum FleetCmd {
+    /// Print the fleet file (YAML; --json for the document).
+    Get {
+        /// An older revision.
+        #[arg(long)]
+        revision: Option<i64>,
+    },
+    /// Replace the whole fleet with a fleet file (validated like `fleetwall check`).
+    Put {
+        /// The fleet file.
+        file: PathBuf,
+    },
+}
+
+/// `token` verbs.
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create a token; it is printed once.
+    Create {
+        /// A customer token for one project.
+        #[arg(long, conflicts_with_all = ["node", "admin"])]
+        project: Option<String>,
+        /// An agent token for one node.
+        #[arg(long, conflicts_with = "admin")]
+        node: Option<String>,
+        /// Another admin token, with this name.
+        #[arg(long)]
+        admin: Option<String>,
+    },
+}
+
+/// The failure of a client call, printed as `<message> (status N)`.
+#[derive(Debug)]
+pub struct ApiFailure(pub String);
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+fn default_token() -> Option<String> {
+    std::fs::read_to_string(".fleetwall/admin.token").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+struct Api {
+    client: Client,
+}
+
+impl Api {
+    fn new(a: &ClientArgs) -> Result<Api> {
+        let mut client = Client::new(&a.server, a.ca.as_deref()).map_err(|e| ApiFailure(e.to_string()))?;
+        if let Some(t) = a.token.clone().or_else(default_token) {
+            client = client.with_token(&t);
+        }
+        Ok(Api { client })
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let resp = match body {
+            Some(b) => self.client.send_json(method, path, b),
+            None => self.client.request(method, path, None),
+        }
+        .map_err(|e| ApiFailure(e.to_string()))?;
+        check(resp)
+    }
+}
+
+fn check(resp: Response) -> Result<Value> {
+    let v: Value = resp.json_body().unwrap_or_else(|_| json!({ "message": resp.text().trim() }));
+    if resp.status >= 400 {
+        let msg = v.get("message").and_then(Value::as_str).unwrap_or("request failed");
+        let mut text = format!("{msg} (status {})", resp.status);
+        if let Some(diags) = v.get("diagnostics").and_then(Value::as_array) {
+            for d in diags.iter().skip(1) {
+                let at = d.get("path").and_then(Value::as_str).map(|p| format!(" at {p}")).unwrap_or_else(|| {
+                    match (d.get("line").and_then(Value::as_u64), d.get("col").and_then(Value::as_u64)) {
+                        (Some(l), Some(c)) => format!(" at line {l} column {c}"),
+                        _ => String::new(),
+                    }
+                });
+                text.push_str(&format!("\n  also: {}{at}", d.get("message").and_then(Value::as_str).unwrap_or("")));
+            }
+        }
+        return Err(ApiFailure(text).into());
+    }
+    Ok(v)
+}
+
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "null".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a.iter().map(|x| cell(Some(x))).collect::<Vec<_>>().join(","),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn print_table(v: &Value, list_key: &str, cols: &[(&str, &str)]) {
+    let rows: Vec<Vec<String>> = v
+        .get(list_key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(|r| cols.iter().map(|(_, k)| cell(r.pointer(k))).collect()).collect())
+        .unwrap_or_default();
+    let headers: Vec<&str> = cols.iter().map(|(h, _)| *h).collect();
+    print!("{}", table::render(&headers, &rows));
+}
+
+fn print_written(v: &Value, what: &str) {
+    let rev = v.get("revision").and_then(Value::as_i64).unwrap_or(0);
+    let n = v.get("nodes_changed").and_then(Value::as_u64).unwrap_or(0);
+    println!("{what}: fleet revision {rev}, {n} node ruleset{} changed", if n == 1 { "" } else { "s" });
+}
+
+fn parse_node(spec: &str) -> Result<(String, Value)> {
+    let (name, addrs) =
+        spec.split_once('=').ok_or_else(|| anyhow!("--node {spec}: expected NAME=PRIVATE[,…][/PUBLIC[,…]]"))?;
+    let (private, public) = addrs.split_once('/').map(|(a, b)| (a, Some(b))).unwrap_or((addrs, None));
+    let list = |s: &str| -> Value { Value::Array(s.split(',').filter(|x| !x.is_empty()).map(|x| json!(x)).collect()) };
+    let mut n = json!({ "private": list(private) });
+    if let Some(p) = public {
+        n["public"] = list(p);
+    }
+    Ok((name.to_string(), n))
+}
+
+/// Runs a client verb.
+pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
+    let api = Api::new(args)?;
+    let json_out = args.json;
+    let show = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    match cmd {
+        ClientCmd::Status => {
+            let v = api.call("GET", "/v1/status", None)?;
+            if json_out {
+                show(&v);
+            } else {
+                let rows: Vec<Vec<String>> = v["nodes"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|n| {
+                                let lag = n["lag_ms"].as_i64().unwrap_or(0);
+                                vec![
+                                    cell(n.get("node")),
+                                    format!("{}/{}", cell(n.get("project")), cell(n.get("service"))),
+                                    cell(n.get("desired_revision")),
+                                    cell(n.get("applied_revision")),
+                                    n["desired_hash"]
+                                        .as_str()
+                                        .map(|h| h[..12.min(h.len())].to_string())
+                                        .unwrap_or_default(),
+                                    cell(n.get("state")),
+                                    format!("{:.3}s", lag as f64 / 1000.0),
+                                    cell(n.get("applied_at")),
+                                    cell(n.get("error")),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                print!(
+                    "{}",
+                    table::render(
+                        &["NODE", "SERVICE", "DESIRED", "APPLIED", "HASH", "STATE", "LAG", "APPLIED_AT", "ERROR"],
+                        &rows
+                    )
+                );
+                let total = rows.len();
+                let in_sync = rows.iter().filter(|r| r[5] == "in-sync").count();
+                println!("fleet revision {}: {in_sync}/{total} nodes in sync", cell(v.get("revision")));
+            }
+        }
+        ClientCmd::Project(p) => match p {
+            ProjectCmd::List => {
+                let v = api.call("GET", "/v1/projects", None)?;
+                if json_out {
+                    show(&v)
+                } else {
+                    print_table(
+                        &v,
+                        "projects",
+                        &[
+                            ("PROJECT", "/name"),
+                            ("BASE_PORT", "/base_port"),
+                            ("VPCS", "/vpcs"),
+                            ("SERVICES", "/services"),
+                        ],
+                    )
+                }
+            }
+            ProjectCmd::Create { name, base_port } => {
+                let mut body = json!({ "name": name });
+                if let Some(b) = base_port {
+                    body["base_port"] = json!(b);
+                }
+                let v = api.call("POST", "/v1/projects", Some(&body))?;
+                if json_out {
+                    show(&v)
+                } else {
+                    print_written(&v, &format!("Created project {name}"))
+                }
+            }
+            ProjectCmd::Delete { name } => {
+                let v = api.call("DELETE", &format!("/v1/projects/{}", enc(&name)), None)?;
+                if json_out {
+                    show(&v)
+                } else {
+                    print_written(&v, &format!("Deleted project {name}"))
+                }
+            }
+        },
+        ClientCmd::Vpc(c) => match c {
+            VpcCmd::List { project } => {
+                let v = api.call("GET", &format!("/v1/projects/{}/vpcs", enc(&project)), None)?;
+                if json_out {
+                    show(&v)
+                } else {
+                    print_table(
+                        &v,
+                        "vpcs",
+                        &[
+                            ("VPC", "/name"),
+                            ("CLOUD", "/cloud"),
+                            ("NETWORK_CIDR", "/network_cidr"),
+                            ("PRIVATELINK_CIDRS", "/privatelink_cidrs"),
+                            ("PEERINGS", "/peerings"),
+                        ],
+                    )
+                }
+            }
+            VpcCmd::Create { project, name, cloud, network_cidr, privatelink_cidrs } => {
+                let mut body = json!({ "name": name, "cloud": cloud, "network_cidr": network_cidr });
+                if !privatelink_cidrs.is_empty() {
+                    body["privatelink_cidrs"] = json!(privatelink_cidrs);
+                }
+                let v = api.call("POST", &format!("/v1/projects/{}/vpcs", enc(&project)), Some(&body))?;
+                if json_out {
+                    show(&v)
+                } else {
+                    print_written(&v, &format!("Created VPC {project}/{name}"))
+                }
+            }
+            VpcCmd::Delete { project, name } => {
+                let v = api.call("DELETE", &format!("/v1/projects/{}/vpcs/{}", enc(&project), enc(&name)), None)?;
+                if json_out {
+                    show(&v)
+                } else {
+                    print_written(&v, &format!("Deleted VPC {project}/{name}"))
+                }
+            }
+            VpcCmd::Peering(PeeringCmd::Create { project, vpc, peer_vpc, peer_cidrs }) => {
+                let body = json!({ "peer_vpc": peer_vpc, "peer_cidrs": peer_cidrs });
+                let v = api.call(
+                    "POST",
+                    &format!("/v1/projects/{}/vpcs/{}/peerings", enc(&project), enc(&vpc)),
+                    Some(&body),
+                )?;
+                if json_out {
+                    show(&v)
+                } else {
+                    print_written(&v, &format!("Peered {project}/{vpc} with {peer_vpc}"))
+                }
+            }
+            VpcCmd::Peering(PeeringCmd::Delete { project, vpc, peer_vpc }) => {
+                let v = api.call(
+                    "DELETE",
+                    &format!("/v1/projects/{}/vpcs/{}/peerings/{}", enc(&project), enc(&vpc), enc(&peer_vpc)),
+                    None,
+                )?;
+                if json_out {
+                    show(&v)
+                } else {
+                    print_written(&v, &format!("Removed peering {project}/{vpc} ↔ {peer_vpc}"))
+                }
+            }
+        },
+        ClientCmd::Service(c) => service(&api, json_out, c)?,
+        ClientCmd::Node(c) => match c {
+            NodeCmd::Add { project, service, name, private, public } => {
+                let mut body = json!({ "name": name, "private": private });
+                if !public.is_empty() {
+                    body["public"] = json!(public);
+                }
+                let v = api.call(
+                    "POST",
+                    &format!("/v1/projects/{}/services/{}/nodes", enc(&project), enc(&service)),
+                    Some(&body),
+                )?;
+                if json_out {
+                    show(&v)
+                } else {
+                    print_written(&v, &format!("Added node {name} to {project}/{service}"))
+                }
+            }
+            NodeCmd::Remove { project, service, name } => {
+                let v = api.call(
+                    "DELETE",
+                    &format!("/v1/projects/{}/services/{}/nodes/{}", enc(&project), enc(&service), enc(&name)),
+                    None,
+                )?;
+                if json_out {
+                    show(&v)
+                } else {
+                    print_written(&v, &format!("Removed node {name} from {project}/{service}"))
+                }
+            }
+        },
+        ClientCmd::Fleet(FleetCmd::Get { revision }) => {
+            let q = revision.map(|r| format!("&revision={r}")).unwrap_or_default();
+            if json_out {
+                show(&api.call("GET", &format!("/v1/fleet?format=json{q}"), None)?);
+            } else {
+                let resp = api
+                    .client
+                    .request("GET", &format!("/v1/fleet?format=yaml{q}"), None)
+                    .map_err(|e| ApiFailure(e.to_string()))?;
+                if resp.status >= 400 {
+                    check(resp)?;
+                } else {
+                    print!("{}", resp.text());
+                }
+            }
+        }
+        ClientCmd::Fleet(FleetCmd::Put { file }) => {
+            let text = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let resp = api
+                .client
+                .request("PUT", "/v1/fleet", Some(("application/yaml", &text)))
+                .map_err(|e| ApiFailure(e.to_string()))?;
+            let v = check(resp)?;
+            if json_out {
+                show(&v)
+            } else {
+                print_written(&v, &format!("Loaded {}", file.display()))
+            }
+        }
+        ClientCmd::Token(TokenCmd::Create { project, node, admin }) => {
+            let body = match (project, node, admin) {
+                (Some(p), None, None) => json!({ "kind": "project", "project": p }),
+                (None, Some(n), None) => json!({ "kind": "agent", "node": n }),
+                (None, None, Some(a)) => json!({ "kind": "admin", "name": a }),
+                _ => bail!("give one of --project P, --node N or --admin NAME"),
+            };
+            let v = api.call("POST", "/v1/tokens", Some(&body))?;
+            if json_out {
+                show(&v)
+            } else {
+                println!("{}", cell(v.get("token")))
+            }
+        }
+        ClientCmd::Audit { limit, after } => {
+            let v = api.call("GET", &format!("/v1/audit?limit={limit}&after={after}"), None)?;
+            if json_out {
+                show(&v)
+            } else {
+                print_table(
+                    &v,
+                    "entries",
+                    &[
+                        ("ID", "/id"),
+                        ("AT", "/at"),
+                        ("ACTOR", "/actor"),
+                        ("ACTION", "/action"),
+                        ("TARGET", "/target"),
+                        ("REVISION", "/revision"),
+                    ],
+                );
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
+    let show = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    let svc_path = |p: &str, s: &str| format!("/v1/projects/{}/services/{}", enc(p), enc(s));
+    match c {
+        ServiceCmd::List { project } => {
+            let v = api.call("GET", &format!("/v1/projects/{}/services", enc(&project)), None)?;
+            if json_out {
+                show(&v)
+            } else {
+                let rows: Vec<Vec<String>> = v["services"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|s| {
+                                vec![
+                                    cell(s.get("name")),
+                                    cell(s.get("type")),
+                                    cell(s.get("cloud")),
+                                    cell(s.get("vpc")),
+                                    s["nodes"].as_object().map(|o| o.len()).unwrap_or(0).to_string(),
+                                    s.pointer("/user_config/ip_filter")
+                                        .and_then(Value::as_array)
+                                        .map(|a| a.len().to_string())
+                                        .unwrap_or_else(|| "null".into()),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                print!(
+                    "{}",
+                    table::render(&["SERVICE_NAME", "SERVICE_TYPE", "CLOUD_NAME", "VPC", "NODES", "IP_FILTER"], &rows)
+                );
+            }
+        }
+        ServiceCmd::Get { project, service } => {
+            let v = api.call("GET", &svc_path(&project, &service), None)?;
+            if json_out {
+                show(&v)
+            } else {
+                println!(
+                    "SERVICE {project}/{service}  TYPE {}  CLOUD {}  VPC {}",
+                    cell(v.get("type")),
+                    cell(v.get("cloud")),
+                    cell(v.get("vpc"))
+                );
+                println!("user_config: {}", v.get("user_config").cloned().unwrap_or(json!({})));
+                print_table(
+                    &v,
+                    "listeners",
+                    &[
+                        ("NODE", "/node"),
+                        ("COMPONENT", "/component"),
+                        ("ROUTE", "/route"),
+                        ("ADDRESS", "/address"),
+                        ("PORT", "/port"),
+                        ("PROTOCOL", "/protocol"),
+                    ],
+                );
+            }
+        }
+        ServiceCmd::Create { project, service, service_type, cloud, vpc, nodes, config } => {
+            let mut body = json!({ "name": service, "type": service_type, "cloud": cloud });
+            if let Some(v) = vpc {
+                body["vpc"] = json!(v);
+            }
+            let mut ns = serde_json::Map::new();
+            for spec in &nodes {
+                let (name, n) = parse_node(spec)?;
+                ns.insert(name, n);
+            }
+            body["nodes"] = Value::Object(ns);
+            if !config.is_empty() {
+                let edits = config
+                    .iter()
+                    .map(|c| fleetwall_model::edit::Edit::parse_set(c))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(ApiFailure)?;
+                body["user_config"] = fleetwall_model::edit::apply(&json!({}), &edits).map_err(ApiFailure)?;
+            }
+            let v = api.call("POST", &format!("/v1/projects/{}/services", enc(&project)), Some(&body))?;
+            if json_out {
+                show(&v)
+            } else {
+                print_written(&v, &format!("Created service {project}/{service}"))
+            }
+        }
+        ServiceCmd::Update { project, service, config, remove } => {
+            if config.is_empty() && remove.is_empty() {
+                bail!("nothing to change: give -c KEY=VALUE and/or --remove-option KEY");
+            }
+            let body = json!({ "config": config, "remove": remove });
+            let v = api.call("PATCH", &format!("{}/user_config", svc_path(&project, &service)), Some(&body))?;
+            if json_out {
+                show(&v)
+            } else {
+                print_written(&v, &format!("Updated {project}/{service}"))
+            }
+        }
+        ServiceCmd::Delete { project, service } => {
+            let v = api.call("DELETE", &svc_path(&project, &service), None)?;
+            if json_out {
+                show(&v)
+            } else {
+                print_written(&v, &format!("Deleted service {project}/{service}"))
+            }
+        }
+        ServiceCmd::Privatelink { provider, verb } => {
+            let base = |p: &str, s: &str| format!("{}/privatelink/{provider}", svc_path(p, s));
+            let pl_cols: &[(&str, &str)] = &[
+                ("PROJECT", "/project"),
+                ("SERVICE", "/service"),
+                ("PROVIDER", "/provider"),
+                ("STATE", "/state"),
+                ("AWS_SERVICE_ID", "/aws_service_id"),
+                ("PRINCIPALS", "/principals"),
+            ];
+            let v = match verb {
+                PrivatelinkCmd::Create { principals, project, service } => {
+                    api.call("POST", &base(&project, &service), Some(&json!({ "principals": principals })))?
+                }
+                PrivatelinkCmd::Get { project, service } => api.call("GET", &base(&project, &service), None)?,
+                PrivatelinkCmd::Update { principals, project, service } => {
+                    api.call("PUT", &base(&project, &service), Some(&json!({ "principals": principals })))?
+                }
+                PrivatelinkCmd::Delete { project, service } => api.call("DELETE", &base(&project, &service), None)?,
+                PrivatelinkCmd::Connection(ConnectionCmd::List { project, service }) => {
+                    let v = api.call("GET", &format!("{}/connections", base(&project, &service)), None)?;
+                    if json_out {
+                        show(&v)
+                    } else {
+                        print_table(
+                            &v,
+                            "connections",
+                            &[
+                                ("PRIVATELINK_CONNECTION_ID", "/privatelink_connection_id"),
+                                ("VPC_ENDPOINT_ID", "/vpc_endpoint_id"),
+                                ("DNS_NAME", "/dns_name"),
+                                ("STATE", "/state"),
+                            ],
+                        );
+                    }
+                    return Ok(());
+                }
+            };
+            if json_out {
+                show(&v)
+            } else {
+                print_table(&json!({ "rows": [v] }), "rows", pl_cols);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_catalog(path: Option<&Path>) -> Result<fleetwall_model::Catalog> {
+    crate::commands::catalog(path)
+}
+
+/// `fleetwall serve`.
+pub fn serve(a: ServeArgs) -> Result<Outcome> {
+    let catalog = load_catalog(a.catalog.as_deref())?;
+    let url = a.db.clone().unwrap_or_else(|| a.data_dir.join("fleet.db").display().to_string());
+    let cp = fleetwall_server::ControlPlane::open(&url, catalog).map_err(|e| anyhow!("{}", e.message))?;
+    // The admin token: registered from the file, or created into it.
+    let token_file = a.admin_token_file.clone().unwrap_or_else(|| a.data_dir.join("admin.token"));
+    match std::fs::read_to_string(&token_file) {
+        Ok(t) if !t.trim().is_empty() => {
+            cp.insert_token(None, "admin", "admin", t.trim()).map_err(|e| anyhow!("{}", e.message))?;
+        }
+        _ if !cp.has_admin().map_err(|e| anyhow!("{}", e.message))? => {
+            let t = fleetwall_server::util::new_token()?;
+            if let Some(dir) = token_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            write_secret(&token_file, &t)?;
+            cp.insert_token(None, "admin", "admin", &t).map_err(|e| anyhow!("{}", e.message))?;
+            eprintln!("fleetwall serve: new admin token written to {}", token_file.display());
+        }
+        _ => {}
+    }
+    if let Some(f) = &a.fleet {
+        if cp.snapshot().revision == 0 {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            let (fleet, diags) = fleetwall_model::load(&text, &cp.catalog);
+            if fleet.is_none() {
+                eprint!("{}", fleetwall_model::diag::render_human(&diags.items, &f.display().to_string(), &text));
+                return Ok(Outcome::Invalid);
+            }
+            let tree = fleetwall_model::yaml::parse(&text).map_err(|d| anyhow!("{}", d.message))?;
+            let doc = fleetwall_server::doc::from_yaml(&tree);
+            let seed = fleetwall_server::Actor::Admin("seed".into());
+            cp.write(
+                &seed,
+                "fleet.seed",
+                "",
+                |d| {
+                    *d = doc;
+                    Ok(())
+                },
+                |_, _| Ok(()),
+            )
+            .map_err(|e| anyhow!("{}", e.message))?;
+        }
+    }
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(fleetwall_http::TlsFiles { cert: cert.clone(), key: key.clone() }),
+        _ => None,
+    };
+    let server = fleetwall_server::api::serve(cp.clone(), &a.listen, tls.as_ref()).map_err(|e| anyhow!("{e}"))?;
+    let snap = cp.snapshot();
+    eprintln!(
+        "fleetwall serve: listening on {}://{} (store {} {}, fleet revision {}, {} nodes)",
+        if tls.is_some() { "https" } else { "http" },
+        server.local_addr(),
+        cp.db.kind(),
+        fleetwall_server::db::redact(&url),
+        snap.revision,
+        snap.nodes.len()
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
+fn write_secret(path: &Path, secret: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut f, format!("{secret}\n").as_bytes())?;
+    Ok(())
+}
+
+/// `fleetwall agent`.
+pub fn agent(a: AgentArgs) -> Result<Outcome> {
+    let node = a.node.clone();
+    let cfg = fleetwall_agent::Config {
+        server: a.server.clone(),
+        node: a.node.clone(),
+        token: a.token.clone(),
+        ca: a.ca.clone(),
+        state_dir: Some(a.state_dir.clone()),
+        resync: Duration::from_secs_f64(a.resync.max(0.05)),
+        poll: Duration::from_secs(30),
+    };
+    let log_node = node.clone();
+    let log = Box::new(move |e: &fleetwall_agent::Event| {
+        let t = fleetwall_server::util::rfc3339(fleetwall_server::util::now_ms());
+        match e {
+            fleetwall_agent::Event::Applied { revision, from_disk: true } => {
+                eprintln!("{t} {log_node}: re-applied the last good ruleset (revision {revision})")
+            }
+            fleetwall_agent::Event::Applied { revision, .. } => {
+                eprintln!("{t} {log_node}: applied revision {revision}")
+            }
+            fleetwall_agent::Event::DriftRepaired => eprintln!("{t} {log_node}: our table had drifted; restored"),
+            fleetwall_agent::Event::Error(m) => eprintln!("{t} {log_node}: error: {m}"),
+            fleetwall_agent::Event::Unreachable(m) => eprintln!("{t} {log_node}: server unreachable: {m}"),
+        }
+    });
+    let kernel = Box::new(fleetwall_agent::NftKernel { netns: a.netns.clone() });
+    let mut agent = fleetwall_agent::Agent::new(cfg, kernel, log).map_err(|e| anyhow!(e))?;
+    let _metrics = if a.metrics_listen != "off" {
+        let stats = agent.stats.clone();
+        let n = node.clone();
+        let h: fleetwall_http::Handler = Arc::new(move |req| match req.path.as_str() {
+            "/metrics" => fleetwall_http::Response::new(200, "text/plain; version=0.0.4", stats.render(&n)),
+            _ => fleetwall_http::Response::new(404, "text/plain", "see /metrics\n"),
+        });
+        Some(
+            fleetwall_http::Server::bind(&a.metrics_listen, None, h)
+                .map_err(|e| anyhow!("metrics on {}: {e}", a.metrics_listen))?,
+        )
+    } else {
+        None
+    };
+    eprintln!("fleetwall agent: node {node}, server {}, state {}", a.server, a.state_dir.display());
+    let stop = AtomicBool::new(false);
+    agent.run(&stop);
+    Ok(Outcome::Ok)
+}

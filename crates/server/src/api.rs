@@ -1,0 +1,693 @@
+//! The HTTP/JSON API: routing, authorization, and the JSON views. The OpenAPI document
+//! (`openapi.json`, served at `/openapi.json`) describes every route listed in `ROUTES`.
+
+use crate::{ops, ptr, Actor, ApiError, ControlPlane, Report, Written};
+use fleetwall_http::{Request, Response};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The OpenAPI 3 document.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every (method, path template) the API serves; the OpenAPI document lists the same.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/openapi.json"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/fleet"),
+    ("PUT", "/v1/fleet"),
+    ("PUT", "/v1/platform"),
+    ("GET", "/v1/projects"),
+    ("POST", "/v1/projects"),
+    ("GET", "/v1/projects/{project}"),
+    ("DELETE", "/v1/projects/{project}"),
+    ("GET", "/v1/projects/{project}/vpcs"),
+    ("POST", "/v1/projects/{project}/vpcs"),
+    ("GET", "/v1/projects/{project}/vpcs/{vpc}"),
+    ("DELETE", "/v1/projects/{project}/vpcs/{vpc}"),
+    ("POST", "/v1/projects/{project}/vpcs/{vpc}/peerings"),
+    ("DELETE", "/v1/projects/{project}/vpcs/{vpc}/peerings/{peer_vpc}"),
+    ("GET", "/v1/projects/{project}/services"),
+    ("POST", "/v1/projects/{project}/services"),
+    ("GET", "/v1/projects/{project}/services/{service}"),
+    ("DELETE", "/v1/projects/{project}/services/{service}"),
+    ("PATCH", "/v1/projects/{project}/services/{service}/user_config"),
+    ("POST", "/v1/projects/{project}/services/{service}/nodes"),
+    ("DELETE", "/v1/projects/{project}/services/{service}/nodes/{node}"),
+    ("POST", "/v1/projects/{project}/services/{service}/privatelink/{provider}"),
+    ("GET", "/v1/projects/{project}/services/{service}/privatelink/{provider}"),
+    ("PUT", "/v1/projects/{project}/services/{service}/privatelink/{provider}"),
+    ("DELETE", "/v1/projects/{project}/services/{service}/privatelink/{provider}"),
+    ("GET", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections"),
+    ("GET", "/v1/status"),
+    ("GET", "/v1/audit"),
+    ("POST", "/v1/tokens"),
+    ("GET", "/v1/nodes/{node}/ruleset"),
+    ("PUT", "/v1/nodes/{node}/status"),
+];
+
+/// The longest long-poll a caller may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+fn error_response(e: &ApiError) -> Response {
+    let mut body = json!({ "message": e.message, "status": e.status });
+    if !e.diagnostics.is_empty() {
+        body["diagnostics"] = Value::Array(e.diagnostics.clone());
+    }
+    let r = Response::json(e.status, &body);
+    if e.status == 401 {
+        r.header("www-authenticate", "Bearer")
+    } else {
+        r
+    }
+}
+
+/// Answers one request.
+pub fn handle(cp: &Arc<ControlPlane>, req: Request) -> Response {
+    let method = req.method.clone();
+    let resp = match route(cp, &req) {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    cp.metrics.request(&method, resp.status);
+    resp
+}
+
+fn body_json(req: &Request) -> Result<Value, ApiError> {
+    if req.body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&req.body).map_err(|e| ApiError::bad(format!("the request body is not valid JSON: {e}")))
+}
+
+fn need_admin(a: &Actor) -> Result<(), ApiError> {
+    match a {
+        Actor::Admin(_) => Ok(()),
+        other => Err(ApiError::forbidden(format!("{} may not do this (admin only)", other.name()))),
+    }
+}
+
+fn need_project(a: &Actor, p: &str) -> Result<(), ApiError> {
+    if a.may_project(p) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("{} may not access project '{p}'", a.name())))
+    }
+}
+
+fn written(w: Written, status: u16) -> Response {
+    Response::json(status, &w)
+}
+
+fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
+    let segs: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let m = req.method.as_str();
+    match (m, segs.as_slice()) {
+        ("GET", ["healthz"]) => {
+            return Ok(Response::json(
+                200,
+                &json!({ "status": "ok", "revision": cp.snapshot().revision, "store": cp.db.kind() }),
+            ))
+        }
+        ("GET", ["openapi.json"]) => return Ok(Response::new(200, "application/json", OPENAPI)),
+        ("GET", ["metrics"]) => {
+            let in_sync = cp.status(|_| true).map(|v| v.iter().filter(|s| s.state == "in-sync").count()).unwrap_or(0);
+            return Ok(Response::new(200, "text/plain; version=0.0.4", cp.metrics.render(in_sync, cp.uptime())));
+        }
+        _ => {}
+    }
+    let actor = cp.authenticate(req.bearer())?;
+    // Reads on a replica see every committed write (PostgreSQL: another replica's too).
+    if m == "GET" && cp.db.kind() == "postgres" && !matches!(segs.as_slice(), ["v1", "nodes", _, "ruleset"]) {
+        cp.refresh()?;
+    }
+    let snap = cp.snapshot();
+    match (m, segs.as_slice()) {
+        ("GET", ["v1", "fleet"]) => {
+            need_admin(&actor)?;
+            let (rev, doc) = match req.query("revision") {
+                Some(r) => {
+                    let r: i64 =
+                        r.parse().map_err(|_| ApiError::bad(format!("revision must be a number, got '{r}'")))?;
+                    let rows = cp
+                        .db
+                        .read(|tx| tx.query("SELECT fleet FROM revisions WHERE revision = ?", &[crate::db::V::I(r)]))?;
+                    let text = rows
+                        .first()
+                        .map(|r| r[0].text())
+                        .ok_or_else(|| ApiError::not_found(format!("no revision {r}")))?;
+                    (r, serde_json::from_str(&text).map_err(ApiError::internal)?)
+                }
+                None => (snap.revision, snap.doc.clone()),
+            };
+            if req.query("format") == Some("yaml") {
+                let text = format!("# fleet revision {rev}\n{}", crate::doc::to_yaml(&doc).text);
+                return Ok(Response::new(200, "application/yaml", text).header("x-fleet-revision", &rev.to_string()));
+            }
+            Ok(Response::json(200, &json!({ "revision": rev, "fleet": doc })))
+        }
+        ("PUT", ["v1", "fleet"]) => {
+            need_admin(&actor)?;
+            let text = String::from_utf8(req.body.clone()).map_err(|_| ApiError::bad("the fleet file is not UTF-8"))?;
+            let (fleet, diags) = fleetwall_model::load(&text, &cp.catalog);
+            if fleet.is_none() {
+                let list: Vec<Value> = diags
+                    .items
+                    .iter()
+                    .filter(|d| d.severity == fleetwall_model::Severity::Error)
+                    .map(|d| {
+                        serde_json::to_value(fleetwall_model::diag::DiagnosticJson::new(d, "fleet")).unwrap_or_default()
+                    })
+                    .collect();
+                let first = diags.items.iter().find(|d| d.severity == fleetwall_model::Severity::Error);
+                let msg = match first {
+                    Some(d) => format!(
+                        "Invalid fleet: {}{} ({} errors)",
+                        d.message,
+                        d.span.map(|s| format!(" at line {} column {}", s.start.line, s.start.col)).unwrap_or_default(),
+                        list.len()
+                    ),
+                    None => "Invalid fleet".into(),
+                };
+                return Err(ApiError { status: 400, message: msg, diagnostics: list });
+            }
+            let tree = fleetwall_model::yaml::parse(&text).map_err(|d| ApiError::bad(d.message))?;
+            let new = crate::doc::from_yaml(&tree);
+            let w = cp.write(
+                &actor,
+                "fleet.replace",
+                "",
+                |doc| {
+                    *doc = new;
+                    Ok(())
+                },
+                |_, _| Ok(()),
+            )?;
+            Ok(written(Written { after: Value::Null, ..w }, 200))
+        }
+        ("PUT", ["v1", "platform"]) => {
+            need_admin(&actor)?;
+            let body = body_json(req)?;
+            Ok(written(
+                cp.write(&actor, "platform.update", "/platform", |d| ops::put_platform(d, &body), |_, _| Ok(()))?,
+                200,
+            ))
+        }
+        ("GET", ["v1", "projects"]) => {
+            let list: Vec<Value> = snap
+                .doc
+                .get("projects")
+                .and_then(Value::as_object)
+                .map(|o| o.iter().filter(|(p, _)| actor.may_project(p)).map(|(p, v)| project_view(p, v)).collect())
+                .unwrap_or_default();
+            Ok(Response::json(200, &json!({ "projects": list })))
+        }
+        ("POST", ["v1", "projects"]) => {
+            need_admin(&actor)?;
+            let body = body_json(req)?;
+            let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let target = format!("/projects/{}", ptr(&name));
+            let w = cp.write(
+                &actor,
+                "project.create",
+                &target,
+                |d| ops::create_project(d, &body).map(|_| ()),
+                |_, _| Ok(()),
+            )?;
+            Ok(written(w, 201))
+        }
+        ("GET", ["v1", "projects", p]) => {
+            need_project(&actor, p)?;
+            let v = snap
+                .doc
+                .pointer(&format!("/projects/{}", ptr(p)))
+                .ok_or_else(|| ApiError::not_found(format!("project '{p}' does not exist")))?;
+            Ok(Response::json(200, &project_view(p, v)))
+        }
+        ("DELETE", ["v1", "projects", p]) => {
+            need_admin(&actor)?;
+            let target = format!("/projects/{}", ptr(p));
+            Ok(written(cp.write(&actor, "project.delete", &target, |d| ops::delete_project(d, p), |_, _| Ok(()))?, 200))
+        }
+        ("GET", ["v1", "projects", p, "vpcs"]) => {
+            need_project(&actor, p)?;
+            let proj = snap
+                .doc
+                .pointer(&format!("/projects/{}", ptr(p)))
+                .ok_or_else(|| ApiError::not_found(format!("project '{p}' does not exist")))?;
+            let list: Vec<Value> = proj
+                .get("vpcs")
+                .and_then(Value::as_object)
+                .map(|o| o.iter().map(|(n, v)| named(n, v)).collect())
+                .unwrap_or_default();
+            Ok(Response::json(200, &json!({ "vpcs": list })))
+        }
+        ("POST", ["v1", "projects", p, "vpcs"]) => {
+            need_project(&actor, p)?;
+            let body = body_json(req)?;
+            let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let target = format!("/projects/{}/vpcs/{}", ptr(p), ptr(&name));
+            Ok(written(
+                cp.write(&actor, "vpc.create", &target, |d| ops::create_vpc(d, p, &body).map(|_| ()), |_, _| Ok(()))?,
+                201,
+            ))
+        }
+        ("GET", ["v1", "projects", p, "vpcs", v]) => {
+            need_project(&actor, p)?;
+            let vpc = snap
+                .doc
+                .pointer(&format!("/projects/{}/vpcs/{}", ptr(p), ptr(v)))
+                .ok_or_else(|| ApiError::not_found(format!("VPC '{v}' does not exist in project '{p}'")))?;
+            Ok(Response::json(200, &named(v, vpc)))
+        }
+        ("DELETE", ["v1", "projects", p, "vpcs", v]) => {
+            need_project(&actor, p)?;
+            let target = format!("/projects/{}/vpcs/{}", ptr(p), ptr(v));
+            Ok(written(cp.write(&actor, "vpc.delete", &target, |d| ops::delete_vpc(d, p, v), |_, _| Ok(()))?, 200))
+        }
+        ("POST", ["v1", "projects", p, "vpcs", v, "peerings"]) => {
+            need_project(&actor, p)?;
+            let body = body_json(req)?;
+            let target = format!("/projects/{}/vpcs/{}/peerings", ptr(p), ptr(v));
+            Ok(written(
+                cp.write(
+                    &actor,
+                    "peering.create",
+                    &target,
+                    |d| ops::create_peering(d, p, v, &body).map(|_| ()),
+                    |_, _| Ok(()),
+                )?,
+                201,
+            ))
+        }
+        ("DELETE", ["v1", "projects", p, "vpcs", v, "peerings", peer]) => {
+            need_project(&actor, p)?;
+            let target = format!("/projects/{}/vpcs/{}/peerings", ptr(p), ptr(v));
+            Ok(written(
+                cp.write(&actor, "peering.delete", &target, |d| ops::delete_peering(d, p, v, peer), |_, _| Ok(()))?,
+                200,
+            ))
+        }
+        ("GET", ["v1", "projects", p, "services"]) => {
+            need_project(&actor, p)?;
+            let proj = snap
+                .doc
+                .pointer(&format!("/projects/{}", ptr(p)))
+                .ok_or_else(|| ApiError::not_found(format!("project '{p}' does not exist")))?;
+            let list: Vec<Value> = proj
+                .get("services")
+                .and_then(Value::as_object)
+                .map(|o| o.iter().map(|(n, v)| service_view(cp, &snap, p, n, v)).collect())
+                .unwrap_or_default();
+            Ok(Response::json(200, &json!({ "services": list })))
+        }
+        ("POST", ["v1", "projects", p, "services"]) => {
+            need_project(&actor, p)?;
+            let body = body_json(req)?;
+            let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let target = format!("/projects/{}/services/{}", ptr(p), ptr(&name));
+            Ok(written(
+                cp.write(
+                    &actor,
+                    "service.create",
+                    &target,
+                    |d| ops::create_service(d, p, &body).map(|_| ()),
+                    |_, _| Ok(()),
+                )?,
+                201,
+            ))
+        }
+        ("GET", ["v1", "projects", p, "services", s]) => {
+            need_project(&actor, p)?;
+            let svc = snap
+                .doc
+                .pointer(&format!("/projects/{}/services/{}", ptr(p), ptr(s)))
+                .ok_or_else(|| ApiError::not_found(format!("service '{s}' does not exist in project '{p}'")))?;
+            Ok(Response::json(200, &service_view(cp, &snap, p, s, svc)))
+        }
+        ("DELETE", ["v1", "projects", p, "services", s]) => {
+            need_project(&actor, p)?;
+            let target = format!("/projects/{}/services/{}", ptr(p), ptr(s));
+            Ok(written(
+                cp.write(&actor, "service.delete", &target, |d| ops::delete_service(d, p, s), |_, _| Ok(()))?,
+                200,
+            ))
+        }
+        ("PATCH", ["v1", "projects", p, "services", s, "user_config"]) => {
+            need_project(&actor, p)?;
+            let body = body_json(req)?;
+            let mut edits = Vec::new();
+            for c in strings(&body, "config")? {
+                edits.push(fleetwall_model::edit::Edit::parse_set(&c).map_err(ApiError::bad)?);
+            }
+            for r in strings(&body, "remove")? {
+                edits.push(fleetwall_model::edit::Edit::Remove(r));
+            }
+            if edits.is_empty() {
+                return Err(ApiError::bad(
+                    "nothing to change: give \"config\": [\"KEY=VALUE\", …] and/or \"remove\": [\"KEY\", …]",
+                ));
+            }
+            let target = format!("/projects/{}/services/{}/user_config", ptr(p), ptr(s));
+            Ok(written(
+                cp.write(&actor, "service.update", &target, |d| ops::edit_user_config(d, p, s, &edits), |_, _| Ok(()))?,
+                200,
+            ))
+        }
+        ("POST", ["v1", "projects", p, "services", s, "nodes"]) => {
+            need_project(&actor, p)?;
+            let body = body_json(req)?;
+            let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let target = format!("/projects/{}/services/{}/nodes/{}", ptr(p), ptr(s), ptr(&name));
+            Ok(written(
+                cp.write(&actor, "node.add", &target, |d| ops::add_node(d, p, s, &body).map(|_| ()), |_, _| Ok(()))?,
+                201,
+            ))
+        }
+        ("DELETE", ["v1", "projects", p, "services", s, "nodes", n]) => {
+            need_project(&actor, p)?;
+            let target = format!("/projects/{}/services/{}/nodes/{}", ptr(p), ptr(s), ptr(n));
+            Ok(written(cp.write(&actor, "node.remove", &target, |d| ops::remove_node(d, p, s, n), |_, _| Ok(()))?, 200))
+        }
+        (_, ["v1", "projects", p, "services", s, "privatelink", provider, rest @ ..]) => {
+            need_project(&actor, p)?;
+            privatelink(cp, &actor, req, p, s, provider, rest)
+        }
+        ("GET", ["v1", "status"]) => {
+            let rows = cp.status(|d| actor.may_project(&d.project) || matches!(&actor, Actor::Admin(_)))?;
+            Ok(Response::json(200, &json!({ "revision": snap.revision, "nodes": rows })))
+        }
+        ("GET", ["v1", "audit"]) => {
+            need_admin(&actor)?;
+            let limit: i64 = req.query("limit").and_then(|l| l.parse().ok()).unwrap_or(100).clamp(1, 10_000);
+            let after: i64 = req.query("after").and_then(|l| l.parse().ok()).unwrap_or(0);
+            let rows = cp.db.read(|tx| {
+                tx.query(
+                    "SELECT id, revision, at, actor, action, target, before, after FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+                    &[crate::db::V::I(after), crate::db::V::I(limit)],
+                )
+            })?;
+            let entries: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r[0].int(),
+                        "revision": r[1].opt().map(|_| r[1].int()),
+                        "at": r[2].text(),
+                        "actor": r[3].text(),
+                        "action": r[4].text(),
+                        "target": r[5].text(),
+                        "before": serde_json::from_str::<Value>(&r[6].text()).unwrap_or(Value::Null),
+                        "after": serde_json::from_str::<Value>(&r[7].text()).unwrap_or(Value::Null),
+                    })
+                })
+                .collect();
+            Ok(Response::json(200, &json!({ "entries": entries })))
+        }
+        ("POST", ["v1", "tokens"]) => {
+            need_admin(&actor)?;
+            let body = body_json(req)?;
+            let kind = body.get("kind").and_then(Value::as_str).unwrap_or("");
+            let scope = match kind {
+                "project" => body.get("project"),
+                "agent" => body.get("node"),
+                _ => body.get("name"),
+            }
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad("give {\"kind\": \"project\", \"project\": P}, {\"kind\": \"agent\", \"node\": N} or {\"kind\": \"admin\", \"name\": N}"))?;
+            let token = cp.create_token(Some(&actor), kind, scope)?;
+            Ok(Response::json(201, &json!({ "kind": kind, "scope": scope, "token": token })))
+        }
+        ("GET", ["v1", "nodes", n, "ruleset"]) => {
+            match &actor {
+                Actor::Admin(_) => {}
+                Actor::Agent(me) if me == n => {}
+                other => return Err(ApiError::forbidden(format!("{} may not read node '{n}'", other.name()))),
+            }
+            let after: i64 = req
+                .query("after")
+                .map(|a| a.parse().map_err(|_| ApiError::bad("after must be a revision number")))
+                .transpose()?
+                .unwrap_or(-1);
+            let wait = req
+                .query("wait")
+                .and_then(|w| w.parse::<f64>().ok())
+                .map(Duration::from_secs_f64)
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_WAIT);
+            match cp.wait_node(n, after, wait) {
+                None => Err(ApiError::not_found(format!(
+                    "node '{n}' is not in the fleet (revision {})",
+                    cp.snapshot().revision
+                ))),
+                Some(d) if d.revision <= after => Ok(Response::new(304, "application/json", Vec::new())
+                    .header("x-fleet-revision", &d.revision.to_string())),
+                Some(d) => Ok(Response::json(
+                    200,
+                    &json!({ "node": n, "revision": d.revision, "fleet_revision": cp.snapshot().revision, "hash": d.hash, "ruleset": &*d.ruleset }),
+                )),
+            }
+        }
+        ("PUT", ["v1", "nodes", n, "status"]) => {
+            match &actor {
+                Actor::Agent(me) if me == n => {}
+                other => return Err(ApiError::forbidden(format!("{} may not report for node '{n}'", other.name()))),
+            }
+            let r: Report =
+                serde_json::from_slice(&req.body).map_err(|e| ApiError::bad(format!("invalid status report: {e}")))?;
+            cp.report(n, &r)?;
+            Ok(Response::json(200, &json!({ "ok": true })))
+        }
+        _ => {
+            let known = ROUTES.iter().any(|(_, t)| template_matches(t, &segs));
+            if known {
+                Err(ApiError::new(405, format!("{m} is not allowed on {}", req.path)))
+            } else {
+                Err(ApiError::not_found(format!("no such endpoint: {m} {} (see /openapi.json)", req.path)))
+            }
+        }
+    }
+}
+
+/// Whether a path template (`/v1/projects/{project}`) matches the segments.
+pub fn template_matches(template: &str, segs: &[&str]) -> bool {
+    let t: Vec<&str> = template.trim_matches('/').split('/').collect();
+    t.len() == segs.len() && t.iter().zip(segs).all(|(a, b)| a.starts_with('{') || a == b)
+}
+
+fn strings(body: &Value, key: &str) -> Result<Vec<String>, ApiError> {
+    match body.get(key) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::bad(format!("'{key}' must be a list of strings")))
+            })
+            .collect(),
+        Some(_) => Err(ApiError::bad(format!("'{key}' must be a list of strings"))),
+    }
+}
+
+fn named(name: &str, v: &Value) -> Value {
+    let mut o = json!({ "name": name });
+    if let Some(m) = v.as_object() {
+        for (k, x) in m {
+            o[k] = x.clone();
+        }
+    }
+    o
+}
+
+fn project_view(p: &str, v: &Value) -> Value {
+    let count = |k: &str| v.get(k).and_then(Value::as_object).map(|o| o.len()).unwrap_or(0);
+    json!({
+        "name": p,
+        "base_port": v.get("base_port"),
+        "vpcs": count("vpcs"),
+        "services": count("services"),
+    })
+}
+
+fn service_view(cp: &ControlPlane, snap: &crate::Snapshot, p: &str, s: &str, v: &Value) -> Value {
+    let mut o = named(s, v);
+    o["project"] = json!(p);
+    let listeners: Vec<Value> = snap
+        .fleet
+        .as_ref()
+        .map(|f| {
+            fleetwall_compile::listeners::port_table(f)
+                .into_iter()
+                .filter(|r| r.project == p && r.service == s)
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    o["listeners"] = Value::Array(listeners);
+    if let Some(pl) = v.get("privatelink").and_then(Value::as_object) {
+        if let Some(provider) = pl.keys().next() {
+            o["privatelink_state"] = json!(privatelink_state(cp, p, s).ok().flatten().map(|(st, _)| st));
+            let _ = provider;
+        }
+    }
+    o
+}
+
+/// The private-link resource's state; moves `creating` → `active` and finishes `deleting`
+/// once every node of the service reports the revision that made the change.
+fn privatelink_state(cp: &ControlPlane, p: &str, s: &str) -> Result<Option<(String, i64)>, ApiError> {
+    use crate::db::V;
+    let rows = cp.db.read(|tx| {
+        tx.query("SELECT state, revision FROM privatelinks WHERE project = ? AND service = ?", &[p.into(), s.into()])
+    })?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let (state, rev) = (row[0].text(), row[1].int());
+    if state == "active" {
+        return Ok(Some((state, rev)));
+    }
+    let nodes = cp.status(|d| d.project == p && d.service == s)?;
+    // The snapshot already holds the change (its revision is at least `rev`), so a node in
+    // sync with it enforces the change.
+    let done = !nodes.is_empty() && nodes.iter().all(|n| n.state == "in-sync");
+    if !done {
+        return Ok(Some((state, rev)));
+    }
+    let now = crate::util::rfc3339(crate::util::now_ms());
+    if state == "creating" {
+        cp.db.write(|tx| {
+            tx.exec(
+                "UPDATE privatelinks SET state = 'active', updated_at = ? WHERE project = ? AND service = ? AND state = 'creating'",
+                &[V::S(now.clone()), p.into(), s.into()],
+            )
+        })?;
+        return Ok(Some(("active".into(), rev)));
+    }
+    cp.db.write(|tx| {
+        tx.exec(
+            "DELETE FROM privatelinks WHERE project = ? AND service = ? AND state = 'deleting'",
+            &[p.into(), s.into()],
+        )
+    })?;
+    Ok(None)
+}
+
+fn privatelink_view(cp: &ControlPlane, p: &str, s: &str, provider: &str, svc: &Value) -> Result<Value, ApiError> {
+    let state = privatelink_state(cp, p, s)?;
+    let principals = svc.pointer(&format!("/privatelink/{}/principals", ptr(provider))).cloned();
+    let Some((state, _)) = state.or_else(|| principals.as_ref().map(|_| ("active".to_string(), 0))) else {
+        return Err(ApiError::not_found(format!("service '{s}' has no {provider} private link")));
+    };
+    let id = &crate::util::sha256_hex(format!("{p}/{s}").as_bytes())[..17];
+    let region = svc
+        .get("cloud")
+        .and_then(Value::as_str)
+        .and_then(|c| c.split_once('-'))
+        .map(|(_, r)| r.to_string())
+        .unwrap_or_default();
+    let mut v = json!({
+        "project": p,
+        "service": s,
+        "provider": provider,
+        "state": state,
+        "principals": principals.unwrap_or(json!([])),
+    });
+    if provider == "aws" {
+        v["aws_service_id"] = json!(format!("vpce-svc-{id}"));
+        v["aws_service_name"] = json!(format!("com.amazonaws.vpce.{region}.vpce-svc-{id}"));
+    }
+    Ok(v)
+}
+
+fn privatelink(
+    cp: &Arc<ControlPlane>,
+    actor: &Actor,
+    req: &Request,
+    p: &str,
+    s: &str,
+    provider: &str,
+    rest: &[&str],
+) -> Result<Response, ApiError> {
+    use crate::db::V;
+    if !matches!(provider, "aws" | "azure" | "google") {
+        return Err(ApiError::bad(format!("unknown private-link provider '{provider}' (aws, azure or google)")));
+    }
+    let target = format!("/projects/{}/services/{}/privatelink", ptr(p), ptr(s));
+    let svc_of = |cp: &ControlPlane| {
+        cp.snapshot()
+            .doc
+            .pointer(&format!("/projects/{}/services/{}", ptr(p), ptr(s)))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("service '{s}' does not exist in project '{p}'")))
+    };
+    let set_state = |state: &'static str| {
+        let (p, s, provider) = (p.to_string(), s.to_string(), provider.to_string());
+        move |tx: &mut dyn crate::db::Tx, rev: i64| {
+            tx.exec("DELETE FROM privatelinks WHERE project = ? AND service = ?", &[V::S(p.clone()), V::S(s.clone())])?;
+            tx.exec(
+                "INSERT INTO privatelinks (project, service, provider, state, revision, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                &[V::S(p), V::S(s), V::S(provider), state.into(), V::I(rev), V::S(crate::util::rfc3339(crate::util::now_ms()))],
+            )?;
+            Ok(())
+        }
+    };
+    match (req.method.as_str(), rest) {
+        ("POST", []) => {
+            let who = ops::principals(&body_json(req)?)?;
+            cp.write(
+                actor,
+                "privatelink.create",
+                &target,
+                |d| ops::create_privatelink(d, p, s, provider, who),
+                set_state("creating"),
+            )?;
+            Ok(Response::json(201, &privatelink_view(cp, p, s, provider, &svc_of(cp)?)?))
+        }
+        ("GET", []) => Ok(Response::json(200, &privatelink_view(cp, p, s, provider, &svc_of(cp)?)?)),
+        ("PUT", []) => {
+            let who = ops::principals(&body_json(req)?)?;
+            cp.write(
+                actor,
+                "privatelink.update",
+                &target,
+                |d| ops::update_privatelink(d, p, s, provider, who),
+                |_, _| Ok(()),
+            )?;
+            Ok(Response::json(200, &privatelink_view(cp, p, s, provider, &svc_of(cp)?)?))
+        }
+        ("DELETE", []) => {
+            cp.write(
+                actor,
+                "privatelink.delete",
+                &target,
+                |d| ops::delete_privatelink(d, p, s, provider),
+                set_state("deleting"),
+            )?;
+            let mut v = json!({ "project": p, "service": s, "provider": provider, "state": "deleting" });
+            if let Some((st, _)) = privatelink_state(cp, p, s)? {
+                v["state"] = json!(st);
+            } else {
+                v["state"] = json!("deleted");
+            }
+            Ok(Response::json(200, &v))
+        }
+        ("GET", ["connections"]) => {
+            // Endpoint connections are made in the customer's cloud account; fleetwall has no
+            // cloud provider behind it, so it knows of none.
+            privatelink_view(cp, p, s, provider, &svc_of(cp)?)?;
+            Ok(Response::json(200, &json!({ "connections": [] })))
+        }
+        _ => Err(ApiError::new(405, format!("{} is not allowed on {}", req.method, req.path))),
+    }
+}
+
+/// Serves the API on `addr` until the process ends.
+pub fn serve(
+    cp: Arc<ControlPlane>,
+    addr: &str,
+    tls: Option<&fleetwall_http::TlsFiles>,
+) -> Result<fleetwall_http::Server, fleetwall_http::Error> {
+    let handler: fleetwall_http::Handler = Arc::new(move |req| handle(&cp, req));
+    fleetwall_http::Server::bind(addr, tls, handler)
+}

@@ -1,0 +1,412 @@
+//! One SQL dialect over two databases: SQLite (embedded, the default) and PostgreSQL
+//! (for replicas). Statements are written once with `?` placeholders and use only
+//! `BIGINT` and `TEXT` columns, so the same schema and migrations run on both.
+
+use std::sync::Mutex;
+
+/// A parameter or column value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum V {
+    /// An integer.
+    I(i64),
+    /// Text.
+    S(String),
+    /// NULL.
+    Null,
+}
+
+impl V {
+    /// The integer, or 0.
+    pub fn int(&self) -> i64 {
+        match self {
+            V::I(i) => *i,
+            V::S(s) => s.parse().unwrap_or(0),
+            V::Null => 0,
+        }
+    }
+    /// The text, or "".
+    pub fn text(&self) -> String {
+        match self {
+            V::S(s) => s.clone(),
+            V::I(i) => i.to_string(),
+            V::Null => String::new(),
+        }
+    }
+    /// The text, or None for NULL.
+    pub fn opt(&self) -> Option<String> {
+        match self {
+            V::Null => None,
+            v => Some(v.text()),
+        }
+    }
+}
+
+impl From<i64> for V {
+    fn from(i: i64) -> V {
+        V::I(i)
+    }
+}
+impl From<&str> for V {
+    fn from(s: &str) -> V {
+        V::S(s.to_string())
+    }
+}
+impl From<String> for V {
+    fn from(s: String) -> V {
+        V::S(s)
+    }
+}
+impl From<Option<String>> for V {
+    fn from(s: Option<String>) -> V {
+        s.map(V::S).unwrap_or(V::Null)
+    }
+}
+
+/// A database failure.
+#[derive(Debug, Clone)]
+pub struct DbError(pub String);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "database: {}", self.0)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// Statements inside one transaction.
+pub trait Tx {
+    /// Runs a statement; returns the number of rows changed.
+    fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, DbError>;
+    /// Runs a query; returns its rows.
+    fn query(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, DbError>;
+}
+
+/// The database behind the store.
+pub enum Db {
+    /// An SQLite file.
+    Sqlite(Mutex<rusqlite::Connection>),
+    /// A PostgreSQL server; the URL is kept for the LISTEN connection.
+    Postgres(Mutex<postgres::Client>, String),
+}
+
+/// The schema, one migration per entry; applied in order, each once.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: revisions of the fleet document, the audit log, tokens, node status.
+    "CREATE TABLE revisions (revision BIGINT PRIMARY KEY, fleet TEXT NOT NULL, created_at TEXT NOT NULL, created_ms BIGINT NOT NULL);
+     CREATE TABLE audit (id BIGINT PRIMARY KEY, revision BIGINT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, before TEXT, after TEXT);
+     CREATE TABLE tokens (token_hash TEXT PRIMARY KEY, kind TEXT NOT NULL, scope TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL);
+     CREATE TABLE node_rulesets (node TEXT PRIMARY KEY, hash TEXT NOT NULL, revision BIGINT NOT NULL);
+     CREATE TABLE node_status (node TEXT PRIMARY KEY, revision BIGINT NOT NULL, hash TEXT NOT NULL, applied_at TEXT NOT NULL, applied_ms BIGINT NOT NULL, error TEXT, reported_at TEXT NOT NULL)",
+    // 2: private-link resources and their states.
+    "CREATE TABLE privatelinks (project TEXT NOT NULL, service TEXT NOT NULL, provider TEXT NOT NULL, state TEXT NOT NULL, revision BIGINT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (project, service))",
+];
+
+fn pg_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+struct SqliteTx<'a>(&'a rusqlite::Connection);
+
+fn sqlite_params(params: &[V]) -> Vec<rusqlite::types::Value> {
+    params
+        .iter()
+        .map(|p| match p {
+            V::I(i) => rusqlite::types::Value::Integer(*i),
+            V::S(s) => rusqlite::types::Value::Text(s.clone()),
+            V::Null => rusqlite::types::Value::Null,
+        })
+        .collect()
+}
+
+fn sqlite_err(e: rusqlite::Error) -> DbError {
+    DbError(e.to_string())
+}
+
+impl Tx for SqliteTx<'_> {
+    fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, DbError> {
+        let p = sqlite_params(params);
+        self.0.execute(sql, rusqlite::params_from_iter(p.iter())).map(|n| n as u64).map_err(sqlite_err)
+    }
+    fn query(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, DbError> {
+        let p = sqlite_params(params);
+        let mut stmt = self.0.prepare_cached(sql).map_err(sqlite_err)?;
+        let cols = stmt.column_count();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(p.iter()), |row| {
+                (0..cols)
+                    .map(|i| {
+                        Ok(match row.get_ref(i)? {
+                            rusqlite::types::ValueRef::Integer(i) => V::I(i),
+                            rusqlite::types::ValueRef::Null => V::Null,
+                            rusqlite::types::ValueRef::Text(t) => V::S(String::from_utf8_lossy(t).into_owned()),
+                            rusqlite::types::ValueRef::Real(r) => V::I(r as i64),
+                            rusqlite::types::ValueRef::Blob(b) => V::S(String::from_utf8_lossy(b).into_owned()),
+                        })
+                    })
+                    .collect::<Result<Vec<V>, rusqlite::Error>>()
+            })
+            .map_err(sqlite_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_err)
+    }
+}
+
+struct PgTx<'a, 'b>(&'a mut postgres::Transaction<'b>);
+
+/// NULL for a column of any type (a typed `Option::None` is refused by other types).
+#[derive(Debug)]
+struct AnyNull;
+
+impl postgres::types::ToSql for AnyNull {
+    fn to_sql(
+        &self,
+        _: &postgres::types::Type,
+        _: &mut postgres::types::private::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(postgres::types::IsNull::Yes)
+    }
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+    postgres::types::to_sql_checked!();
+}
+
+fn pg_params(params: &[V]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    params
+        .iter()
+        .map(|p| -> Box<dyn postgres::types::ToSql + Sync> {
+            match p {
+                V::I(i) => Box::new(*i),
+                V::S(s) => Box::new(s.clone()),
+                V::Null => Box::new(AnyNull),
+            }
+        })
+        .collect()
+}
+
+fn pg_err(e: postgres::Error) -> DbError {
+    match e.as_db_error() {
+        Some(db) => DbError(format!("{}: {}", db.code().code(), db.message())),
+        None => DbError(e.to_string()),
+    }
+}
+
+fn pg_rows(rows: Vec<postgres::Row>) -> Vec<Vec<V>> {
+    rows.iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| {
+                    let t = row.columns()[i].type_();
+                    let v = if *t == postgres::types::Type::INT8 {
+                        row.try_get::<_, Option<i64>>(i).ok().flatten().map(V::I)
+                    } else if *t == postgres::types::Type::INT4 {
+                        row.try_get::<_, Option<i32>>(i).ok().flatten().map(|v| V::I(v as i64))
+                    } else {
+                        // Text; anything else (pg_notify's void) reads as NULL.
+                        row.try_get::<_, Option<String>>(i).ok().flatten().map(V::S)
+                    };
+                    v.unwrap_or(V::Null)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+impl Tx for PgTx<'_, '_> {
+    fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, DbError> {
+        let p = pg_params(params);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = p.iter().map(|b| b.as_ref()).collect();
+        self.0.execute(pg_sql(sql).as_str(), &refs).map_err(pg_err)
+    }
+    fn query(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, DbError> {
+        let p = pg_params(params);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = p.iter().map(|b| b.as_ref()).collect();
+        self.0.query(pg_sql(sql).as_str(), &refs).map(pg_rows).map_err(pg_err)
+    }
+}
+
+impl Db {
+    /// Opens `url`: `postgres://…` / `postgresql://…`, or a SQLite file path (optionally
+    /// `sqlite:PATH`). Runs the migrations.
+    pub fn open(url: &str) -> Result<Db, DbError> {
+        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let client = postgres::Client::connect(url, postgres::NoTls)
+                .map_err(|e| DbError(format!("cannot connect to {}: {e}", redact(url))))?;
+            Db::Postgres(Mutex::new(client), url.to_string())
+        } else {
+            let path = url.strip_prefix("sqlite:").unwrap_or(url);
+            if let Some(dir) = std::path::Path::new(path).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| DbError(format!("cannot create {}: {e}", dir.display())))?;
+                }
+            }
+            let conn = rusqlite::Connection::open(path).map_err(|e| DbError(format!("cannot open {path}: {e}")))?;
+            conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
+                .map_err(sqlite_err)?;
+            Db::Sqlite(Mutex::new(conn))
+        };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(..) => "postgres",
+        }
+    }
+
+    fn migrate(&self) -> Result<(), DbError> {
+        self.write(|tx| {
+            tx.exec("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)", &[])?;
+            let have = tx.query("SELECT max(version) FROM schema_version", &[])?;
+            let have = have.first().and_then(|r| r.first()).map(V::int).unwrap_or(0) as usize;
+            for (i, m) in MIGRATIONS.iter().enumerate().skip(have) {
+                for stmt in m.split(';').filter(|s| !s.trim().is_empty()) {
+                    tx.exec(stmt, &[])?;
+                }
+                tx.exec("INSERT INTO schema_version (version) VALUES (?)", &[V::I(i as i64 + 1)])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `f` in a write transaction that excludes every other writer, also other
+    /// replicas on the same PostgreSQL (an advisory lock); commits when `f` returns Ok.
+    pub fn write<R>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, DbError>) -> Result<R, DbError> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sqlite_err)?;
+                let r = f(&mut SqliteTx(&tx))?;
+                tx.commit().map_err(sqlite_err)?;
+                Ok(r)
+            }
+            Db::Postgres(c, _) => {
+                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                let mut tx = c.transaction().map_err(pg_err)?;
+                tx.execute("SELECT pg_advisory_xact_lock(7301)", &[]).map_err(pg_err)?;
+                let r = f(&mut PgTx(&mut tx))?;
+                tx.commit().map_err(pg_err)?;
+                Ok(r)
+            }
+        }
+    }
+
+    /// Runs `f` for reading (no lock against writers).
+    pub fn read<R>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, DbError>) -> Result<R, DbError> {
+        match self {
+            Db::Sqlite(c) => {
+                let c = c.lock().unwrap_or_else(|p| p.into_inner());
+                f(&mut SqliteTx(&c))
+            }
+            Db::Postgres(c, _) => {
+                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                let mut tx = c.transaction().map_err(pg_err)?;
+                let r = f(&mut PgTx(&mut tx))?;
+                tx.commit().map_err(pg_err)?;
+                Ok(r)
+            }
+        }
+    }
+
+    /// Tells other replicas that `payload` changed (PostgreSQL NOTIFY, sent on commit).
+    pub fn notify(&self, tx: &mut dyn Tx, payload: &str) -> Result<(), DbError> {
+        if let Db::Postgres(..) = self {
+            tx.query("SELECT pg_notify('fleetwall', ?)", &[V::S(payload.to_string())])?;
+        }
+        Ok(())
+    }
+
+    /// Calls `on` with every payload other replicas (and this one) notify, from a thread
+    /// of its own with its own connection, reconnecting when the connection drops. A no-op
+    /// on SQLite, which has one server.
+    pub fn listen(&self, on: impl Fn(&str) + Send + 'static) {
+        let Db::Postgres(_, url) = self else { return };
+        let url = url.clone();
+        std::thread::spawn(move || loop {
+            match postgres::Client::connect(&url, postgres::NoTls) {
+                Ok(mut client) => {
+                    if client.batch_execute("LISTEN fleetwall").is_ok() {
+                        // A notification may have been missed while reconnecting.
+                        on("reconnect");
+                        let mut n = client.notifications();
+                        use postgres::fallible_iterator::FallibleIterator;
+                        let mut it = n.blocking_iter();
+                        while let Ok(Some(note)) = it.next() {
+                            on(note.payload());
+                        }
+                    }
+                }
+                Err(e) => eprintln!("fleetwall: LISTEN connection to {}: {e}", redact(&url)),
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        });
+    }
+}
+
+/// The URL without its password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_numbered_for_postgres() {
+        assert_eq!(pg_sql("SELECT a FROM t WHERE b = ? AND c = ?"), "SELECT a FROM t WHERE b = $1 AND c = $2");
+    }
+
+    #[test]
+    fn passwords_are_not_printed() {
+        assert_eq!(redact("postgres://fw:secret@127.0.0.1/fw"), "postgres://fw:***@127.0.0.1/fw");
+        assert_eq!(redact("postgres://127.0.0.1/fw"), "postgres://127.0.0.1/fw");
+    }
+
+    #[test]
+    fn sqlite_migrates_once_and_writes_atomically() {
+        let dir = std::env::temp_dir().join(format!("fw-db-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("t.db");
+        let db = Db::open(path.to_str().unwrap()).unwrap();
+        drop(db);
+        let db = Db::open(path.to_str().unwrap()).unwrap();
+        let v = db.read(|tx| tx.query("SELECT count(*) FROM schema_version", &[])).unwrap();
+        assert_eq!(v[0][0], V::I(MIGRATIONS.len() as i64));
+        let r: Result<(), DbError> = db.write(|tx| {
+            tx.exec(
+                "INSERT INTO node_rulesets (node, hash, revision) VALUES (?, ?, ?)",
+                &["n1".into(), "h".into(), V::I(1)],
+            )?;
+            Err(DbError("rejected".into()))
+        });
+        assert!(r.is_err());
+        let n = db.read(|tx| tx.query("SELECT count(*) FROM node_rulesets", &[])).unwrap();
+        assert_eq!(n[0][0], V::I(0), "a failed write leaves nothing behind");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,684 @@
+//! The control plane: the fleet held in a store (SQLite by default, PostgreSQL for
+//! replicas), changed through an HTTP/JSON API, compiled into every node's ruleset, and
+//! served to node agents by long-poll.
+//!
+//! Every write runs in one database transaction that excludes other writers (also other
+//! replicas): read the head revision, edit a copy of the document, validate the whole
+//! document with `model::load` (the diagnostics of `fleetwall check`), persist the ports
+//! it allocated as pins (a port never moves), compile every node, record which nodes'
+//! rulesets changed, append the audit entry, and commit. A rejected write returns before
+//! anything is stored. After the commit the in-memory snapshot is replaced and waiting
+//! agents wake; other replicas wake through PostgreSQL NOTIFY and rebuild theirs.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod db;
+pub mod doc;
+pub mod metrics;
+pub mod ops;
+pub mod util;
+
+use db::{Db, DbError, Tx, V};
+use fleetwall_ir::NodeRuleset;
+use fleetwall_model::{Catalog, Severity};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// An API failure: an HTTP status, one message, and the validation diagnostics if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// One sentence.
+    pub message: String,
+    /// Validation problems, each with a path (and line/col for fleet files).
+    pub diagnostics: Vec<Value>,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into(), diagnostics: Vec::new() }
+    }
+    /// 400.
+    pub fn bad(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, message)
+    }
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(409, message)
+    }
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, message)
+    }
+    /// 500.
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new(500, message.to_string())
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        ApiError::new(503, e.to_string())
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The operator: everything.
+    Admin(String),
+    /// A customer: one project.
+    Project(String),
+    /// A node agent: its own ruleset and status.
+    Agent(String),
+}
+
+impl Actor {
+    /// How the audit log names the caller.
+    pub fn name(&self) -> String {
+        match self {
+            Actor::Admin(n) => format!("admin:{n}"),
+            Actor::Project(p) => format!("project:{p}"),
+            Actor::Agent(n) => format!("agent:{n}"),
+        }
+    }
+    /// May this caller read and write project `p`?
+    pub fn may_project(&self, p: &str) -> bool {
+        match self {
+            Actor::Admin(_) => true,
+            Actor::Project(q) => q == p,
+            Actor::Agent(_) => false,
+        }
+    }
+}
+
+/// What one node should enforce.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// Its project.
+    pub project: String,
+    /// Its service.
+    pub service: String,
+    /// The fleet revision at which its ruleset last changed.
+    pub revision: i64,
+    /// SHA-256 of the rendered nftables ruleset.
+    pub hash: String,
+    /// The ruleset.
+    pub ruleset: Arc<NodeRuleset>,
+}
+
+/// The fleet at one revision, compiled.
+pub struct Snapshot {
+    /// The fleet revision (0: nothing stored yet).
+    pub revision: i64,
+    /// When it was committed (ms since the epoch).
+    pub created_ms: i64,
+    /// The fleet document.
+    pub doc: Value,
+    /// Every node's desired ruleset.
+    pub nodes: BTreeMap<String, Desired>,
+    /// The validated fleet (None before anything is stored).
+    pub fleet: Option<Arc<fleetwall_model::Fleet>>,
+}
+
+/// SHA-256 of the nft rendering: what agents apply and report back.
+pub fn ruleset_hash(rs: &NodeRuleset) -> String {
+    util::sha256_hex(fleetwall_render::nft::render(rs).as_bytes())
+}
+
+/// The document a fresh store starts from.
+pub fn empty_doc() -> Value {
+    json!({ "version": 1 })
+}
+
+/// Validates `doc`; on success the fleet, on failure the 400 to return.
+pub fn validate(doc: &Value, catalog: &Catalog) -> Result<fleetwall_model::Fleet, ApiError> {
+    let emitted = doc::to_yaml(doc);
+    let (fleet, diags) = fleetwall_model::load(&emitted.text, catalog);
+    match fleet {
+        Some(f) => Ok(f),
+        None => {
+            let errors: Vec<_> = diags.items.iter().filter(|d| d.severity == Severity::Error).collect();
+            let list: Vec<Value> = errors
+                .iter()
+                .map(|d| {
+                    json!({
+                        "code": d.code.as_str(),
+                        "message": d.message,
+                        "path": d.span.map(|s| emitted.path_at(s.start.line).to_string()),
+                        "value": d.value,
+                        "hint": d.hint,
+                    })
+                })
+                .collect();
+            let first = errors.first();
+            let path =
+                first.and_then(|d| d.span).map(|s| emitted.path_at(s.start.line).to_string()).unwrap_or_default();
+            let msg = first.map(|d| d.message.clone()).unwrap_or_else(|| "invalid fleet".into());
+            let msg = match first.and_then(|d| d.value.as_ref()) {
+                Some(v) if !msg.contains(v.as_str()) => format!("{msg} '{v}'"),
+                _ => msg,
+            };
+            let hint = first.and_then(|d| d.hint.clone()).map(|h| format!(" ({h})")).unwrap_or_default();
+            let message = match user_config_key(&path) {
+                Some(key) => {
+                    let msg = msg.strip_prefix(&format!("{key}: ")).unwrap_or(&msg);
+                    format!("Invalid 'user_config': Invalid input for {key}: {msg}{hint}")
+                }
+                None if path.is_empty() => format!("Invalid fleet: {msg}{hint}"),
+                None => format!("Invalid fleet: {msg}{hint} at {path}"),
+            };
+            let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
+            Err(ApiError { status: 400, message: format!("{message}{more}"), diagnostics: list })
+        }
+    }
+}
+
+fn user_config_key(path: &str) -> Option<String> {
+    let (_, rest) = path.split_once(".user_config.")?;
+    Some(rest.split(['.', '[']).next().unwrap_or(rest).to_string())
+}
+
+/// A compiled document: the fleet (None when empty) and every node's desired ruleset.
+pub type Compiled = (Option<Arc<fleetwall_model::Fleet>>, BTreeMap<String, Desired>);
+
+/// Compiles `doc` into every node's desired ruleset. `since` gives each node's previous
+/// (hash, revision); a node whose hash is unchanged keeps its revision.
+pub fn compile_doc(
+    doc: &Value,
+    catalog: &Catalog,
+    revision: i64,
+    since: &HashMap<String, (String, i64)>,
+) -> Result<Compiled, ApiError> {
+    if doc.get("projects").is_none() && doc.get("platform").is_none() {
+        return Ok((None, BTreeMap::new()));
+    }
+    let fleet = validate(doc, catalog)?;
+    let mut owner = HashMap::new();
+    for (p, s, n) in fleet.nodes() {
+        owner.insert(n.name.clone(), (p.name.clone(), s.name.clone()));
+    }
+    let mut out = BTreeMap::new();
+    for rs in fleetwall_compile::compile(&fleet) {
+        let hash = ruleset_hash(&rs);
+        let rev = match since.get(&rs.node) {
+            Some((h, r)) if *h == hash => *r,
+            _ => revision,
+        };
+        let (project, service) = owner.get(&rs.node).cloned().unwrap_or_default();
+        out.insert(rs.node.clone(), Desired { project, service, revision: rev, hash, ruleset: Arc::new(rs) });
+    }
+    Ok((Some(Arc::new(fleet)), out))
+}
+
+/// One node's reported state.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Report {
+    /// The revision the agent enforces.
+    pub revision: i64,
+    /// The hash of what it enforces.
+    pub hash: String,
+    /// When it applied it (ms since the epoch).
+    pub applied_ms: i64,
+    /// The last error, if the last attempt failed.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The control plane.
+pub struct ControlPlane {
+    /// The store.
+    pub db: Db,
+    /// The service catalog.
+    pub catalog: Catalog,
+    snap: Mutex<Arc<Snapshot>>,
+    changed: Condvar,
+    tokens: Mutex<HashMap<String, Actor>>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: metrics::Metrics,
+    started: Instant,
+}
+
+fn head(tx: &mut dyn Tx) -> Result<Option<(i64, i64, String)>, DbError> {
+    let rows = tx.query("SELECT revision, created_ms, fleet FROM revisions ORDER BY revision DESC LIMIT 1", &[])?;
+    Ok(rows.first().map(|r| (r[0].int(), r[1].int(), r[2].text())))
+}
+
+fn node_revisions(tx: &mut dyn Tx) -> Result<HashMap<String, (String, i64)>, DbError> {
+    let rows = tx.query("SELECT node, hash, revision FROM node_rulesets", &[])?;
+    Ok(rows.into_iter().map(|r| (r[0].text(), (r[1].text(), r[2].int()))).collect())
+}
+
+/// What a successful write returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct Written {
+    /// The new fleet revision.
+    pub revision: i64,
+    /// How many nodes' rulesets changed.
+    pub nodes_changed: usize,
+    /// The object after the write (null when deleted).
+    pub after: Value,
+}
+
+impl ControlPlane {
+    /// Opens the store at `url` and builds the snapshot of its head revision.
+    pub fn open(url: &str, catalog: Catalog) -> Result<Arc<ControlPlane>, ApiError> {
+        let db = Db::open(url)?;
+        let cp = Arc::new(ControlPlane {
+            db,
+            catalog,
+            snap: Mutex::new(Arc::new(Snapshot {
+                revision: 0,
+                created_ms: 0,
+                doc: empty_doc(),
+                nodes: BTreeMap::new(),
+                fleet: None,
+            })),
+            changed: Condvar::new(),
+            tokens: Mutex::new(HashMap::new()),
+            metrics: metrics::Metrics::default(),
+            started: Instant::now(),
+        });
+        cp.refresh()?;
+        let weak = Arc::downgrade(&cp);
+        cp.db.listen(move |_payload| {
+            if let Some(cp) = weak.upgrade() {
+                if let Err(e) = cp.refresh() {
+                    eprintln!("fleetwall: refresh after a change notification failed: {}", e.message);
+                }
+            }
+        });
+        Ok(cp)
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snap.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn publish(&self, s: Snapshot) {
+        let mut cur = self.snap.lock().unwrap_or_else(|p| p.into_inner());
+        if s.revision >= cur.revision {
+            self.metrics.set_revision(s.revision, s.nodes.len());
+            *cur = Arc::new(s);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Reloads the head revision from the store when it is newer than the snapshot (another
+    /// replica wrote it). Returns the head revision.
+    pub fn refresh(&self) -> Result<i64, ApiError> {
+        let (h, revs) = self.db.read(|tx| Ok((head(tx)?, node_revisions(tx)?)))?;
+        let Some((rev, created_ms, text)) = h else { return Ok(0) };
+        if rev <= self.snapshot().revision {
+            return Ok(rev);
+        }
+        let doc: Value = serde_json::from_str(&text).map_err(ApiError::internal)?;
+        let (fleet, mut nodes) = compile_doc(&doc, &self.catalog, rev, &revs)?;
+        // The store is authoritative for when each node last changed.
+        for (name, d) in nodes.iter_mut() {
+            if let Some((_, r)) = revs.get(name) {
+                d.revision = *r;
+            }
+        }
+        self.publish(Snapshot { revision: rev, created_ms, doc, nodes, fleet });
+        Ok(rev)
+    }
+
+    /// Applies `edit` to the fleet as one validated, atomic write by `actor`. `target` is
+    /// the JSON pointer of the object the write is about (for the audit's before/after).
+    pub fn write(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        edit: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+        extra: impl FnOnce(&mut dyn Tx, i64) -> Result<(), DbError>,
+    ) -> Result<Written, ApiError> {
+        let mut rejected: Option<ApiError> = None;
+        let cur = self.snapshot();
+        let result = self.db.write(|tx| {
+            let (rev, doc, since) = match head(tx)? {
+                Some((rev, _, _)) if rev == cur.revision => {
+                    let since = cur.nodes.iter().map(|(n, d)| (n.clone(), (d.hash.clone(), d.revision))).collect();
+                    (rev, cur.doc.clone(), since)
+                }
+                Some((rev, _, text)) => {
+                    (rev, serde_json::from_str(&text).map_err(|e| DbError(e.to_string()))?, node_revisions(tx)?)
+                }
+                None => (0, empty_doc(), HashMap::new()),
+            };
+            let new_rev = rev + 1;
+            let mut next = doc.clone();
+            let outcome = edit(&mut next).and_then(|()| {
+                let fleet = validate(&next, &self.catalog)?;
+                persist_ports(&mut next, &fleet);
+                compile_doc(&next, &self.catalog, new_rev, &since)
+            });
+            let (fleet, nodes) = match outcome {
+                Ok(n) => n,
+                Err(e) => {
+                    rejected = Some(e);
+                    return Err(DbError("rejected".into()));
+                }
+            };
+            let now = util::now_ms();
+            let text = serde_json::to_string(&next).map_err(|e| DbError(e.to_string()))?;
+            tx.exec(
+                "INSERT INTO revisions (revision, fleet, created_at, created_ms) VALUES (?, ?, ?, ?)",
+                &[V::I(new_rev), V::S(text), V::S(util::rfc3339(now)), V::I(now)],
+            )?;
+            let mut changed = 0;
+            for (name, d) in &nodes {
+                if d.revision == new_rev {
+                    changed += 1;
+                    tx.exec("DELETE FROM node_rulesets WHERE node = ?", &[V::S(name.clone())])?;
+                    tx.exec(
+                        "INSERT INTO node_rulesets (node, hash, revision) VALUES (?, ?, ?)",
+                        &[V::S(name.clone()), V::S(d.hash.clone()), V::I(new_rev)],
+                    )?;
+                }
+            }
+            for gone in since.keys().filter(|n| !nodes.contains_key(*n)) {
+                changed += 1;
+                tx.exec("DELETE FROM node_rulesets WHERE node = ?", &[V::S(gone.clone())])?;
+            }
+            let before = doc.pointer(target).cloned().unwrap_or(Value::Null);
+            let after = next.pointer(target).cloned().unwrap_or(Value::Null);
+            audit(tx, Some(new_rev), now, actor, action, target, &before, &after)?;
+            extra(tx, new_rev)?;
+            self.db.notify(tx, &new_rev.to_string())?;
+            Ok((Snapshot { revision: new_rev, created_ms: now, doc: next, nodes, fleet }, changed, after))
+        });
+        match (result, rejected) {
+            (_, Some(e)) => {
+                self.metrics.write(false);
+                Err(e)
+            }
+            (Err(e), None) => {
+                self.metrics.write(false);
+                Err(e.into())
+            }
+            (Ok((snap, changed, after)), None) => {
+                self.metrics.write(true);
+                let revision = snap.revision;
+                self.publish(snap);
+                Ok(Written { revision, nodes_changed: changed, after })
+            }
+        }
+    }
+
+    /// Waits until node `node`'s desired revision is above `after` (or `timeout` passes).
+    /// None when the node is not in the fleet.
+    pub fn wait_node(&self, node: &str, after: i64, timeout: Duration) -> Option<Desired> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.snap.lock().unwrap_or_else(|p| p.into_inner());
+        self.metrics.watchers(1);
+        let out = loop {
+            match guard.nodes.get(node) {
+                None => break None,
+                Some(d) if d.revision > after => break Some(d.clone()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break Some(d.clone());
+                    }
+                    guard = self.changed.wait_timeout(guard, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+                }
+            }
+        };
+        self.metrics.watchers(-1);
+        out
+    }
+
+    /// Resolves a bearer token.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Actor, ApiError> {
+        let Some(token) = token else {
+            return Err(ApiError::new(401, "missing bearer token (Authorization: Bearer …; see `fleetwall token`)"));
+        };
+        let hash = util::sha256_hex(token.as_bytes());
+        if let Some(a) = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&hash) {
+            return Ok(a.clone());
+        }
+        let rows = self
+            .db
+            .read(|tx| tx.query("SELECT kind, scope FROM tokens WHERE token_hash = ?", &[V::S(hash.clone())]))?;
+        let Some(r) = rows.first() else { return Err(ApiError::new(401, "unknown token")) };
+        let actor = match r[0].text().as_str() {
+            "admin" => Actor::Admin(r[1].text()),
+            "project" => Actor::Project(r[1].text()),
+            _ => Actor::Agent(r[1].text()),
+        };
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, actor.clone());
+        Ok(actor)
+    }
+
+    /// Stores a new token of `kind` (`admin`, `project`, `agent`) for `scope`; returns it.
+    pub fn create_token(&self, by: Option<&Actor>, kind: &str, scope: &str) -> Result<String, ApiError> {
+        if !matches!(kind, "admin" | "project" | "agent") {
+            return Err(ApiError::bad(format!("unknown token kind '{kind}' (admin, project or agent)")));
+        }
+        ops::check_name(kind, scope)?;
+        let token = util::new_token().map_err(ApiError::internal)?;
+        self.insert_token(by, kind, scope, &token)?;
+        Ok(token)
+    }
+
+    /// Stores `token` (only its hash is kept).
+    pub fn insert_token(&self, by: Option<&Actor>, kind: &str, scope: &str, token: &str) -> Result<(), ApiError> {
+        let hash = util::sha256_hex(token.as_bytes());
+        let now = util::now_ms();
+        let by = by.cloned().unwrap_or(Actor::Admin("bootstrap".into()));
+        self.db.write(|tx| {
+            tx.exec("DELETE FROM tokens WHERE token_hash = ?", &[V::S(hash.clone())])?;
+            tx.exec(
+                "INSERT INTO tokens (token_hash, kind, scope, name, created_at) VALUES (?, ?, ?, ?, ?)",
+                &[
+                    V::S(hash.clone()),
+                    kind.into(),
+                    scope.into(),
+                    format!("{kind}:{scope}").into(),
+                    V::S(util::rfc3339(now)),
+                ],
+            )?;
+            let after = json!({ "kind": kind, "scope": scope, "token_sha256": &hash[..12] });
+            audit(tx, None, now, &by, "token.create", &format!("/tokens/{kind}/{scope}"), &Value::Null, &after)
+        })?;
+        Ok(())
+    }
+
+    /// Whether any admin token exists.
+    pub fn has_admin(&self) -> Result<bool, ApiError> {
+        let rows = self.db.read(|tx| tx.query("SELECT count(*) FROM tokens WHERE kind = 'admin'", &[]))?;
+        Ok(rows.first().map(|r| r[0].int()).unwrap_or(0) > 0)
+    }
+
+    /// Records what node `node` enforces.
+    pub fn report(&self, node: &str, r: &Report) -> Result<(), ApiError> {
+        let now = util::now_ms();
+        self.db.write(|tx| {
+            tx.exec("DELETE FROM node_status WHERE node = ?", &[node.into()])?;
+            tx.exec(
+                "INSERT INTO node_status (node, revision, hash, applied_at, applied_ms, error, reported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    node.into(),
+                    V::I(r.revision),
+                    V::S(r.hash.clone()),
+                    V::S(util::rfc3339(r.applied_ms)),
+                    V::I(r.applied_ms),
+                    V::from(r.error.clone()),
+                    V::S(util::rfc3339(now)),
+                ],
+            )?;
+            Ok(())
+        })?;
+        let snap = self.snapshot();
+        if let Some(d) = snap.nodes.get(node) {
+            if d.hash == r.hash && r.revision == d.revision && r.error.is_none() {
+                if let Some(created) = self.revision_created_ms(d.revision)? {
+                    self.metrics.propagation((r.applied_ms - created).max(0));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn revision_created_ms(&self, rev: i64) -> Result<Option<i64>, ApiError> {
+        let snap = self.snapshot();
+        if snap.revision == rev {
+            return Ok(Some(snap.created_ms));
+        }
+        let rows = self.db.read(|tx| tx.query("SELECT created_ms FROM revisions WHERE revision = ?", &[V::I(rev)]))?;
+        Ok(rows.first().map(|r| r[0].int()))
+    }
+
+    /// The rollout view: every node's desired and applied state.
+    pub fn status(&self, visible: impl Fn(&Desired) -> bool) -> Result<Vec<NodeStatus>, ApiError> {
+        let snap = self.snapshot();
+        let rows = self
+            .db
+            .read(|tx| tx.query("SELECT node, revision, hash, applied_at, applied_ms, error FROM node_status", &[]))?;
+        let reported: HashMap<String, &Vec<V>> = rows.iter().map(|r| (r[0].text(), r)).collect();
+        let revs: std::collections::BTreeSet<i64> = snap.nodes.values().map(|d| d.revision).collect();
+        let mut created = HashMap::new();
+        for r in revs {
+            if let Some(ms) = self.revision_created_ms(r)? {
+                created.insert(r, ms);
+            }
+        }
+        let now = util::now_ms();
+        Ok(snap
+            .nodes
+            .iter()
+            .filter(|(_, d)| visible(d))
+            .map(|(name, d)| {
+                let rep = reported.get(name);
+                let applied_revision = rep.map(|r| r[1].int());
+                let applied_hash = rep.map(|r| r[2].text());
+                let applied_ms = rep.map(|r| r[4].int());
+                let error = rep.and_then(|r| r[5].opt());
+                let since = created.get(&d.revision).copied().unwrap_or(now);
+                let in_sync = applied_hash.as_deref() == Some(d.hash.as_str()) && applied_revision >= Some(d.revision);
+                let (state, lag_ms) = if error.is_some() {
+                    ("error", now - since)
+                } else if in_sync {
+                    ("in-sync", applied_ms.unwrap_or(now) - since)
+                } else if rep.is_none() {
+                    ("unknown", now - since)
+                } else {
+                    ("pending", now - since)
+                };
+                NodeStatus {
+                    node: name.clone(),
+                    project: d.project.clone(),
+                    service: d.service.clone(),
+                    desired_revision: d.revision,
+                    desired_hash: d.hash.clone(),
+                    applied_revision,
+                    applied_hash,
+                    applied_at: rep.map(|r| r[3].text()),
+                    state: state.into(),
+                    lag_ms: lag_ms.max(0),
+                    error,
+                }
+            })
+            .collect())
+    }
+
+    /// Seconds since this server started.
+    pub fn uptime(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// One row of the rollout view.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct NodeStatus {
+    /// The node.
+    pub node: String,
+    /// Its project.
+    pub project: String,
+    /// Its service.
+    pub service: String,
+    /// The revision at which its ruleset last changed.
+    pub desired_revision: i64,
+    /// The hash it should enforce.
+    pub desired_hash: String,
+    /// The revision its agent reported.
+    pub applied_revision: Option<i64>,
+    /// The hash its agent reported.
+    pub applied_hash: Option<String>,
+    /// When the agent applied it.
+    pub applied_at: Option<String>,
+    /// `in-sync`, `pending`, `error` or `unknown` (never reported).
+    pub state: String,
+    /// In sync: how long the change took to apply; otherwise how long it has been waiting.
+    pub lag_ms: i64,
+    /// The agent's last error.
+    pub error: Option<String>,
+}
+
+/// Appends one audit entry.
+#[allow(clippy::too_many_arguments)]
+pub fn audit(
+    tx: &mut dyn Tx,
+    revision: Option<i64>,
+    now: i64,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<(), DbError> {
+    let id = tx.query("SELECT coalesce(max(id), 0) + 1 FROM audit", &[])?;
+    let id = id.first().map(|r| r[0].int()).unwrap_or(1);
+    tx.exec(
+        "INSERT INTO audit (id, revision, at, actor, action, target, before, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        &[
+            V::I(id),
+            revision.map(V::I).unwrap_or(V::Null),
+            V::S(util::rfc3339(now)),
+            V::S(actor.name()),
+            action.into(),
+            target.into(),
+            V::S(before.to_string()),
+            V::S(after.to_string()),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Writes every allocated port of every service into its `ports:` pins, so later writes
+/// can never move it.
+fn persist_ports(doc: &mut Value, fleet: &fleetwall_model::Fleet) {
+    for (p, s) in fleet.services() {
+        if s.ports.is_empty() {
+            continue;
+        }
+        let Some(svc) = doc.pointer_mut(&format!("/projects/{}/services/{}", ptr(&p.name), ptr(&s.name))) else {
+            continue;
+        };
+        let Some(o) = svc.as_object_mut() else { continue };
+        let pins = o.entry("ports").or_insert_with(|| json!({}));
+        if let Some(pins) = pins.as_object_mut() {
+            for (key, port) in &s.ports {
+                pins.entry(key.pin_name()).or_insert_with(|| json!(port));
+            }
+        }
+    }
+}
+
+/// Escapes a JSON-pointer segment.
+pub fn ptr(seg: &str) -> String {
+    seg.replace('~', "~0").replace('/', "~1")
+}

@@ -1,0 +1,246 @@
+//! Edits of the fleet document, one function per API write. Each works on a copy; the
+//! caller validates the result as a whole and stores it only when valid.
+
+use crate::ApiError;
+use serde_json::{json, Map, Value};
+
+/// The name rules for projects, VPCs, services and nodes: 1–63 of `a-z0-9-`, starting
+/// with a letter or digit (they end up in set names and namespace names).
+pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad(format!(
+            "invalid {what} name '{name}': use 1-63 of a-z, 0-9, '-' and '_', not starting with '-'"
+        )))
+    }
+}
+
+fn obj<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+    let map = v.as_object_mut().expect("the fleet document is an object");
+    let entry = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    entry.as_object_mut().expect("just made an object")
+}
+
+/// The project's object, or 404.
+pub fn project<'a>(doc: &'a mut Value, p: &str) -> Result<&'a mut Value, ApiError> {
+    obj(doc, "projects").get_mut(p).ok_or_else(|| ApiError::not_found(format!("project '{p}' does not exist")))
+}
+
+/// The service's object, or 404.
+pub fn service<'a>(doc: &'a mut Value, p: &str, s: &str) -> Result<&'a mut Value, ApiError> {
+    let proj = project(doc, p)?;
+    obj(proj, "services")
+        .get_mut(s)
+        .ok_or_else(|| ApiError::not_found(format!("service '{s}' does not exist in project '{p}'")))
+}
+
+/// The VPC's object, or 404.
+pub fn vpc<'a>(doc: &'a mut Value, p: &str, v: &str) -> Result<&'a mut Value, ApiError> {
+    let proj = project(doc, p)?;
+    obj(proj, "vpcs")
+        .get_mut(v)
+        .ok_or_else(|| ApiError::not_found(format!("VPC '{v}' does not exist in project '{p}'")))
+}
+
+fn body_object(body: &Value) -> Result<Map<String, Value>, ApiError> {
+    body.as_object().cloned().ok_or_else(|| ApiError::bad("the request body must be a JSON object"))
+}
+
+fn take_name(body: &mut Map<String, Value>, what: &str) -> Result<String, ApiError> {
+    match body.remove("name") {
+        Some(Value::String(s)) => {
+            check_name(what, &s)?;
+            Ok(s)
+        }
+        Some(other) => Err(ApiError::bad(format!("'name' must be a string, got {other}"))),
+        None => Err(ApiError::bad(format!("missing 'name' of the {what}"))),
+    }
+}
+
+/// Adds a project: `{name, base_port?}`.
+pub fn create_project(doc: &mut Value, body: &Value) -> Result<String, ApiError> {
+    let mut b = body_object(body)?;
+    let name = take_name(&mut b, "project")?;
+    let projects = obj(doc, "projects");
+    if projects.contains_key(&name) {
+        return Err(ApiError::conflict(format!("project '{name}' already exists")));
+    }
+    projects.insert(name.clone(), Value::Object(b));
+    Ok(name)
+}
+
+/// Removes a project and everything in it.
+pub fn delete_project(doc: &mut Value, p: &str) -> Result<(), ApiError> {
+    project(doc, p)?;
+    obj(doc, "projects").remove(p);
+    Ok(())
+}
+
+/// Adds a VPC: `{name, cloud, network_cidr, privatelink_cidrs?, peerings?}`.
+pub fn create_vpc(doc: &mut Value, p: &str, body: &Value) -> Result<String, ApiError> {
+    let mut b = body_object(body)?;
+    let name = take_name(&mut b, "VPC")?;
+    let vpcs = obj(project(doc, p)?, "vpcs");
+    if vpcs.contains_key(&name) {
+        return Err(ApiError::conflict(format!("VPC '{name}' already exists in project '{p}'")));
+    }
+    vpcs.insert(name.clone(), Value::Object(b));
+    Ok(name)
+}
+
+/// Removes a VPC (validation refuses it while a service still uses it).
+pub fn delete_vpc(doc: &mut Value, p: &str, v: &str) -> Result<(), ApiError> {
+    vpc(doc, p, v)?;
+    obj(project(doc, p)?, "vpcs").remove(v);
+    Ok(())
+}
+
+/// Adds a peering: `{peer_vpc, peer_cidrs}`.
+pub fn create_peering(doc: &mut Value, p: &str, v: &str, body: &Value) -> Result<String, ApiError> {
+    let b = body_object(body)?;
+    let peer = match b.get("peer_vpc") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(ApiError::bad("missing 'peer_vpc' (a string, e.g. vpc-0abc)")),
+    };
+    let vpc = vpc(doc, p, v)?.as_object_mut().ok_or_else(|| ApiError::bad("the VPC is not an object"))?;
+    let list = vpc.entry("peerings").or_insert_with(|| json!([]));
+    let arr = list.as_array_mut().ok_or_else(|| ApiError::bad("the VPC's peerings are not a list"))?;
+    if arr.iter().any(|x| x.get("peer_vpc") == Some(&Value::String(peer.clone()))) {
+        return Err(ApiError::conflict(format!("VPC '{v}' already peers with '{peer}'")));
+    }
+    arr.push(Value::Object(b));
+    Ok(peer)
+}
+
+/// Removes the peering with `peer`.
+pub fn delete_peering(doc: &mut Value, p: &str, v: &str, peer: &str) -> Result<(), ApiError> {
+    let vpc = vpc(doc, p, v)?;
+    let arr = vpc.get_mut("peerings").and_then(Value::as_array_mut);
+    let Some(arr) = arr else {
+        return Err(ApiError::not_found(format!("VPC '{v}' has no peering with '{peer}'")));
+    };
+    let before = arr.len();
+    arr.retain(|x| x.get("peer_vpc").and_then(Value::as_str) != Some(peer));
+    if arr.len() == before {
+        return Err(ApiError::not_found(format!("VPC '{v}' has no peering with '{peer}'")));
+    }
+    Ok(())
+}
+
+/// Adds a service: `{name, type, cloud, vpc?, nodes?, user_config?, ...}`.
+pub fn create_service(doc: &mut Value, p: &str, body: &Value) -> Result<String, ApiError> {
+    let mut b = body_object(body)?;
+    let name = take_name(&mut b, "service")?;
+    let services = obj(project(doc, p)?, "services");
+    if services.contains_key(&name) {
+        return Err(ApiError::conflict(format!("service '{name}' already exists in project '{p}'")));
+    }
+    b.entry("nodes").or_insert_with(|| json!({}));
+    services.insert(name.clone(), Value::Object(b));
+    Ok(name)
+}
+
+/// Removes a service.
+pub fn delete_service(doc: &mut Value, p: &str, s: &str) -> Result<(), ApiError> {
+    service(doc, p, s)?;
+    obj(project(doc, p)?, "services").remove(s);
+    Ok(())
+}
+
+/// Applies `-c`/`--remove-option` edits to a service's `user_config`.
+pub fn edit_user_config(
+    doc: &mut Value,
+    p: &str,
+    s: &str,
+    edits: &[fleetwall_model::edit::Edit],
+) -> Result<(), ApiError> {
+    let svc = service(doc, p, s)?;
+    let current = svc.get("user_config").cloned().unwrap_or_else(|| json!({}));
+    let next = fleetwall_model::edit::apply(&current, edits).map_err(ApiError::bad)?;
+    svc.as_object_mut()
+        .ok_or_else(|| ApiError::bad("the service is not an object"))?
+        .insert("user_config".into(), next);
+    Ok(())
+}
+
+/// Adds a node: `{name, private, public?}`.
+pub fn add_node(doc: &mut Value, p: &str, s: &str, body: &Value) -> Result<String, ApiError> {
+    let mut b = body_object(body)?;
+    let name = take_name(&mut b, "node")?;
+    let svc = service(doc, p, s)?;
+    let nodes = obj(svc, "nodes");
+    if nodes.contains_key(&name) {
+        return Err(ApiError::conflict(format!("node '{name}' already exists in service '{s}'")));
+    }
+    nodes.insert(name.clone(), Value::Object(b));
+    Ok(name)
+}
+
+/// Removes a node.
+pub fn remove_node(doc: &mut Value, p: &str, s: &str, n: &str) -> Result<(), ApiError> {
+    let svc = service(doc, p, s)?;
+    if obj(svc, "nodes").remove(n).is_none() {
+        return Err(ApiError::not_found(format!("node '{n}' does not exist in service '{s}'")));
+    }
+    Ok(())
+}
+
+/// Reads `{principals: [..]}`.
+pub fn principals(body: &Value) -> Result<Vec<Value>, ApiError> {
+    match body.get("principals") {
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => Ok(a.clone()),
+        Some(_) => Err(ApiError::bad("'principals' must be a list of strings (IAM ARNs, subscription or project ids)")),
+        None => Err(ApiError::bad("missing 'principals'")),
+    }
+}
+
+/// Creates the service's private-link resource with `principals`.
+pub fn create_privatelink(doc: &mut Value, p: &str, s: &str, provider: &str, who: Vec<Value>) -> Result<(), ApiError> {
+    let svc = service(doc, p, s)?;
+    if let Some(existing) = svc.get("privatelink").and_then(Value::as_object).filter(|o| !o.is_empty()) {
+        let have = existing.keys().next().cloned().unwrap_or_default();
+        return Err(ApiError::conflict(format!(
+            "service '{s}' already has a {have} private link (one endpoint service per service)"
+        )));
+    }
+    let o = svc.as_object_mut().ok_or_else(|| ApiError::bad("the service is not an object"))?;
+    o.insert("privatelink".into(), json!({ provider: { "principals": who } }));
+    Ok(())
+}
+
+/// Replaces the principals (the whole list) of the private-link resource.
+pub fn update_privatelink(doc: &mut Value, p: &str, s: &str, provider: &str, who: Vec<Value>) -> Result<(), ApiError> {
+    let svc = service(doc, p, s)?;
+    let pl = svc
+        .get_mut("privatelink")
+        .and_then(|v| v.get_mut(provider))
+        .ok_or_else(|| ApiError::not_found(format!("service '{s}' has no {provider} private link")))?;
+    *pl = json!({ "principals": who });
+    Ok(())
+}
+
+/// Removes the private-link resource.
+pub fn delete_privatelink(doc: &mut Value, p: &str, s: &str, provider: &str) -> Result<(), ApiError> {
+    let svc = service(doc, p, s)?;
+    let has = svc.get("privatelink").and_then(|v| v.get(provider)).is_some();
+    if !has {
+        return Err(ApiError::not_found(format!("service '{s}' has no {provider} private link")));
+    }
+    svc.as_object_mut().expect("checked above").remove("privatelink");
+    Ok(())
+}
+
+/// Replaces the platform section.
+pub fn put_platform(doc: &mut Value, body: &Value) -> Result<(), ApiError> {
+    let b = body_object(body)?;
+    doc.as_object_mut().expect("object").insert("platform".into(), Value::Object(b));
+    Ok(())
+}

@@ -1,0 +1,487 @@
+//! The control plane over real HTTP, on a real SQLite file (and PostgreSQL when the test
+//! environment provides one: FLEETWALL_TEST_PG, set by scripts/test).
+
+use fleetwall_http::{Client, Server};
+use fleetwall_server::{api, ControlPlane};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Env {
+    dir: PathBuf,
+    server: Option<Server>,
+    admin: String,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn catalog() -> fleetwall_model::Catalog {
+    fleetwall_model::Catalog::builtin()
+}
+
+fn start(tag: &str, db: Option<String>) -> Env {
+    let dir = std::env::temp_dir().join(format!("fw-api-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = db.unwrap_or_else(|| dir.join("fleet.db").display().to_string());
+    let cp = ControlPlane::open(&url, catalog()).unwrap();
+    let admin = fleetwall_server::util::new_token().unwrap();
+    cp.insert_token(None, "admin", "admin", &admin).unwrap();
+    let server = api::serve(cp.clone(), "127.0.0.1:0", None).unwrap();
+    Env { dir, server: Some(server), admin }
+}
+
+impl Env {
+    fn url(&self) -> String {
+        format!("http://{}", self.server.as_ref().unwrap().local_addr())
+    }
+    fn client(&self, token: &str) -> Client {
+        Client::new(&self.url(), None).unwrap().with_token(token)
+    }
+    fn admin(&self) -> Client {
+        self.client(&self.admin)
+    }
+}
+
+fn call(c: &Client, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let r = match body {
+        Some(b) => c.send_json(method, path, &b).unwrap(),
+        None => c.request(method, path, None).unwrap(),
+    };
+    let v = r.json_body().unwrap_or(Value::Null);
+    (r.status, v)
+}
+
+fn put_fleet(c: &Client, file: &str) -> (u16, Value) {
+    let text = std::fs::read(root().join(file)).unwrap();
+    let r = c.request("PUT", "/v1/fleet", Some(("application/yaml", &text))).unwrap();
+    let v = r.json_body().unwrap_or(Value::Null);
+    (r.status, v)
+}
+
+fn revision(c: &Client) -> i64 {
+    call(c, "GET", "/v1/fleet", None).1["revision"].as_i64().unwrap()
+}
+
+#[test]
+fn the_openapi_document_lists_exactly_the_served_routes() {
+    let doc: Value = serde_json::from_str(api::OPENAPI).unwrap();
+    let mut listed: Vec<(String, String)> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for m in ops.as_object().unwrap().keys().filter(|k| *k != "parameters") {
+            listed.push((m.to_uppercase(), path.clone()));
+        }
+    }
+    listed.sort();
+    let mut routes: Vec<(String, String)> = api::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    routes.sort();
+    assert_eq!(listed, routes);
+    let env = start("openapi", None);
+    let r = Client::new(&env.url(), None).unwrap().get("/openapi.json").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json_body::<Value>().unwrap()["openapi"], "3.0.3");
+}
+
+#[test]
+fn a_rejected_write_changes_nothing_and_a_good_one_bumps_the_revision() {
+    let env = start("reject", None);
+    let a = env.admin();
+    assert_eq!(put_fleet(&a, "examples/kafka-vpc.yaml").0, 200);
+    let rev = revision(&a);
+    let before = call(&a, "GET", "/v1/fleet", None).1;
+    let audit_before = call(&a, "GET", "/v1/audit?limit=1000", None).1["entries"].as_array().unwrap().len();
+
+    let svc = "/v1/projects/acme-stream/services/kafka-events";
+    let (s, v) =
+        call(&a, "PATCH", &format!("{svc}/user_config"), Some(json!({"config": ["ip_filter=['10.0.0.1/8']"]})));
+    assert_eq!(s, 400);
+    assert!(v["message"].as_str().unwrap().starts_with("Invalid 'user_config': Invalid input for ip_filter:"), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("10.0.0.0/8"), "the hint names the network: {v}");
+    assert_eq!(v["diagnostics"][0]["path"], "projects.acme-stream.services.kafka-events.user_config.ip_filter[0]");
+    // A node whose address is taken, a VPC nobody has, a bad fleet file: all rejected.
+    let (s, _) = call(&a, "POST", &format!("{svc}/nodes"), Some(json!({"name": "k4", "private": "10.20.0.11"})));
+    assert_eq!(s, 400);
+    let (s, v) = call(
+        &a,
+        "POST",
+        "/v1/projects/acme-stream/services",
+        Some(
+            json!({"name": "x", "type": "pg", "cloud": "aws-eu-west-1", "vpc": "vpc-nope", "nodes": {"x1": {"private": "10.20.0.99"}}}),
+        ),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("vpc-nope"), "{v}");
+    let r = a.request("PUT", "/v1/fleet", Some(("application/yaml", b"version: 1\nprojects: [\n"))).unwrap();
+    assert_eq!(r.status, 400);
+    let (s, v) = call(&a, "POST", "/v1/projects", Some(json!({"name": "acme-stream"})));
+    assert_eq!((s, v["message"].as_str().unwrap()), (409, "project 'acme-stream' already exists"));
+
+    assert_eq!(call(&a, "GET", "/v1/fleet", None).1, before, "rejected writes left the fleet as it was");
+    assert_eq!(call(&a, "GET", "/v1/audit?limit=1000", None).1["entries"].as_array().unwrap().len(), audit_before);
+
+    let (s, v) = call(
+        &a,
+        "PATCH",
+        &format!("{svc}/user_config"),
+        Some(
+            json!({"config": ["ip_filter=['198.51.100.0/24']", "public_access.kafka=true"], "remove": ["privatelink_access"]}),
+        ),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["revision"].as_i64().unwrap(), rev + 1);
+    assert_eq!(v["nodes_changed"], 3);
+    assert_eq!(v["after"]["ip_filter"], json!(["198.51.100.0/24"]));
+    assert_eq!(v["after"]["public_access"]["kafka"], json!(true));
+}
+
+#[test]
+fn ports_never_move_once_assigned() {
+    let env = start("ports", None);
+    let a = env.admin();
+    assert_eq!(put_fleet(&a, "examples/no-base-port.yaml").0, 200);
+    let ports = |c: &Client| -> Vec<(String, String, u64)> {
+        let v = call(c, "GET", "/v1/fleet", None).1;
+        let mut out = Vec::new();
+        for (p, proj) in v["fleet"]["projects"].as_object().unwrap() {
+            for (s, svc) in proj["services"].as_object().unwrap() {
+                for (k, port) in svc["ports"].as_object().unwrap() {
+                    out.push((format!("{p}/{s}"), k.clone(), port.as_u64().unwrap()));
+                }
+            }
+        }
+        out
+    };
+    let first = ports(&a);
+    assert!(!first.is_empty(), "allocated ports are persisted as pins");
+    let proj =
+        call(&a, "GET", "/v1/fleet", None).1["fleet"]["projects"].as_object().unwrap().keys().next().unwrap().clone();
+    // A new service and a new component on an existing one: nothing already assigned moves.
+    let (s, v) = call(
+        &a,
+        "POST",
+        &format!("/v1/projects/{proj}/services"),
+        Some(
+            json!({"name": "extra-kafka", "type": "kafka", "cloud": "aws-eu-west-1", "nodes": {"xk1": {"private": "10.99.0.1", "public": "203.0.113.201"}}}),
+        ),
+    );
+    assert_eq!(s, 201, "{v}");
+    let after = ports(&a);
+    for p in &first {
+        assert!(after.contains(p), "{p:?} moved");
+    }
+    assert!(after.len() > first.len());
+}
+
+#[test]
+fn tokens_scope_projects_and_nodes_and_the_audit_log_records_every_write() {
+    let env = start("auth", None);
+    let a = env.admin();
+    assert_eq!(put_fleet(&a, "examples/kafka-vpc.yaml").0, 200);
+    let (s, v) = call(&a, "POST", "/v1/projects", Some(json!({"name": "other"})));
+    assert_eq!(s, 201, "{v}");
+    let tok = |body: Value| call(&a, "POST", "/v1/tokens", Some(body)).1["token"].as_str().unwrap().to_string();
+    let cust = env.client(&tok(json!({"kind": "project", "project": "acme-stream"})));
+    let agent = env.client(&tok(json!({"kind": "agent", "node": "kafka-events-1"})));
+    let anon = Client::new(&env.url(), None).unwrap();
+    let bogus = env.client("fw_not-a-token");
+
+    assert_eq!(call(&anon, "GET", "/v1/projects", None).0, 401);
+    assert_eq!(call(&bogus, "GET", "/v1/projects", None).0, 401);
+    let v = call(&cust, "GET", "/v1/projects", None).1;
+    let names: Vec<&str> = v["projects"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["acme-stream"], "a customer sees only their project");
+    assert_eq!(call(&cust, "GET", "/v1/projects/other", None).0, 403);
+    assert_eq!(call(&cust, "POST", "/v1/projects/other/vpcs", Some(json!({"name": "v"}))).0, 403);
+    assert_eq!(call(&cust, "GET", "/v1/audit", None).0, 403);
+    assert_eq!(call(&cust, "GET", "/v1/fleet", None).0, 403);
+    assert_eq!(call(&cust, "GET", "/v1/nodes/kafka-events-1/ruleset", None).0, 403);
+    let (s, _) = call(
+        &cust,
+        "PATCH",
+        "/v1/projects/acme-stream/services/kafka-events/user_config",
+        Some(json!({"config": ["ip_filter=['198.51.100.0/24']"]})),
+    );
+    assert_eq!(s, 200, "a customer writes their own project");
+
+    assert_eq!(call(&agent, "GET", "/v1/nodes/kafka-events-1/ruleset", None).0, 200);
+    assert_eq!(call(&agent, "GET", "/v1/nodes/kafka-events-2/ruleset", None).0, 403);
+    assert_eq!(call(&agent, "GET", "/v1/projects", None).1["projects"], json!([]));
+    assert_eq!(
+        call(
+            &agent,
+            "PUT",
+            "/v1/nodes/kafka-events-2/status",
+            Some(json!({"revision": 1, "hash": "x", "applied_ms": 1}))
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &agent,
+            "PUT",
+            "/v1/nodes/kafka-events-1/status",
+            Some(json!({"revision": 1, "hash": "x", "applied_ms": 1}))
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &agent,
+            "PATCH",
+            "/v1/projects/acme-stream/services/kafka-events/user_config",
+            Some(json!({"config": ["ip_filter=[]"]}))
+        )
+        .0,
+        403
+    );
+
+    let entries = call(&a, "GET", "/v1/audit?limit=1000", None).1["entries"].as_array().unwrap().clone();
+    let update = entries.iter().find(|e| e["action"] == "service.update").expect("the update is audited");
+    assert_eq!(update["actor"], "project:acme-stream");
+    assert_eq!(update["after"]["ip_filter"], json!(["198.51.100.0/24"]));
+    assert_ne!(update["before"]["ip_filter"], update["after"]["ip_filter"]);
+    assert!(update["at"].as_str().unwrap().ends_with('Z'));
+    assert!(entries.iter().any(|e| e["action"] == "token.create" && e["after"]["scope"] == "kafka-events-1"));
+    let ids: Vec<i64> = entries.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "append-only, gapless: {ids:?}");
+    // The token itself is never stored or shown.
+    assert!(!serde_json::to_string(&entries).unwrap().contains("fw_"));
+}
+
+#[test]
+fn long_polls_wake_on_a_change_and_time_out_with_304() {
+    let env = start("poll", None);
+    let a = env.admin();
+    assert_eq!(put_fleet(&a, "examples/kafka-vpc.yaml").0, 200);
+    let first = call(&a, "GET", "/v1/nodes/kafka-events-2/ruleset", None).1;
+    let rev = first["revision"].as_i64().unwrap();
+    let t = Instant::now();
+    let r = a
+        .request_with_timeout(
+            "GET",
+            &format!("/v1/nodes/kafka-events-2/ruleset?after={rev}&wait=0.3"),
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_eq!(r.status, 304);
+    assert!(t.elapsed() >= Duration::from_millis(290));
+    let url = env.url();
+    let token = env.admin.clone();
+    let waiter = std::thread::spawn(move || {
+        let c = Client::new(&url, None).unwrap().with_token(&token);
+        let t = Instant::now();
+        let r = c
+            .request_with_timeout(
+                "GET",
+                &format!("/v1/nodes/kafka-events-2/ruleset?after={rev}&wait=20"),
+                None,
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        (r.status, r.json_body::<Value>().unwrap(), t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // Another service's change does not wake kafka-events-2; its own service's does.
+    let (s, _) = call(
+        &a,
+        "POST",
+        "/v1/projects/acme-stream/services/kafka-events/nodes",
+        Some(json!({"name": "kafka-events-4", "private": ["10.20.0.14", "fd00:20::14"], "public": "203.0.113.24"})),
+    );
+    assert_eq!(s, 201);
+    let (status, body, waited) = waiter.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(body["revision"].as_i64().unwrap() > rev);
+    assert!(waited < Duration::from_secs(5), "woken by the write, not the timeout: {waited:?}");
+    let peers = serde_json::to_string(&body["ruleset"]).unwrap();
+    assert!(peers.contains("10.20.0.14"), "the new peer is in the ruleset");
+    // The hash the server sends is the hash of what an agent will load.
+    let rs: fleetwall_ir::NodeRuleset = serde_json::from_value(body["ruleset"].clone()).unwrap();
+    assert_eq!(fleetwall_agent::ruleset_hash(&rs), body["hash"].as_str().unwrap());
+    assert_eq!(call(&a, "GET", "/v1/nodes/nope/ruleset", None).0, 404);
+}
+
+#[test]
+fn privatelink_resources_move_from_creating_to_active_and_are_deleted() {
+    let env = start("pl", None);
+    let a = env.admin();
+    assert_eq!(put_fleet(&a, "examples/kafka-vpc.yaml").0, 200);
+    let svc = "/v1/projects/acme-stream/services/kafka-events";
+    // The example has a resource already; privatelink_access needs it, so deleting is refused.
+    let (s, v) = call(&a, "DELETE", &format!("{svc}/privatelink/aws"), None);
+    assert_eq!(s, 400, "{v}");
+    let (s, _) = call(&a, "PATCH", &format!("{svc}/user_config"), Some(json!({"remove": ["privatelink_access"]})));
+    assert_eq!(s, 200);
+    let (s, v) = call(&a, "DELETE", &format!("{svc}/privatelink/aws"), None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(call(&a, "GET", &format!("{svc}/privatelink/aws"), None).1["state"], "deleting");
+
+    let (s, v) = call(
+        &a,
+        "POST",
+        &format!("{svc}/privatelink/aws"),
+        Some(json!({"principals": ["arn:aws:iam::012345678901:user/a"]})),
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["state"], "creating");
+    assert!(v["aws_service_id"].as_str().unwrap().starts_with("vpce-svc-"));
+    assert_eq!(call(&a, "POST", &format!("{svc}/privatelink/aws"), Some(json!({"principals": []}))).0, 409);
+    let (s, v) = call(
+        &a,
+        "PUT",
+        &format!("{svc}/privatelink/aws"),
+        Some(json!({"principals": ["arn:aws:iam::012345678901:user/b", "arn:aws:iam::012345678901:user/c"]})),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["principals"],
+        json!(["arn:aws:iam::012345678901:user/b", "arn:aws:iam::012345678901:user/c"]),
+        "replaced whole"
+    );
+    assert_eq!(v["state"], "creating", "no node has applied it yet");
+    // Every node's agent reports the desired ruleset: the resource is active.
+    for n in ["kafka-events-1", "kafka-events-2", "kafka-events-3"] {
+        let tok = call(&a, "POST", "/v1/tokens", Some(json!({"kind": "agent", "node": n}))).1["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let c = env.client(&tok);
+        let d = call(&c, "GET", &format!("/v1/nodes/{n}/ruleset"), None).1;
+        let (s, _) = call(
+            &c,
+            "PUT",
+            &format!("/v1/nodes/{n}/status"),
+            Some(json!({"revision": d["revision"], "hash": d["hash"], "applied_ms": fleetwall_server::util::now_ms()})),
+        );
+        assert_eq!(s, 200);
+    }
+    assert_eq!(call(&a, "GET", &format!("{svc}/privatelink/aws"), None).1["state"], "active");
+    assert_eq!(call(&a, "GET", &format!("{svc}/privatelink/aws/connections"), None).1["connections"], json!([]));
+    let status = call(&a, "GET", "/v1/status", None).1;
+    assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["state"] == "in-sync"), "{status}");
+}
+
+#[test]
+fn https_with_a_certificate_and_key() {
+    let dir = std::env::temp_dir().join(format!("fw-api-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout"])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .args(["-days", "2", "-subj", "/CN=fleetwall-test", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .output()
+        .expect("openssl is needed for the TLS test (scripts/test installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cp = ControlPlane::open(dir.join("fleet.db").to_str().unwrap(), catalog()).unwrap();
+    let tls = fleetwall_http::TlsFiles { cert: dir.join("cert.pem"), key: dir.join("key.pem") };
+    let server = api::serve(cp, "127.0.0.1:0", Some(&tls)).unwrap();
+    let url = format!("https://{}", server.local_addr());
+    let c = Client::new(&url, Some(&dir.join("cert.pem"))).unwrap();
+    let r = c.get("/healthz").unwrap();
+    assert_eq!(r.status, 200);
+    let plain =
+        Client::new(&format!("http://{}", server.local_addr()), None).unwrap().with_timeout(Duration::from_secs(2));
+    assert!(
+        plain.get("/healthz").is_err() || plain.get("/healthz").unwrap().status >= 400,
+        "plain http to a TLS port fails"
+    );
+    server.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn pg_url() -> Option<String> {
+    match std::env::var("FLEETWALL_TEST_PG") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("POSTGRESQL TESTS CANNOT RUN: FLEETWALL_TEST_PG is not set (scripts/test starts PostgreSQL and sets it)")
+        }
+        _ => {
+            eprintln!("!!!!!!!! PostgreSQL tests skipped: FLEETWALL_TEST_PG is not set; run scripts/test !!!!!!!!");
+            None
+        }
+    }
+}
+
+fn pg_fresh_db(url: &str, name: &str) -> String {
+    let mut c = postgres_admin(url);
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+fn postgres_admin(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap()
+}
+
+#[test]
+fn two_replicas_on_one_postgresql_agree_and_both_wake_their_watchers() {
+    let Some(url) = pg_url() else { return };
+    let db = pg_fresh_db(&url, &format!("fw_replicas_{}", std::process::id()));
+    let one = start("pg1", Some(db.clone()));
+    // The second replica shares the store, so the first one's admin token works on it.
+    let cp2 = ControlPlane::open(&db, catalog()).unwrap();
+    let s2 = api::serve(cp2.clone(), "127.0.0.1:0", None).unwrap();
+    let c1 = one.admin();
+    let c2 = Client::new(&format!("http://{}", s2.local_addr()), None).unwrap().with_token(&one.admin);
+    assert_eq!(put_fleet(&c1, "examples/kafka-vpc.yaml").0, 200);
+    // Replica 2 answers the same.
+    assert_eq!(call(&c1, "GET", "/v1/fleet", None).1, call(&c2, "GET", "/v1/fleet", None).1);
+    let rev = call(&c2, "GET", "/v1/nodes/kafka-events-1/ruleset", None).1["revision"].as_i64().unwrap();
+    // Watchers on both replicas wake on a write made through replica 1.
+    let mut waiters = Vec::new();
+    for base in [one.url(), format!("http://{}", s2.local_addr())] {
+        let token = one.admin.clone();
+        waiters.push(std::thread::spawn(move || {
+            let c = Client::new(&base, None).unwrap().with_token(&token);
+            let t = Instant::now();
+            let r = c
+                .request_with_timeout(
+                    "GET",
+                    &format!("/v1/nodes/kafka-events-1/ruleset?after={rev}&wait=20"),
+                    None,
+                    Duration::from_secs(30),
+                )
+                .unwrap();
+            (r.status, r.json_body::<Value>().unwrap()["revision"].as_i64(), t.elapsed())
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (s, v) = call(
+        &c1,
+        "PATCH",
+        "/v1/projects/acme-stream/services/kafka-events/user_config",
+        Some(json!({"config": ["ip_filter=['198.51.100.0/24']"]})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let new_rev = v["revision"].as_i64().unwrap();
+    for w in waiters {
+        let (status, got, waited) = w.join().unwrap();
+        assert_eq!((status, got), (200, Some(new_rev)));
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
+    // Writes through either replica are serialized: revisions stay gapless.
+    let (s, v) = call(&c2, "POST", "/v1/projects", Some(json!({"name": "second"})));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["revision"].as_i64().unwrap(), new_rev + 1);
+    assert_eq!(call(&c1, "GET", "/v1/projects", None).1, call(&c2, "GET", "/v1/projects", None).1);
+    assert_eq!(call(&c1, "GET", "/v1/status", None).1["revision"], json!(new_rev + 1));
+    s2.shutdown();
+}
