@@ -4,6 +4,7 @@
 mod bench;
 mod commands;
 mod control;
+mod rollout;
 mod table;
 mod verify;
 
@@ -231,6 +232,19 @@ enum Command {
         /// Only the small scenarios (for a quick look).
         #[arg(long)]
         quick: bool,
+        /// Instead: latency from an API write to "applied" on every agent (simulated
+        /// agents in-process against the real server, and real agents in namespaces as root).
+        #[arg(long)]
+        rollout: bool,
+        /// With --rollout: simulated agents.
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        /// With --rollout: real agents in network namespaces (needs root; 0 skips).
+        #[arg(long, default_value_t = 10)]
+        real_agents: usize,
+        /// With --rollout: writes measured.
+        #[arg(long, default_value_t = 20)]
+        writes: usize,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
@@ -295,7 +309,13 @@ fn main() -> ExitCode {
             print!("{}", fleetwall_synth::generate(&fleetwall_synth::Spec::fleet(nodes, ip_filter)));
             Ok(commands::Outcome::Ok)
         }
-        Command::Bench { runs, quick, format } => bench::run(runs.max(1), quick, format),
+        Command::Bench { rollout: true, agents, real_agents, writes, format, .. } => rollout::run(&rollout::Options {
+            agents,
+            real_agents,
+            writes: writes.max(1),
+            json: format == CheckFormat::Json,
+        }),
+        Command::Bench { runs, quick, format, .. } => bench::run(runs.max(1), quick, format),
         Command::Serve(a) => control::serve(a),
         Command::Agent(a) => control::agent(a),
         Command::Status { client } => control::client(&client, control::ClientCmd::Status),

@@ -4,8 +4,8 @@
 use crate::commands::{load, load_valid, Outcome};
 use crate::{CheckFormat, FleetArgs};
 use anyhow::{bail, Result};
-use fleetwall_model::{DiagCode, Diagnostic, Diagnostics, Fleet, Protocol};
-use fleetwall_verify::{assertions, diff as fdiff, proof, trace as ftrace, Packet, Transport};
+use fleetwall_model::{Diagnostics, Fleet, Protocol};
+use fleetwall_verify::{assertions, diff as fdiff, trace as ftrace, Packet, Transport};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -13,36 +13,7 @@ use std::path::Path;
 /// Returns (nodes proven, assertions passed, assertions total).
 pub fn check_fleet(fleet: &Fleet, diags: &mut Diagnostics) -> (usize, usize, usize) {
     let rulesets = fleetwall_compile::compile(fleet);
-    for p in proof::management(fleet, &rulesets) {
-        diags
-            .push(Diagnostic::error(DiagCode::ManagementInvariant, p).hint(
-                "this is a fleetwall bug: management access must hold whatever the fleet says; please report it",
-            ));
-    }
-    let outcomes = assertions::run(fleet, &rulesets);
-    for o in outcomes.iter().filter(|o| !o.passed) {
-        let span = fleet.tests[o.test].span;
-        diags.push(
-            Diagnostic::error(DiagCode::Test, format!("test fails: {} -> {}: {} {}", o.from, o.to, o.expect, o.what))
-                .at(span)
-                .hint(failure_hint(o)),
-        );
-    }
-    diags.sort();
-    (rulesets.len(), outcomes.iter().filter(|o| o.passed).count(), outcomes.len())
-}
-
-fn failure_hint(o: &assertions::Outcome) -> String {
-    if o.traces.is_empty() {
-        return format!(
-            "{} has no {} address for it (source {})",
-            o.to,
-            if o.from.is_ipv4() { "IPv4" } else { "IPv6" },
-            o.from
-        );
-    }
-    let t = o.traces.iter().find(|t| t.trace.accepted() == (o.expect == "deny")).unwrap_or(&o.traces[0]);
-    format!("{}:{}/{} {} by {} ({})", t.dst, t.port, t.protocol.as_str(), t.trace.verdict, t.trace.rule, t.trace.reason)
+    fleetwall_verify::check::check_fleet(fleet, &rulesets, diags)
 }
 
 fn parse_port(s: &str) -> Result<(u16, Protocol)> {

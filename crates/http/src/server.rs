@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,6 +54,8 @@ impl Default for Limits {
 /// (or call [`Server::join`]) for as long as it should serve.
 pub struct Server {
     addr: SocketAddr,
+    /// The listening socket's descriptor, to wake the accept thread on shutdown.
+    listen_fd: std::os::fd::RawFd,
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
 }
@@ -110,6 +112,7 @@ impl Server {
         let listener =
             TcpListener::bind(addr).map_err(|e| Error::Io(annotate(e, &format!("cannot listen on {addr}"))))?;
         let local = listener.local_addr()?;
+        let listen_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         let shared = Arc::new(Shared {
             handler,
             tls,
@@ -123,7 +126,7 @@ impl Server {
             .name("http-accept".into())
             .spawn(move || accept_loop(listener, accept_shared))
             .map_err(|e| Error::Io(annotate(e, "cannot start the accept thread")))?;
-        Ok(Server { addr: local, shared, accept: Some(accept) })
+        Ok(Server { addr: local, listen_fd, shared, accept: Some(accept) })
     }
 
     /// The address the server listens on (with the actual port when bound to port 0).
@@ -162,17 +165,15 @@ impl Server {
         for slot in self.shared.conns().values().filter(|slot| slot.idle) {
             let _ = slot.tcp.shutdown(Shutdown::Both);
         }
-        // Wake the accept thread with a connection of our own; it sees the flag and exits,
-        // closing the listener. If that connection fails, leave the thread: it exits on the
-        // next connection it accepts.
-        let ip = match self.addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        if TcpStream::connect_timeout(&SocketAddr::new(ip, self.addr.port()), Duration::from_secs(1)).is_ok() {
-            let _ = accept.join();
+        // Wake the accept thread: on Linux, shutting down a listening socket makes a blocked
+        // accept() return (EINVAL); the thread sees the flag and exits, closing the listener.
+        // (No connection to ourselves: the listener may live in another network namespace.)
+        // SAFETY: the descriptor belongs to the listener the accept thread still owns (it
+        // closes it only after this wakes it); shutdown() does not close or reuse it.
+        unsafe {
+            libc::shutdown(self.listen_fd, libc::SHUT_RDWR);
         }
+        let _ = accept.join();
     }
 }
 

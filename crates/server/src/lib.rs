@@ -145,43 +145,52 @@ pub fn empty_doc() -> Value {
 pub fn validate(doc: &Value, catalog: &Catalog) -> Result<fleetwall_model::Fleet, ApiError> {
     let emitted = doc::to_yaml(doc);
     let (fleet, diags) = fleetwall_model::load(&emitted.text, catalog);
-    match fleet {
-        Some(f) => Ok(f),
-        None => {
-            let errors: Vec<_> = diags.items.iter().filter(|d| d.severity == Severity::Error).collect();
-            let list: Vec<Value> = errors
-                .iter()
-                .map(|d| {
-                    json!({
-                        "code": d.code.as_str(),
-                        "message": d.message,
-                        "path": d.span.map(|s| emitted.path_at(s.start.line).to_string()),
-                        "value": d.value,
-                        "hint": d.hint,
-                    })
-                })
-                .collect();
-            let first = errors.first();
-            let path =
-                first.and_then(|d| d.span).map(|s| emitted.path_at(s.start.line).to_string()).unwrap_or_default();
-            let msg = first.map(|d| d.message.clone()).unwrap_or_else(|| "invalid fleet".into());
-            let msg = match first.and_then(|d| d.value.as_ref()) {
-                Some(v) if !msg.contains(v.as_str()) => format!("{msg} '{v}'"),
-                _ => msg,
-            };
-            let hint = first.and_then(|d| d.hint.clone()).map(|h| format!(" ({h})")).unwrap_or_default();
-            let message = match user_config_key(&path) {
-                Some(key) => {
-                    let msg = msg.strip_prefix(&format!("{key}: ")).unwrap_or(&msg);
-                    format!("Invalid 'user_config': Invalid input for {key}: {msg}{hint}")
-                }
-                None if path.is_empty() => format!("Invalid fleet: {msg}{hint}"),
-                None => format!("Invalid fleet: {msg}{hint} at {path}"),
-            };
-            let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
-            Err(ApiError { status: 400, message: format!("{message}{more}"), diagnostics: list })
-        }
+    fleet.ok_or_else(|| rejection(&diags, &emitted))
+}
+
+/// What `fleetwall check` adds to validation: the management proof on every node and
+/// the fleet's own `tests:`, over the compiled rulesets.
+pub fn check(doc: &Value, fleet: &fleetwall_model::Fleet, rulesets: &[NodeRuleset]) -> Result<(), ApiError> {
+    let mut diags = fleetwall_model::Diagnostics::default();
+    fleetwall_verify::check::check_fleet(fleet, rulesets, &mut diags);
+    if diags.has_errors() {
+        return Err(rejection(&diags, &doc::to_yaml(doc)));
     }
+    Ok(())
+}
+
+fn rejection(diags: &fleetwall_model::Diagnostics, emitted: &doc::Emitted) -> ApiError {
+    let errors: Vec<_> = diags.items.iter().filter(|d| d.severity == Severity::Error).collect();
+    let list: Vec<Value> = errors
+        .iter()
+        .map(|d| {
+            json!({
+                "code": d.code.as_str(),
+                "message": d.message,
+                "path": d.span.map(|s| emitted.path_at(s.start.line).to_string()),
+                "value": d.value,
+                "hint": d.hint,
+            })
+        })
+        .collect();
+    let first = errors.first();
+    let path = first.and_then(|d| d.span).map(|s| emitted.path_at(s.start.line).to_string()).unwrap_or_default();
+    let msg = first.map(|d| d.message.clone()).unwrap_or_else(|| "invalid fleet".into());
+    let msg = match first.and_then(|d| d.value.as_ref()) {
+        Some(v) if !msg.contains(v.as_str()) => format!("{msg} '{v}'"),
+        _ => msg,
+    };
+    let hint = first.and_then(|d| d.hint.clone()).map(|h| format!(" ({h})")).unwrap_or_default();
+    let message = match user_config_key(&path) {
+        Some(key) => {
+            let msg = msg.strip_prefix(&format!("{key}: ")).unwrap_or(&msg);
+            format!("Invalid 'user_config': Invalid input for {key}: {msg}{hint}")
+        }
+        None if path.is_empty() => format!("Invalid fleet: {msg}{hint}"),
+        None => format!("Invalid fleet: {msg}{hint} at {path}"),
+    };
+    let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
+    ApiError { status: 400, message: format!("{message}{more}"), diagnostics: list }
 }
 
 fn user_config_key(path: &str) -> Option<String> {
@@ -203,7 +212,14 @@ pub fn compile_doc(
     if doc.get("projects").is_none() && doc.get("platform").is_none() {
         return Ok((None, BTreeMap::new()));
     }
-    let fleet = validate(doc, catalog)?;
+    compile_fleet(validate(doc, catalog)?, revision, since)
+}
+
+fn compile_fleet(
+    fleet: fleetwall_model::Fleet,
+    revision: i64,
+    since: &HashMap<String, (String, i64)>,
+) -> Result<Compiled, ApiError> {
     let mut owner = HashMap::new();
     for (p, s, n) in fleet.nodes() {
         owner.insert(n.name.clone(), (p.name.clone(), s.name.clone()));
@@ -363,7 +379,12 @@ impl ControlPlane {
             let outcome = edit(&mut next).and_then(|()| {
                 let fleet = validate(&next, &self.catalog)?;
                 persist_ports(&mut next, &fleet);
-                compile_doc(&next, &self.catalog, new_rev, &since)
+                let (fleet, nodes) = compile_fleet(fleet, new_rev, &since)?;
+                if let Some(f) = &fleet {
+                    let rulesets: Vec<NodeRuleset> = nodes.values().map(|d| (*d.ruleset).clone()).collect();
+                    check(&next, f, &rulesets)?;
+                }
+                Ok((fleet, nodes))
             });
             let (fleet, nodes) = match outcome {
                 Ok(n) => n,
@@ -587,6 +608,7 @@ impl ControlPlane {
                     applied_revision,
                     applied_hash,
                     applied_at: rep.map(|r| r[3].text()),
+                    applied_ms,
                     state: state.into(),
                     lag_ms: lag_ms.max(0),
                     error,
@@ -620,6 +642,8 @@ pub struct NodeStatus {
     pub applied_hash: Option<String>,
     /// When the agent applied it.
     pub applied_at: Option<String>,
+    /// The same, in ms since the epoch.
+    pub applied_ms: Option<i64>,
     /// `in-sync`, `pending`, `error` or `unknown` (never reported).
     pub state: String,
     /// In sync: how long the change took to apply; otherwise how long it has been waiting.

@@ -63,9 +63,16 @@ fn call(c: &Client, method: &str, path: &str, body: Option<Value>) -> (u16, Valu
     (r.status, v)
 }
 
+/// Loads an example without its `tests:` (they pin the example's policy, which these
+/// tests change on purpose).
 fn put_fleet(c: &Client, file: &str) -> (u16, Value) {
-    let text = std::fs::read(root().join(file)).unwrap();
-    let r = c.request("PUT", "/v1/fleet", Some(("application/yaml", &text))).unwrap();
+    let text = std::fs::read_to_string(root().join(file)).unwrap();
+    let text = text.split("\ntests:").next().unwrap();
+    put_text(c, text)
+}
+
+fn put_text(c: &Client, text: &str) -> (u16, Value) {
+    let r = c.request("PUT", "/v1/fleet", Some(("application/yaml", text.as_bytes()))).unwrap();
     let v = r.json_body().unwrap_or(Value::Null);
     (r.status, v)
 }
@@ -143,6 +150,33 @@ fn a_rejected_write_changes_nothing_and_a_good_one_bumps_the_revision() {
     assert_eq!(v["nodes_changed"], 3);
     assert_eq!(v["after"]["ip_filter"], json!(["198.51.100.0/24"]));
     assert_eq!(v["after"]["public_access"]["kafka"], json!(true));
+}
+
+#[test]
+fn a_write_that_breaks_the_fleets_own_tests_is_refused() {
+    let env = start("fleet-tests", None);
+    let a = env.admin();
+    let text = std::fs::read_to_string(root().join("examples/kafka-vpc.yaml")).unwrap();
+    assert!(text.contains("\ntests:"));
+    assert_eq!(put_text(&a, &text).0, 200);
+    let rev = revision(&a);
+    // The example's tests say 172.31.9.20 (over the peering) reaches kafka: narrowing the
+    // ip_filter to the office would break that, as `fleetwall check` would say.
+    let svc = "/v1/projects/acme-stream/services/kafka-events";
+    let (s, v) =
+        call(&a, "PATCH", &format!("{svc}/user_config"), Some(json!({"config": ["ip_filter=['198.51.100.0/24']"]})));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("test fails: 172.31.9.20 -> kafka-events-1: accept kafka"), "{v}");
+    assert_eq!(v["diagnostics"][0]["code"], "test");
+    assert!(v["diagnostics"][0]["path"].as_str().unwrap().starts_with("tests[0]"), "{v}");
+    assert_eq!(revision(&a), rev, "nothing stored");
+    let (s, v) = call(
+        &a,
+        "PATCH",
+        &format!("{svc}/user_config"),
+        Some(json!({"config": ["ip_filter=['172.31.0.0/16','198.51.100.0/24']"]})),
+    );
+    assert_eq!(s, 200, "{v}");
 }
 
 #[test]

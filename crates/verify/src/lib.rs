@@ -6,6 +6,7 @@
 //! interpretation against real probes.
 
 pub mod assertions;
+pub mod check;
 pub mod cidr;
 pub mod diff;
 pub mod proof;

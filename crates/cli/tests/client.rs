@@ -1,0 +1,185 @@
+//! The client verbs against a real `fleetwall serve` on loopback (SQLite, no root needed).
+
+mod common;
+
+use common::{root, Scratch};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn run(dir: &std::path::Path, server: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetwall"))
+        .args(args)
+        .current_dir(dir)
+        .env("FLEETWALL_SERVER", server)
+        .env_remove("FLEETWALL_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn client_verbs_speak_the_platforms_dialect() {
+    let scratch = Scratch::new("client");
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let fleet = root().join("examples/kafka-vpc.yaml");
+    // No flags but where to listen and what to seed: SQLite and the admin token in .fleetwall/.
+    let _serve = Serve(
+        Command::new(env!("CARGO_BIN_EXE_fleetwall"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--fleet", fleet.to_str().unwrap()])
+            .current_dir(&scratch.0)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !run(&scratch.0, &server, &["status"]).status.success() {
+        assert!(Instant::now() < deadline, "the server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(scratch.0.join(".fleetwall/fleet.db").exists(), "SQLite by default");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(scratch.0.join(".fleetwall/admin.token")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the admin token is private");
+
+    let status = text(&run(&scratch.0, &server, &["status"]));
+    assert!(status.starts_with("NODE  "), "{status}");
+    assert!(status.lines().nth(1).unwrap().starts_with("===="), "{status}");
+    assert!(status.contains("kafka-events-1") && status.contains("unknown"), "{status}");
+
+    let out = run(
+        &scratch.0,
+        &server,
+        &[
+            "service",
+            "update",
+            "acme-stream",
+            "kafka-events",
+            "-c",
+            "ip_filter=['172.31.0.0/16','198.51.100.0/24']",
+            "-c",
+            "public_access.kafka_rest=true",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text(&out).contains("3 node rulesets changed"), "{}", text(&out));
+    // The example's own tests say kafka is not public: the server refuses, like `check` would.
+    let out = run(
+        &scratch.0,
+        &server,
+        &["service", "update", "acme-stream", "kafka-events", "-c", "public_access.kafka=true"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("test fails: 198.51.100.7 -> kafka-events-1.public: deny kafka") && err.contains("(status 400)"),
+        "{err}"
+    );
+
+    // Errors: `<message> (status N)`, exit 1.
+    let out = run(
+        &scratch.0,
+        &server,
+        &["service", "update", "acme-stream", "kafka-events", "-c", "ip_filter=['300.1.2.3/32']"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("Invalid 'user_config': Invalid input for ip_filter:")
+            && err.trim_end().ends_with("(status 400)"),
+        "{err}"
+    );
+    let out = run(&scratch.0, &server, &["service", "get", "acme-stream", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "service 'nope' does not exist in project 'acme-stream' (status 404)"
+    );
+    let out = run(&scratch.0, "http://127.0.0.1:1", &["status"]);
+    assert_eq!(out.status.code(), Some(1), "an unreachable server is an error too");
+
+    // Private links: the resource, its principals replaced whole, its connections.
+    let arn = "arn:aws:iam::012345678901:user/mwf";
+    let out = run(
+        &scratch.0,
+        &server,
+        &["service", "privatelink", "aws", "create", "--principal", arn, "acme-stream", "kafka-events"],
+    );
+    assert_eq!(out.status.code(), Some(1), "one endpoint service per service");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(status 409)"));
+    let out = run(
+        &scratch.0,
+        &server,
+        &["service", "privatelink", "aws", "update", "--principal", arn, "acme-stream", "kafka-events"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = text(&out);
+    assert!(t.starts_with("PROJECT") && t.contains("active") && t.contains("vpce-svc-"), "{t}");
+    let out =
+        run(&scratch.0, &server, &["service", "privatelink", "aws", "get", "acme-stream", "kafka-events", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["principals"], serde_json::json!([arn]));
+    let out = run(
+        &scratch.0,
+        &server,
+        &["service", "privatelink", "aws", "connection", "list", "acme-stream", "kafka-events"],
+    );
+    assert!(out.status.success());
+    assert!(text(&out).starts_with("PRIVATELINK_CONNECTION_ID"), "{}", text(&out));
+
+    // The listener table, the audit log, and the fleet file round trip.
+    let get = text(&run(&scratch.0, &server, &["service", "get", "acme-stream", "kafka-events"]));
+    assert!(get.contains("NODE") && get.contains("inter_broker"), "{get}");
+    let audit = text(&run(&scratch.0, &server, &["audit"]));
+    assert!(
+        audit.contains("service.update") && audit.contains("privatelink.update") && audit.contains("admin:admin"),
+        "{audit}"
+    );
+    let yaml = run(&scratch.0, &server, &["fleet", "get"]);
+    std::fs::write(scratch.0.join("exported.yaml"), &yaml.stdout).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_fleetwall"))
+        .args(["check"])
+        .arg(scratch.0.join("exported.yaml"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "the exported fleet checks: {}", String::from_utf8_lossy(&check.stdout));
+    let metrics = fleetwall_http::Client::new(&server, None).unwrap().get("/metrics").unwrap().text();
+    assert!(metrics.contains("fleetwall_writes_total ") && metrics.contains("fleetwall_fleet_revision "), "{metrics}");
+}
+
+#[test]
+fn the_rollout_benchmark_runs() {
+    let out = common::fleetwall(&[
+        "bench",
+        "--rollout",
+        "--agents",
+        "20",
+        "--real-agents",
+        "0",
+        "--writes",
+        "2",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["samples"], 40, "every agent applied every write");
+    assert!(v[0]["p99_ms"].as_f64().unwrap() > 0.0);
+}

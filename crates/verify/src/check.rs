@@ -1,0 +1,41 @@
+//! What `fleetwall check` (and every control-plane write) adds after validation: the
+//! management proof (contract point 9) on every node and the fleet's own `tests:`.
+
+use crate::{assertions, proof};
+use fleetwall_ir::NodeRuleset;
+use fleetwall_model::{DiagCode, Diagnostic, Diagnostics, Fleet};
+
+/// Runs the management proof and the assertions, adding their failures to `diags`.
+/// Returns (nodes proven, assertions passed, assertions total).
+pub fn check_fleet(fleet: &Fleet, rulesets: &[NodeRuleset], diags: &mut Diagnostics) -> (usize, usize, usize) {
+    for p in proof::management(fleet, rulesets) {
+        diags
+            .push(Diagnostic::error(DiagCode::ManagementInvariant, p).hint(
+                "this is a fleetwall bug: management access must hold whatever the fleet says; please report it",
+            ));
+    }
+    let outcomes = assertions::run(fleet, rulesets);
+    for o in outcomes.iter().filter(|o| !o.passed) {
+        let span = fleet.tests[o.test].span;
+        diags.push(
+            Diagnostic::error(DiagCode::Test, format!("test fails: {} -> {}: {} {}", o.from, o.to, o.expect, o.what))
+                .at(span)
+                .hint(failure_hint(o)),
+        );
+    }
+    diags.sort();
+    (rulesets.len(), outcomes.iter().filter(|o| o.passed).count(), outcomes.len())
+}
+
+fn failure_hint(o: &assertions::Outcome) -> String {
+    if o.traces.is_empty() {
+        return format!(
+            "{} has no {} address for it (source {})",
+            o.to,
+            if o.from.is_ipv4() { "IPv4" } else { "IPv6" },
+            o.from
+        );
+    }
+    let t = o.traces.iter().find(|t| t.trace.accepted() == (o.expect == "deny")).unwrap_or(&o.traces[0]);
+    format!("{}:{}/{} {} by {} ({})", t.dst, t.port, t.protocol.as_str(), t.trace.verdict, t.trace.rule, t.trace.reason)
+}
