@@ -441,3 +441,76 @@ fn server_message(r: &Response) -> String {
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
         .unwrap_or_else(|| r.text().trim().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ruleset(node: &str) -> NodeRuleset {
+        NodeRuleset {
+            node: node.into(),
+            description: "test".into(),
+            addresses: vec!["10.0.0.1".parse().unwrap()],
+            sets: Vec::new(),
+            input: Vec::new(),
+            output: Vec::new(),
+        }
+    }
+
+    fn agent(dir: Option<PathBuf>) -> Agent {
+        let cfg = Config {
+            // Nothing listens on port 1 of loopback: every request fails at once.
+            server: "http://127.0.0.1:1".into(),
+            node: "n1".into(),
+            token: "t".into(),
+            ca: None,
+            state_dir: dir,
+            resync: Duration::from_millis(10),
+            poll: Duration::from_millis(10),
+        };
+        Agent::new(cfg, Box::<MemoryKernel>::default(), Box::new(|_| {})).unwrap()
+    }
+
+    #[test]
+    fn the_last_good_ruleset_survives_on_disk_and_a_tampered_one_is_ignored() {
+        let dir = std::env::temp_dir().join(format!("fw-agent-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut a = agent(Some(dir.clone()));
+        let rs = ruleset("n1");
+        a.apply(LastGood { revision: 7, hash: ruleset_hash(&rs), applied_ms: 0, ruleset: rs }, From::Server);
+        let lg = a.load_last_good().expect("saved");
+        assert_eq!(lg.revision, 7);
+        // A file whose ruleset does not match its hash is not trusted.
+        let path = dir.join("last-good.json");
+        let text = std::fs::read_to_string(&path).unwrap().replace(&lg.hash, &"0".repeat(64));
+        std::fs::write(&path, text).unwrap();
+        assert!(a.load_last_good().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unreachable_server_at_start_means_the_last_good_ruleset() {
+        let dir = std::env::temp_dir().join(format!("fw-agent-start-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rs = ruleset("n1");
+        let hash = ruleset_hash(&rs);
+        agent(Some(dir.clone()))
+            .apply(LastGood { revision: 3, hash: hash.clone(), applied_ms: 0, ruleset: rs }, From::Server);
+        let mut a = agent(Some(dir.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = a.stats.clone();
+        let s2 = stop.clone();
+        let t = std::thread::spawn(move || {
+            a.run(&s2);
+            a
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let a = t.join().unwrap();
+        assert_eq!(stats.fail_static.load(Ordering::Relaxed), 1, "the last good ruleset was applied once at start");
+        assert_eq!(stats.applied_revision.load(Ordering::Relaxed), 3);
+        assert_eq!(a.kernel.fingerprint().unwrap(), Some(hash));
+        assert!(!stats.server_up.load(Ordering::Relaxed));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
