@@ -459,6 +459,19 @@ fn print_table(v: &Value, list_key: &str, cols: &[(&str, &str)]) {
     print!("{}", table::render(&headers, &rows));
 }
 
+fn show(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// A write's outcome: the server's JSON, or one line saying what changed.
+fn report(v: &Value, json_out: bool, what: &str) {
+    if json_out {
+        show(v)
+    } else {
+        print_written(v, what)
+    }
+}
+
 fn print_written(v: &Value, what: &str) {
     let rev = v.get("revision").and_then(Value::as_i64).unwrap_or(0);
     let n = v.get("nodes_changed").and_then(Value::as_u64).unwrap_or(0);
@@ -481,7 +494,6 @@ fn parse_node(spec: &str) -> Result<(String, Value)> {
 pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
     let api = Api::new(args)?;
     let json_out = args.json;
-    let show = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     match cmd {
         ClientCmd::Status => {
             let v = api.call("GET", "/v1/status", None)?;
@@ -548,19 +560,11 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     body["base_port"] = json!(b);
                 }
                 let v = api.call("POST", "/v1/projects", Some(&body))?;
-                if json_out {
-                    show(&v)
-                } else {
-                    print_written(&v, &format!("Created project {name}"))
-                }
+                report(&v, json_out, &format!("Created project {name}"))
             }
             ProjectCmd::Delete { name } => {
                 let v = api.call("DELETE", &format!("/v1/projects/{}", enc(&name)), None)?;
-                if json_out {
-                    show(&v)
-                } else {
-                    print_written(&v, &format!("Deleted project {name}"))
-                }
+                report(&v, json_out, &format!("Deleted project {name}"))
             }
         },
         ClientCmd::Vpc(c) => match c {
@@ -588,19 +592,11 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     body["privatelink_cidrs"] = json!(privatelink_cidrs);
                 }
                 let v = api.call("POST", &format!("/v1/projects/{}/vpcs", enc(&project)), Some(&body))?;
-                if json_out {
-                    show(&v)
-                } else {
-                    print_written(&v, &format!("Created VPC {project}/{name}"))
-                }
+                report(&v, json_out, &format!("Created VPC {project}/{name}"))
             }
             VpcCmd::Delete { project, name } => {
                 let v = api.call("DELETE", &format!("/v1/projects/{}/vpcs/{}", enc(&project), enc(&name)), None)?;
-                if json_out {
-                    show(&v)
-                } else {
-                    print_written(&v, &format!("Deleted VPC {project}/{name}"))
-                }
+                report(&v, json_out, &format!("Deleted VPC {project}/{name}"))
             }
             VpcCmd::Peering(PeeringCmd::Create { project, vpc, peer_vpc, peer_cidrs }) => {
                 let body = json!({ "peer_vpc": peer_vpc, "peer_cidrs": peer_cidrs });
@@ -609,11 +605,7 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     &format!("/v1/projects/{}/vpcs/{}/peerings", enc(&project), enc(&vpc)),
                     Some(&body),
                 )?;
-                if json_out {
-                    show(&v)
-                } else {
-                    print_written(&v, &format!("Peered {project}/{vpc} with {peer_vpc}"))
-                }
+                report(&v, json_out, &format!("Peered {project}/{vpc} with {peer_vpc}"))
             }
             VpcCmd::Peering(PeeringCmd::Delete { project, vpc, peer_vpc }) => {
                 let v = api.call(
@@ -621,11 +613,7 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     &format!("/v1/projects/{}/vpcs/{}/peerings/{}", enc(&project), enc(&vpc), enc(&peer_vpc)),
                     None,
                 )?;
-                if json_out {
-                    show(&v)
-                } else {
-                    print_written(&v, &format!("Removed peering {project}/{vpc} ↔ {peer_vpc}"))
-                }
+                report(&v, json_out, &format!("Removed peering {project}/{vpc} ↔ {peer_vpc}"))
             }
         },
         ClientCmd::Service(c) => service(&api, json_out, c)?,
@@ -640,11 +628,7 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     &format!("/v1/projects/{}/services/{}/nodes", enc(&project), enc(&service)),
                     Some(&body),
                 )?;
-                if json_out {
-                    show(&v)
-                } else {
-                    print_written(&v, &format!("Added node {name} to {project}/{service}"))
-                }
+                report(&v, json_out, &format!("Added node {name} to {project}/{service}"))
             }
             NodeCmd::Remove { project, service, name } => {
                 let v = api.call(
@@ -652,11 +636,7 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     &format!("/v1/projects/{}/services/{}/nodes/{}", enc(&project), enc(&service), enc(&name)),
                     None,
                 )?;
-                if json_out {
-                    show(&v)
-                } else {
-                    print_written(&v, &format!("Removed node {name} from {project}/{service}"))
-                }
+                report(&v, json_out, &format!("Removed node {name} from {project}/{service}"))
             }
         },
         ClientCmd::Fleet(FleetCmd::Get { revision }) => {
@@ -682,11 +662,7 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 .request("PUT", "/v1/fleet", Some(("application/yaml", &text)))
                 .map_err(|e| ApiFailure(e.to_string()))?;
             let v = check(resp)?;
-            if json_out {
-                show(&v)
-            } else {
-                print_written(&v, &format!("Loaded {}", file.display()))
-            }
+            report(&v, json_out, &format!("Loaded {}", file.display()))
         }
         ClientCmd::Token(TokenCmd::Create { project, node, admin }) => {
             let body = match (project, node, admin) {
@@ -726,7 +702,6 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
 }
 
 fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
-    let show = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     let svc_path = |p: &str, s: &str| format!("/v1/projects/{}/services/{}", enc(p), enc(s));
     match c {
         ServiceCmd::List { project } => {
@@ -806,11 +781,7 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
                 body["user_config"] = fleetwall_model::edit::apply(&json!({}), &edits).map_err(ApiFailure)?;
             }
             let v = api.call("POST", &format!("/v1/projects/{}/services", enc(&project)), Some(&body))?;
-            if json_out {
-                show(&v)
-            } else {
-                print_written(&v, &format!("Created service {project}/{service}"))
-            }
+            report(&v, json_out, &format!("Created service {project}/{service}"))
         }
         ServiceCmd::Update { project, service, config, remove } => {
             if config.is_empty() && remove.is_empty() {
@@ -818,19 +789,11 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
             }
             let body = json!({ "config": config, "remove": remove });
             let v = api.call("PATCH", &format!("{}/user_config", svc_path(&project, &service)), Some(&body))?;
-            if json_out {
-                show(&v)
-            } else {
-                print_written(&v, &format!("Updated {project}/{service}"))
-            }
+            report(&v, json_out, &format!("Updated {project}/{service}"))
         }
         ServiceCmd::Delete { project, service } => {
             let v = api.call("DELETE", &svc_path(&project, &service), None)?;
-            if json_out {
-                show(&v)
-            } else {
-                print_written(&v, &format!("Deleted service {project}/{service}"))
-            }
+            report(&v, json_out, &format!("Deleted service {project}/{service}"))
         }
         ServiceCmd::Privatelink { provider, verb } => {
             let base = |p: &str, s: &str| format!("{}/privatelink/{provider}", svc_path(p, s));
@@ -888,20 +851,20 @@ fn load_catalog(path: Option<&Path>) -> Result<fleetwall_model::Catalog> {
 pub fn serve(a: ServeArgs) -> Result<Outcome> {
     let catalog = load_catalog(a.catalog.as_deref())?;
     let url = a.db.clone().unwrap_or_else(|| a.data_dir.join("fleet.db").display().to_string());
-    let cp = fleetwall_server::ControlPlane::open(&url, catalog).map_err(|e| anyhow!("{}", e.message))?;
+    let cp = fleetwall_server::ControlPlane::open(&url, catalog)?;
     // The admin token: registered from the file, or created into it.
     let token_file = a.admin_token_file.clone().unwrap_or_else(|| a.data_dir.join("admin.token"));
     match std::fs::read_to_string(&token_file) {
         Ok(t) if !t.trim().is_empty() => {
-            cp.insert_token(None, "admin", "admin", t.trim()).map_err(|e| anyhow!("{}", e.message))?;
+            cp.insert_token(None, "admin", "admin", t.trim())?;
         }
-        _ if !cp.has_admin().map_err(|e| anyhow!("{}", e.message))? => {
+        _ if !cp.has_admin()? => {
             let t = fleetwall_server::util::new_token()?;
             if let Some(dir) = token_file.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             }
             write_secret(&token_file, &t)?;
-            cp.insert_token(None, "admin", "admin", &t).map_err(|e| anyhow!("{}", e.message))?;
+            cp.insert_token(None, "admin", "admin", &t)?;
             eprintln!("fleetwall serve: new admin token written to {}", token_file.display());
         }
         _ => {}
@@ -909,25 +872,15 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
     if let Some(f) = &a.fleet {
         if cp.snapshot().revision == 0 {
             let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-            let (fleet, diags) = fleetwall_model::load(&text, &cp.catalog);
-            if fleet.is_none() {
-                eprint!("{}", fleetwall_model::diag::render_human(&diags.items, &f.display().to_string(), &text));
-                return Ok(Outcome::Invalid);
+            match fleetwall_server::fleet_file(&text, &cp.catalog) {
+                Ok(doc) => {
+                    cp.replace(&fleetwall_server::Actor::Admin("seed".into()), "fleet.seed", doc)?;
+                }
+                Err(diags) => {
+                    eprint!("{}", fleetwall_model::diag::render_human(&diags.items, &f.display().to_string(), &text));
+                    return Ok(Outcome::Invalid);
+                }
             }
-            let tree = fleetwall_model::yaml::parse(&text).map_err(|d| anyhow!("{}", d.message))?;
-            let doc = fleetwall_server::doc::from_yaml(&tree);
-            let seed = fleetwall_server::Actor::Admin("seed".into());
-            cp.write(
-                &seed,
-                "fleet.seed",
-                "",
-                |d| {
-                    *d = doc;
-                    Ok(())
-                },
-                |_, _| Ok(()),
-            )
-            .map_err(|e| anyhow!("{}", e.message))?;
         }
     }
     let tls = match (&a.tls_cert, &a.tls_key) {

@@ -65,18 +65,21 @@ fn gateways_write(admin: &Client, k: usize) -> Result<(i64, Instant)> {
     Ok((r.json_body::<Value>()?["revision"].as_i64().unwrap_or(0), t0))
 }
 
+/// A fresh control plane on SQLite in a scratch directory, with an admin token.
+fn control_plane(tag: &str) -> Result<(std::path::PathBuf, Arc<fleetwall_server::ControlPlane>, String)> {
+    let dir = std::env::temp_dir().join(format!("fleetwall-rollout-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("fleet.db").display().to_string();
+    let cp = fleetwall_server::ControlPlane::open(&db, fleetwall_model::Catalog::builtin())?;
+    let admin_token = fleetwall_server::util::new_token()?;
+    cp.insert_token(None, "admin", "admin", &admin_token)?;
+    Ok((dir, cp, admin_token))
+}
+
 /// Latencies (ms) of `writes` writes, each awaited on all `n` simulated agents.
 fn simulated(n: usize, writes: usize) -> Result<(Vec<f64>, f64)> {
     raise_nofile();
-    let dir = std::env::temp_dir().join(format!("fleetwall-rollout-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cp = fleetwall_server::ControlPlane::open(
-        dir.join("fleet.db").to_str().unwrap_or("fleet.db"),
-        fleetwall_model::Catalog::builtin(),
-    )
-    .map_err(|e| anyhow!("{}", e.message))?;
-    let admin_token = fleetwall_server::util::new_token()?;
-    cp.insert_token(None, "admin", "admin", &admin_token).map_err(|e| anyhow!("{}", e.message))?;
+    let (dir, cp, admin_token) = control_plane("sim")?;
     let server = fleetwall_server::api::serve(cp.clone(), "127.0.0.1:0", None).map_err(|e| anyhow!("{e}"))?;
     let url = format!("http://{}", server.local_addr());
     let admin = Client::new(&url, None)
@@ -95,7 +98,7 @@ fn simulated(n: usize, writes: usize) -> Result<(Vec<f64>, f64)> {
     let mut handles = Vec::new();
     eprint!("starting {} simulated agents…", nodes.len());
     for node in &nodes {
-        let token = cp.create_token(None, "agent", node).map_err(|e| anyhow!("{}", e.message))?;
+        let token = cp.create_token(None, "agent", node)?;
         let cfg = fleetwall_agent::Config {
             server: url.clone(),
             node: node.clone(),
@@ -178,16 +181,8 @@ fn real(n: usize, writes: usize) -> Result<Vec<f64>> {
     }
     let topo = Topology::build(&prefix, hosts).map_err(|e| anyhow!("{e}"))?;
     let gw = topo.hosts[0].netns.clone();
-    let dir = std::env::temp_dir().join(format!("fleetwall-rollout-real-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     eprintln!("real: {} namespaces up", topo.hosts.len());
-    let cp = fleetwall_server::ControlPlane::open(
-        dir.join("fleet.db").to_str().unwrap_or("fleet.db"),
-        fleetwall_model::Catalog::builtin(),
-    )
-    .map_err(|e| anyhow!("{}", e.message))?;
-    let admin_token = fleetwall_server::util::new_token()?;
-    cp.insert_token(None, "admin", "admin", &admin_token).map_err(|e| anyhow!("{}", e.message))?;
+    let (dir, cp, admin_token) = control_plane("real")?;
     // The server's listening socket is made inside the gateway namespace.
     let (cp2, gw2) = (cp.clone(), gw.clone());
     let server = std::thread::spawn(move || {
@@ -221,7 +216,7 @@ fn real(n: usize, writes: usize) -> Result<Vec<f64>> {
     let mut children = Vec::new();
     for h in topo.hosts.iter().skip(1) {
         let Role::Node(name) = &h.role else { continue };
-        let token = cp.create_token(None, "agent", name).map_err(|e| anyhow!("{}", e.message))?;
+        let token = cp.create_token(None, "agent", name)?;
         let state = dir.join(format!("state-{name}"));
         children.push(
             std::process::Command::new("ip")
@@ -281,14 +276,11 @@ fn real(n: usize, writes: usize) -> Result<Vec<f64>> {
         eprintln!();
         Ok(lat)
     })();
-    eprintln!("real: stopping agents");
     for mut c in children {
         let _ = c.kill();
         let _ = c.wait();
     }
-    eprintln!("real: stopping server");
     server.shutdown();
-    eprintln!("real: removing namespaces");
     drop(topo);
     let _ = std::fs::remove_dir_all(&dir);
     result

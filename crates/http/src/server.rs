@@ -256,34 +256,7 @@ impl Write for SharedTcp {
     }
 }
 
-enum Stream {
-    Plain(SharedTcp),
-    Tls(Box<StreamOwned<ServerConnection, SharedTcp>>),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
+type Stream = wire::Stream<SharedTcp, StreamOwned<ServerConnection, SharedTcp>>;
 
 /// Unregisters a connection however its thread ends.
 struct Registration<'a> {

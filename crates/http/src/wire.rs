@@ -317,6 +317,38 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
+/// A connection in the clear or over TLS (`T` is the rustls stream over `P`).
+pub(crate) enum Stream<P, T> {
+    /// Plain TCP.
+    Plain(P),
+    /// TLS.
+    Tls(Box<T>),
+}
+
+impl<P: Read, T: Read> Read for Stream<P, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl<P: Write, T: Write> Write for Stream<P, T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

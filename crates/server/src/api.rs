@@ -96,6 +96,14 @@ fn need_project(a: &Actor, p: &str) -> Result<(), ApiError> {
     }
 }
 
+fn project_in<'a>(doc: &'a Value, p: &str) -> Result<&'a Value, ApiError> {
+    doc.pointer(&format!("/projects/{}", ptr(p))).ok_or_else(|| ops::no_project(p))
+}
+
+fn service_in<'a>(doc: &'a Value, p: &str, s: &str) -> Result<&'a Value, ApiError> {
+    doc.pointer(&format!("/projects/{}/services/{}", ptr(p), ptr(s))).ok_or_else(|| ops::no_service(p, s))
+}
+
 fn written(w: Written, status: u16) -> Response {
     Response::json(status, &w)
 }
@@ -149,50 +157,14 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
         }
         ("PUT", ["v1", "fleet"]) => {
             need_admin(&actor)?;
-            let text = String::from_utf8(req.body.clone()).map_err(|_| ApiError::bad("the fleet file is not UTF-8"))?;
-            let (fleet, diags) = fleetwall_model::load(&text, &cp.catalog);
-            if fleet.is_none() {
-                let list: Vec<Value> = diags
-                    .items
-                    .iter()
-                    .filter(|d| d.severity == fleetwall_model::Severity::Error)
-                    .map(|d| {
-                        serde_json::to_value(fleetwall_model::diag::DiagnosticJson::new(d, "fleet")).unwrap_or_default()
-                    })
-                    .collect();
-                let first = diags.items.iter().find(|d| d.severity == fleetwall_model::Severity::Error);
-                let msg = match first {
-                    Some(d) => format!(
-                        "Invalid fleet: {}{} ({} errors)",
-                        d.message,
-                        d.span.map(|s| format!(" at line {} column {}", s.start.line, s.start.col)).unwrap_or_default(),
-                        list.len()
-                    ),
-                    None => "Invalid fleet".into(),
-                };
-                return Err(ApiError { status: 400, message: msg, diagnostics: list });
-            }
-            let tree = fleetwall_model::yaml::parse(&text).map_err(|d| ApiError::bad(d.message))?;
-            let new = crate::doc::from_yaml(&tree);
-            let w = cp.write(
-                &actor,
-                "fleet.replace",
-                "",
-                |doc| {
-                    *doc = new;
-                    Ok(())
-                },
-                |_, _| Ok(()),
-            )?;
-            Ok(written(Written { after: Value::Null, ..w }, 200))
+            let text = std::str::from_utf8(&req.body).map_err(|_| ApiError::bad("the fleet file is not UTF-8"))?;
+            let doc = crate::fleet_file(text, &cp.catalog).map_err(|d| crate::file_rejection(&d))?;
+            Ok(written(cp.replace(&actor, "fleet.replace", doc)?, 200))
         }
         ("PUT", ["v1", "platform"]) => {
             need_admin(&actor)?;
             let body = body_json(req)?;
-            Ok(written(
-                cp.write(&actor, "platform.update", "/platform", |d| ops::put_platform(d, &body), |_, _| Ok(()))?,
-                200,
-            ))
+            Ok(written(cp.edit(&actor, "platform.update", "/platform", |d| ops::put_platform(d, &body))?, 200))
         }
         ("GET", ["v1", "projects"]) => {
             let list: Vec<Value> = snap
@@ -208,34 +180,22 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             let body = body_json(req)?;
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let target = format!("/projects/{}", ptr(&name));
-            let w = cp.write(
-                &actor,
-                "project.create",
-                &target,
-                |d| ops::create_project(d, &body).map(|_| ()),
-                |_, _| Ok(()),
-            )?;
+            let w = cp.edit(&actor, "project.create", &target, |d| ops::create_project(d, &body).map(|_| ()))?;
             Ok(written(w, 201))
         }
         ("GET", ["v1", "projects", p]) => {
             need_project(&actor, p)?;
-            let v = snap
-                .doc
-                .pointer(&format!("/projects/{}", ptr(p)))
-                .ok_or_else(|| ApiError::not_found(format!("project '{p}' does not exist")))?;
+            let v = project_in(&snap.doc, p)?;
             Ok(Response::json(200, &project_view(p, v)))
         }
         ("DELETE", ["v1", "projects", p]) => {
             need_admin(&actor)?;
             let target = format!("/projects/{}", ptr(p));
-            Ok(written(cp.write(&actor, "project.delete", &target, |d| ops::delete_project(d, p), |_, _| Ok(()))?, 200))
+            Ok(written(cp.edit(&actor, "project.delete", &target, |d| ops::delete_project(d, p))?, 200))
         }
         ("GET", ["v1", "projects", p, "vpcs"]) => {
             need_project(&actor, p)?;
-            let proj = snap
-                .doc
-                .pointer(&format!("/projects/{}", ptr(p)))
-                .ok_or_else(|| ApiError::not_found(format!("project '{p}' does not exist")))?;
+            let proj = project_in(&snap.doc, p)?;
             let list: Vec<Value> = proj
                 .get("vpcs")
                 .and_then(Value::as_object)
@@ -248,57 +208,43 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             let body = body_json(req)?;
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let target = format!("/projects/{}/vpcs/{}", ptr(p), ptr(&name));
-            Ok(written(
-                cp.write(&actor, "vpc.create", &target, |d| ops::create_vpc(d, p, &body).map(|_| ()), |_, _| Ok(()))?,
-                201,
-            ))
+            Ok(written(cp.edit(&actor, "vpc.create", &target, |d| ops::create_vpc(d, p, &body).map(|_| ()))?, 201))
         }
         ("GET", ["v1", "projects", p, "vpcs", v]) => {
             need_project(&actor, p)?;
-            let vpc = snap
-                .doc
-                .pointer(&format!("/projects/{}/vpcs/{}", ptr(p), ptr(v)))
-                .ok_or_else(|| ApiError::not_found(format!("VPC '{v}' does not exist in project '{p}'")))?;
+            let vpc =
+                snap.doc.pointer(&format!("/projects/{}/vpcs/{}", ptr(p), ptr(v))).ok_or_else(|| ops::no_vpc(p, v))?;
             Ok(Response::json(200, &named(v, vpc)))
         }
         ("DELETE", ["v1", "projects", p, "vpcs", v]) => {
             need_project(&actor, p)?;
             let target = format!("/projects/{}/vpcs/{}", ptr(p), ptr(v));
-            Ok(written(cp.write(&actor, "vpc.delete", &target, |d| ops::delete_vpc(d, p, v), |_, _| Ok(()))?, 200))
+            Ok(written(cp.edit(&actor, "vpc.delete", &target, |d| ops::delete_vpc(d, p, v))?, 200))
         }
         ("POST", ["v1", "projects", p, "vpcs", v, "peerings"]) => {
             need_project(&actor, p)?;
             let body = body_json(req)?;
             let target = format!("/projects/{}/vpcs/{}/peerings", ptr(p), ptr(v));
             Ok(written(
-                cp.write(
-                    &actor,
-                    "peering.create",
-                    &target,
-                    |d| ops::create_peering(d, p, v, &body).map(|_| ()),
-                    |_, _| Ok(()),
-                )?,
+                cp.edit(&actor, "peering.create", &target, |d| ops::create_peering(d, p, v, &body).map(|_| ()))?,
                 201,
             ))
         }
         ("DELETE", ["v1", "projects", p, "vpcs", v, "peerings", peer]) => {
             need_project(&actor, p)?;
             let target = format!("/projects/{}/vpcs/{}/peerings", ptr(p), ptr(v));
-            Ok(written(
-                cp.write(&actor, "peering.delete", &target, |d| ops::delete_peering(d, p, v, peer), |_, _| Ok(()))?,
-                200,
-            ))
+            Ok(written(cp.edit(&actor, "peering.delete", &target, |d| ops::delete_peering(d, p, v, peer))?, 200))
         }
         ("GET", ["v1", "projects", p, "services"]) => {
             need_project(&actor, p)?;
-            let proj = snap
-                .doc
-                .pointer(&format!("/projects/{}", ptr(p)))
-                .ok_or_else(|| ApiError::not_found(format!("project '{p}' does not exist")))?;
+            let proj = project_in(&snap.doc, p)?;
             let list: Vec<Value> = proj
                 .get("services")
                 .and_then(Value::as_object)
-                .map(|o| o.iter().map(|(n, v)| service_view(cp, &snap, p, n, v)).collect())
+                .map(|o| {
+                    let listeners = listeners_of(&snap, p);
+                    o.iter().map(|(n, v)| service_view(cp, &listeners, p, n, v)).collect()
+                })
                 .unwrap_or_default();
             Ok(Response::json(200, &json!({ "services": list })))
         }
@@ -308,31 +254,19 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let target = format!("/projects/{}/services/{}", ptr(p), ptr(&name));
             Ok(written(
-                cp.write(
-                    &actor,
-                    "service.create",
-                    &target,
-                    |d| ops::create_service(d, p, &body).map(|_| ()),
-                    |_, _| Ok(()),
-                )?,
+                cp.edit(&actor, "service.create", &target, |d| ops::create_service(d, p, &body).map(|_| ()))?,
                 201,
             ))
         }
         ("GET", ["v1", "projects", p, "services", s]) => {
             need_project(&actor, p)?;
-            let svc = snap
-                .doc
-                .pointer(&format!("/projects/{}/services/{}", ptr(p), ptr(s)))
-                .ok_or_else(|| ApiError::not_found(format!("service '{s}' does not exist in project '{p}'")))?;
-            Ok(Response::json(200, &service_view(cp, &snap, p, s, svc)))
+            let svc = service_in(&snap.doc, p, s)?;
+            Ok(Response::json(200, &service_view(cp, &listeners_of(&snap, p), p, s, svc)))
         }
         ("DELETE", ["v1", "projects", p, "services", s]) => {
             need_project(&actor, p)?;
             let target = format!("/projects/{}/services/{}", ptr(p), ptr(s));
-            Ok(written(
-                cp.write(&actor, "service.delete", &target, |d| ops::delete_service(d, p, s), |_, _| Ok(()))?,
-                200,
-            ))
+            Ok(written(cp.edit(&actor, "service.delete", &target, |d| ops::delete_service(d, p, s))?, 200))
         }
         ("PATCH", ["v1", "projects", p, "services", s, "user_config"]) => {
             need_project(&actor, p)?;
@@ -350,25 +284,19 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 ));
             }
             let target = format!("/projects/{}/services/{}/user_config", ptr(p), ptr(s));
-            Ok(written(
-                cp.write(&actor, "service.update", &target, |d| ops::edit_user_config(d, p, s, &edits), |_, _| Ok(()))?,
-                200,
-            ))
+            Ok(written(cp.edit(&actor, "service.update", &target, |d| ops::edit_user_config(d, p, s, &edits))?, 200))
         }
         ("POST", ["v1", "projects", p, "services", s, "nodes"]) => {
             need_project(&actor, p)?;
             let body = body_json(req)?;
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let target = format!("/projects/{}/services/{}/nodes/{}", ptr(p), ptr(s), ptr(&name));
-            Ok(written(
-                cp.write(&actor, "node.add", &target, |d| ops::add_node(d, p, s, &body).map(|_| ()), |_, _| Ok(()))?,
-                201,
-            ))
+            Ok(written(cp.edit(&actor, "node.add", &target, |d| ops::add_node(d, p, s, &body).map(|_| ()))?, 201))
         }
         ("DELETE", ["v1", "projects", p, "services", s, "nodes", n]) => {
             need_project(&actor, p)?;
             let target = format!("/projects/{}/services/{}/nodes/{}", ptr(p), ptr(s), ptr(n));
-            Ok(written(cp.write(&actor, "node.remove", &target, |d| ops::remove_node(d, p, s, n), |_, _| Ok(()))?, 200))
+            Ok(written(cp.edit(&actor, "node.remove", &target, |d| ops::remove_node(d, p, s, n))?, 200))
         }
         (_, ["v1", "projects", p, "services", s, "privatelink", provider, rest @ ..]) => {
             need_project(&actor, p)?;
@@ -511,26 +439,28 @@ fn project_view(p: &str, v: &Value) -> Value {
     })
 }
 
-fn service_view(cp: &ControlPlane, snap: &crate::Snapshot, p: &str, s: &str, v: &Value) -> Value {
+/// The listeners of project `p`'s services (the port table, computed once per request).
+fn listeners_of(snap: &crate::Snapshot, p: &str) -> Vec<fleetwall_compile::listeners::PortRow> {
+    snap.fleet
+        .as_ref()
+        .map(|f| fleetwall_compile::listeners::port_table(f).into_iter().filter(|r| r.project == p).collect())
+        .unwrap_or_default()
+}
+
+fn service_view(
+    cp: &ControlPlane,
+    listeners: &[fleetwall_compile::listeners::PortRow],
+    p: &str,
+    s: &str,
+    v: &Value,
+) -> Value {
     let mut o = named(s, v);
     o["project"] = json!(p);
-    let listeners: Vec<Value> = snap
-        .fleet
-        .as_ref()
-        .map(|f| {
-            fleetwall_compile::listeners::port_table(f)
-                .into_iter()
-                .filter(|r| r.project == p && r.service == s)
-                .filter_map(|r| serde_json::to_value(r).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    o["listeners"] = Value::Array(listeners);
-    if let Some(pl) = v.get("privatelink").and_then(Value::as_object) {
-        if let Some(provider) = pl.keys().next() {
-            o["privatelink_state"] = json!(privatelink_state(cp, p, s).ok().flatten().map(|(st, _)| st));
-            let _ = provider;
-        }
+    let mine: Vec<Value> =
+        listeners.iter().filter(|r| r.service == s).filter_map(|r| serde_json::to_value(r).ok()).collect();
+    o["listeners"] = Value::Array(mine);
+    if v.get("privatelink").and_then(Value::as_object).is_some_and(|pl| !pl.is_empty()) {
+        o["privatelink_state"] = json!(privatelink_state(cp, p, s).ok().flatten().map(|(st, _)| st));
     }
     o
 }
@@ -614,13 +544,7 @@ fn privatelink(
         return Err(ApiError::bad(format!("unknown private-link provider '{provider}' (aws, azure or google)")));
     }
     let target = format!("/projects/{}/services/{}/privatelink", ptr(p), ptr(s));
-    let svc_of = |cp: &ControlPlane| {
-        cp.snapshot()
-            .doc
-            .pointer(&format!("/projects/{}/services/{}", ptr(p), ptr(s)))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("service '{s}' does not exist in project '{p}'")))
-    };
+    let svc_of = |cp: &ControlPlane| service_in(&cp.snapshot().doc, p, s).cloned();
     let set_state = |state: &'static str| {
         let (p, s, provider) = (p.to_string(), s.to_string(), provider.to_string());
         move |tx: &mut dyn crate::db::Tx, rev: i64| {
@@ -647,13 +571,7 @@ fn privatelink(
         ("GET", []) => Ok(Response::json(200, &privatelink_view(cp, p, s, provider, &svc_of(cp)?)?)),
         ("PUT", []) => {
             let who = ops::principals(&body_json(req)?)?;
-            cp.write(
-                actor,
-                "privatelink.update",
-                &target,
-                |d| ops::update_privatelink(d, p, s, provider, who),
-                |_, _| Ok(()),
-            )?;
+            cp.edit(actor, "privatelink.update", &target, |d| ops::update_privatelink(d, p, s, provider, who))?;
             Ok(Response::json(200, &privatelink_view(cp, p, s, provider, &svc_of(cp)?)?))
         }
         ("DELETE", []) => {
@@ -664,12 +582,8 @@ fn privatelink(
                 |d| ops::delete_privatelink(d, p, s, provider),
                 set_state("deleting"),
             )?;
-            let mut v = json!({ "project": p, "service": s, "provider": provider, "state": "deleting" });
-            if let Some((st, _)) = privatelink_state(cp, p, s)? {
-                v["state"] = json!(st);
-            } else {
-                v["state"] = json!("deleted");
-            }
+            let state = privatelink_state(cp, p, s)?.map_or_else(|| "deleted".to_string(), |(st, _)| st);
+            let v = json!({ "project": p, "service": s, "provider": provider, "state": state });
             Ok(Response::json(200, &v))
         }
         ("GET", ["connections"]) => {

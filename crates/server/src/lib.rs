@@ -66,6 +66,14 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         ApiError::new(503, e.to_string())
@@ -193,6 +201,36 @@ fn rejection(diags: &fleetwall_model::Diagnostics, emitted: &doc::Emitted) -> Ap
     ApiError { status: 400, message: format!("{message}{more}"), diagnostics: list }
 }
 
+/// A whole fleet file (YAML or JSON text) as a document, or the diagnostics refusing it
+/// (located by line and column in `text`).
+pub fn fleet_file(text: &str, catalog: &Catalog) -> Result<Value, fleetwall_model::Diagnostics> {
+    let (fleet, diags) = fleetwall_model::load(text, catalog);
+    if fleet.is_none() {
+        return Err(diags);
+    }
+    let tree = fleetwall_model::yaml::parse(text).map_err(|d| fleetwall_model::Diagnostics { items: vec![d] })?;
+    Ok(doc::from_yaml(&tree))
+}
+
+/// The 400 for a refused fleet file: every error with its line and column.
+pub fn file_rejection(diags: &fleetwall_model::Diagnostics) -> ApiError {
+    let errors: Vec<_> = diags.items.iter().filter(|d| d.severity == Severity::Error).collect();
+    let list: Vec<Value> = errors
+        .iter()
+        .map(|d| serde_json::to_value(fleetwall_model::diag::DiagnosticJson::new(d, "fleet")).unwrap_or_default())
+        .collect();
+    let message = match errors.first() {
+        Some(d) => format!(
+            "Invalid fleet: {}{} ({} errors)",
+            d.message,
+            d.span.map(|s| format!(" at line {} column {}", s.start.line, s.start.col)).unwrap_or_default(),
+            list.len()
+        ),
+        None => "Invalid fleet".into(),
+    };
+    ApiError { status: 400, message, diagnostics: list }
+}
+
 fn user_config_key(path: &str) -> Option<String> {
     let (_, rest) = path.split_once(".user_config.")?;
     Some(rest.split(['.', '[']).next().unwrap_or(rest).to_string())
@@ -212,20 +250,27 @@ pub fn compile_doc(
     if doc.get("projects").is_none() && doc.get("platform").is_none() {
         return Ok((None, BTreeMap::new()));
     }
-    compile_fleet(validate(doc, catalog)?, revision, since)
+    compile_fleet(validate(doc, catalog)?, revision, since, None)
 }
 
+/// Compiles a validated fleet; with `check_doc`, first runs `check` (the management proof
+/// and the fleet's tests) over the rulesets, reporting paths in that document.
 fn compile_fleet(
     fleet: fleetwall_model::Fleet,
     revision: i64,
     since: &HashMap<String, (String, i64)>,
+    check_doc: Option<&Value>,
 ) -> Result<Compiled, ApiError> {
+    let rulesets = fleetwall_compile::compile(&fleet);
+    if let Some(doc) = check_doc {
+        check(doc, &fleet, &rulesets)?;
+    }
     let mut owner = HashMap::new();
     for (p, s, n) in fleet.nodes() {
         owner.insert(n.name.clone(), (p.name.clone(), s.name.clone()));
     }
     let mut out = BTreeMap::new();
-    for rs in fleetwall_compile::compile(&fleet) {
+    for rs in rulesets {
         let hash = ruleset_hash(&rs);
         let rev = match since.get(&rs.node) {
             Some((h, r)) if *h == hash => *r,
@@ -334,11 +379,21 @@ impl ControlPlane {
     /// Reloads the head revision from the store when it is newer than the snapshot (another
     /// replica wrote it). Returns the head revision.
     pub fn refresh(&self) -> Result<i64, ApiError> {
-        let (h, revs) = self.db.read(|tx| Ok((head(tx)?, node_revisions(tx)?)))?;
+        let known = self.snapshot().revision;
+        // Only the head's number unless it is newer: replicas call this on every read.
+        let loaded = self.db.read(|tx| {
+            let newest = tx.query("SELECT coalesce(max(revision), 0) FROM revisions", &[])?;
+            let newest = newest.first().map(|r| r[0].int()).unwrap_or(0);
+            if newest <= known {
+                return Ok(Err(newest));
+            }
+            Ok(Ok((head(tx)?, node_revisions(tx)?)))
+        })?;
+        let (h, revs) = match loaded {
+            Ok(l) => l,
+            Err(newest) => return Ok(newest),
+        };
         let Some((rev, created_ms, text)) = h else { return Ok(0) };
-        if rev <= self.snapshot().revision {
-            return Ok(rev);
-        }
         let doc: Value = serde_json::from_str(&text).map_err(ApiError::internal)?;
         let (fleet, mut nodes) = compile_doc(&doc, &self.catalog, rev, &revs)?;
         // The store is authoritative for when each node last changed.
@@ -379,12 +434,7 @@ impl ControlPlane {
             let outcome = edit(&mut next).and_then(|()| {
                 let fleet = validate(&next, &self.catalog)?;
                 persist_ports(&mut next, &fleet);
-                let (fleet, nodes) = compile_fleet(fleet, new_rev, &since)?;
-                if let Some(f) = &fleet {
-                    let rulesets: Vec<NodeRuleset> = nodes.values().map(|d| (*d.ruleset).clone()).collect();
-                    check(&next, f, &rulesets)?;
-                }
-                Ok((fleet, nodes))
+                compile_fleet(fleet, new_rev, &since, Some(&next))
             });
             let (fleet, nodes) = match outcome {
                 Ok(n) => n,
@@ -437,6 +487,26 @@ impl ControlPlane {
                 Ok(Written { revision, nodes_changed: changed, after })
             }
         }
+    }
+
+    /// `write` without extra statements: the common case.
+    pub fn edit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        edit: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+    ) -> Result<Written, ApiError> {
+        self.write(actor, action, target, edit, |_, _| Ok(()))
+    }
+
+    /// Replaces the whole fleet document (`fleet_file` reads one from text).
+    pub fn replace(&self, actor: &Actor, action: &str, doc: Value) -> Result<Written, ApiError> {
+        let w = self.edit(actor, action, "", |d| {
+            *d = doc;
+            Ok(())
+        })?;
+        Ok(Written { after: Value::Null, ..w })
     }
 
     /// Waits until node `node`'s desired revision is above `after` (or `timeout` passes).

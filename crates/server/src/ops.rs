@@ -29,25 +29,34 @@ fn obj<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
     entry.as_object_mut().expect("just made an object")
 }
 
+/// 404 for a missing project.
+pub fn no_project(p: &str) -> ApiError {
+    ApiError::not_found(format!("project '{p}' does not exist"))
+}
+
+/// 404 for a missing service.
+pub fn no_service(p: &str, s: &str) -> ApiError {
+    ApiError::not_found(format!("service '{s}' does not exist in project '{p}'"))
+}
+
+/// 404 for a missing VPC.
+pub fn no_vpc(p: &str, v: &str) -> ApiError {
+    ApiError::not_found(format!("VPC '{v}' does not exist in project '{p}'"))
+}
+
 /// The project's object, or 404.
 pub fn project<'a>(doc: &'a mut Value, p: &str) -> Result<&'a mut Value, ApiError> {
-    obj(doc, "projects").get_mut(p).ok_or_else(|| ApiError::not_found(format!("project '{p}' does not exist")))
+    obj(doc, "projects").get_mut(p).ok_or_else(|| no_project(p))
 }
 
 /// The service's object, or 404.
 pub fn service<'a>(doc: &'a mut Value, p: &str, s: &str) -> Result<&'a mut Value, ApiError> {
-    let proj = project(doc, p)?;
-    obj(proj, "services")
-        .get_mut(s)
-        .ok_or_else(|| ApiError::not_found(format!("service '{s}' does not exist in project '{p}'")))
+    obj(project(doc, p)?, "services").get_mut(s).ok_or_else(|| no_service(p, s))
 }
 
 /// The VPC's object, or 404.
 pub fn vpc<'a>(doc: &'a mut Value, p: &str, v: &str) -> Result<&'a mut Value, ApiError> {
-    let proj = project(doc, p)?;
-    obj(proj, "vpcs")
-        .get_mut(v)
-        .ok_or_else(|| ApiError::not_found(format!("VPC '{v}' does not exist in project '{p}'")))
+    obj(project(doc, p)?, "vpcs").get_mut(v).ok_or_else(|| no_vpc(p, v))
 }
 
 fn body_object(body: &Value) -> Result<Map<String, Value>, ApiError> {
