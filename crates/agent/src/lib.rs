@@ -116,11 +116,13 @@ pub struct LastGood {
     pub ruleset: NodeRuleset,
 }
 
+/// A ruleset response; the ruleset is decoded in a second step so that a refusal can
+/// name the revision it refuses.
 #[derive(Deserialize)]
-struct Fetched {
+struct Fetched<R = serde_json::Value> {
     revision: i64,
     hash: String,
-    ruleset: NodeRuleset,
+    ruleset: R,
 }
 
 /// Counters for `/metrics`, shared with the metrics server.
@@ -258,7 +260,7 @@ impl Agent {
     pub fn load_last_good(&self) -> Option<LastGood> {
         let text = std::fs::read_to_string(self.last_good_path()?).ok()?;
         let lg: LastGood = serde_json::from_str(&text).ok()?;
-        (ruleset_hash(&lg.ruleset) == lg.hash).then_some(lg)
+        (lg.ruleset.validate().is_ok() && ruleset_hash(&lg.ruleset) == lg.hash).then_some(lg)
     }
 
     fn save_last_good(&self, lg: &LastGood) -> Result<(), String> {
@@ -311,7 +313,7 @@ impl Agent {
         self.reported = false;
     }
 
-    fn fetch(&self, after: i64, wait: Duration) -> Result<Option<LastGood>, String> {
+    fn fetch(&self, after: i64, wait: Duration) -> Result<Option<LastGood>, FetchError> {
         let path = format!(
             "/v1/nodes/{}/ruleset?after={after}&wait={:.3}",
             fleetwall_http::percent_encode(&self.cfg.node),
@@ -320,22 +322,37 @@ impl Agent {
         let resp: Response = self
             .client
             .request_with_timeout("GET", &path, None, wait + Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
         self.stats.server_up.store(true, Ordering::Relaxed);
         match resp.status {
             304 => Ok(None),
             200 => {
-                let f: Fetched = resp.json_body().map_err(|e| format!("bad ruleset from the server: {e}"))?;
+                let f: Fetched = resp
+                    .json_body()
+                    .map_err(|e| FetchError::Refused(format!("refused a ruleset response that does not parse: {e}")))?;
+                let ruleset: NodeRuleset = serde_json::from_value(f.ruleset)
+                    .map_err(|e| FetchError::Refused(format!("refused the ruleset of revision {}: {e}", f.revision)))?;
+                let f: Fetched<NodeRuleset> = Fetched { revision: f.revision, hash: f.hash, ruleset };
+                // Hostile until checked: nothing is rendered from a ruleset that fails validation.
+                f.ruleset
+                    .validate()
+                    .map_err(|e| FetchError::Refused(format!("refused the ruleset of revision {}: {e}", f.revision)))?;
+                if f.ruleset.node != self.cfg.node {
+                    return Err(FetchError::Refused(format!(
+                        "refused the ruleset of revision {}: it is for node {:?}, not {}",
+                        f.revision, f.ruleset.node, self.cfg.node
+                    )));
+                }
                 let hash = ruleset_hash(&f.ruleset);
                 if hash != f.hash {
-                    return Err(format!(
+                    return Err(FetchError::Refused(format!(
                         "ruleset of revision {} does not match its hash (got {hash}, server says {})",
                         f.revision, f.hash
-                    ));
+                    )));
                 }
                 Ok(Some(LastGood { revision: f.revision, hash: f.hash, applied_ms: 0, ruleset: f.ruleset }))
             }
-            s => Err(format!("{} (status {s})", server_message(&resp))),
+            s => Err(FetchError::Unreachable(format!("{} (status {s})", server_message(&resp)))),
         }
     }
 
@@ -377,10 +394,23 @@ impl Agent {
             Ok(Some(lg)) => self.apply(lg, From::Server),
             Ok(None) => {}
             Err(e) => {
-                self.stats.server_up.store(false, Ordering::Relaxed);
-                self.emit(Event::Unreachable(e));
+                let refused = match e {
+                    FetchError::Unreachable(e) => {
+                        self.stats.server_up.store(false, Ordering::Relaxed);
+                        self.emit(Event::Unreachable(e));
+                        None
+                    }
+                    FetchError::Refused(e) => {
+                        self.emit(Event::Error(e.clone()));
+                        Some(e)
+                    }
+                };
                 if let Some(lg) = self.load_last_good() {
                     self.apply(lg, From::Disk);
+                }
+                if refused.is_some() {
+                    self.error = refused;
+                    self.reported = false;
                 }
             }
         }
@@ -407,6 +437,8 @@ impl Agent {
                             c.revision = lg.revision;
                         }
                         self.stats.applied_revision.store(lg.revision, Ordering::Relaxed);
+                        // A refusal of a bad ruleset in between is over.
+                        self.error = None;
                         self.reported = false;
                     } else {
                         self.apply(lg, From::Server);
@@ -414,8 +446,19 @@ impl Agent {
                 }
                 Ok(None) => backoff = Duration::from_millis(200),
                 Err(e) => {
-                    self.stats.server_up.store(false, Ordering::Relaxed);
-                    self.emit(Event::Unreachable(e));
+                    match e {
+                        FetchError::Unreachable(e) => {
+                            self.stats.server_up.store(false, Ordering::Relaxed);
+                            self.emit(Event::Unreachable(e));
+                        }
+                        FetchError::Refused(e) => {
+                            // Keep enforcing what we have (fail-static) and tell the server why.
+                            self.stats.apply_errors.fetch_add(1, Ordering::Relaxed);
+                            self.emit(Event::Error(e.clone()));
+                            self.error = Some(e);
+                            self.reported = false;
+                        }
+                    }
                     let until = Instant::now() + backoff;
                     while Instant::now() < until && !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(50));
@@ -425,6 +468,14 @@ impl Agent {
             }
         }
     }
+}
+
+/// Why a fetch brought nothing to apply.
+enum FetchError {
+    /// The server could not be reached or answered with an error.
+    Unreachable(String),
+    /// The server answered with a ruleset the agent will not render.
+    Refused(String),
 }
 
 /// Where an applied ruleset came from.

@@ -8,7 +8,9 @@
 //! nothing a user writes can reach it (point 9).
 
 use crate::listeners::{home_addresses, node_listeners, Listener, Route};
-use fleetwall_ir::{AddrSet, Addrs, CtState, Family, IcmpType, Match, Member, NodeRuleset, Reject, Rule, Verdict, L4};
+use fleetwall_ir::{
+    AddrSet, Addrs, CtState, Family, IcmpType, Match, Member, NodeRuleset, Reject, Rule, SetName, Verdict, L4,
+};
 use fleetwall_model::{Fleet, IpFilterEntry, Node, Project, Protocol, Provider, Service, Vpc, IPSEC_PORTS};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -61,7 +63,8 @@ fn set_pair(prefix: &str, reason: &str, members: impl IntoIterator<Item = Member
     let make = |fam: Family, m: Vec<Member>| {
         (!m.is_empty()).then(|| {
             let suffix = if fam == Family::V4 { "4" } else { "6" };
-            Arc::new(AddrSet::new(format!("{prefix}{suffix}"), fam, reason, m))
+            let name = SetName::new(format!("{prefix}{suffix}")).expect("the compiler's set names are slugs");
+            Arc::new(AddrSet::new(name, fam, reason, m))
         })
     };
     [make(Family::V4, v4), make(Family::V6, v6)]
@@ -161,7 +164,7 @@ impl ServiceSets {
 
 /// Builds one ruleset; collects the sets its rules use.
 struct Builder {
-    sets: BTreeMap<String, Arc<AddrSet>>,
+    sets: BTreeMap<SetName, Arc<AddrSet>>,
     input: Vec<Rule>,
 }
 

@@ -8,6 +8,15 @@
 //! back to "ip_filter entry 198.51.100.0/24 'office' of acme-prod/pg-main".
 //! Sets are shared (`Arc`) between the nodes of a service: 10,000 nodes cost one copy of
 //! each service's allowlist.
+//!
+//! A ruleset crosses a trust boundary (server → agent), so identifiers that renderers write
+//! as syntax are validated types (`SetName`), and `NodeRuleset::validate` checks everything
+//! else a renderer prints (names, ids, free text without control characters, references
+//! that resolve) before anything is rendered from it.
+
+mod validate;
+
+pub use validate::{is_valid_node_name, Invalid, InvalidKind, SetName};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -53,8 +62,8 @@ pub struct Member {
 /// A named set of networks of one family.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddrSet {
-    /// The set's name, unique within a ruleset, at most 16 characters (`ipf4`, `mgmt6`).
-    pub name: String,
+    /// The set's name, unique within a ruleset (`ipf4`, `mgmt6`).
+    pub name: SetName,
     /// The family of every element.
     pub family: Family,
     /// What the set is ("ip_filter of acme-prod/pg-main").
@@ -67,9 +76,9 @@ pub struct AddrSet {
 
 impl AddrSet {
     /// Builds a set: elements are the members aggregated (adjacent and covered networks merged).
-    pub fn new(name: impl Into<String>, family: Family, reason: impl Into<String>, members: Vec<Member>) -> AddrSet {
+    pub fn new(name: SetName, family: Family, reason: impl Into<String>, members: Vec<Member>) -> AddrSet {
         let nets: Vec<IpNet> = members.iter().map(|m| m.net).filter(|n| Family::of(n) == family).collect();
-        AddrSet { name: name.into(), family, reason: reason.into(), elements: IpNet::aggregate(&nets), members }
+        AddrSet { name, family, reason: reason.into(), elements: IpNet::aggregate(&nets), members }
     }
 
     /// Whether an address is in the set.
@@ -84,7 +93,7 @@ impl AddrSet {
 #[serde(rename_all = "lowercase")]
 pub enum Addrs {
     /// A named set of the ruleset.
-    Set(String),
+    Set(SetName),
     /// A short literal list (the node's own addresses, a platform address).
     List(Vec<IpNet>),
 }
@@ -251,7 +260,7 @@ pub struct NodeRuleset {
 impl NodeRuleset {
     /// The set called `name`.
     pub fn set(&self, name: &str) -> Option<&AddrSet> {
-        self.sets.iter().find(|s| s.name == name).map(|s| &**s)
+        self.sets.iter().find(|s| s.name.as_str() == name).map(|s| &**s)
     }
 }
 
@@ -266,7 +275,7 @@ mod tests {
     #[test]
     fn sets_aggregate_and_keep_their_members() {
         let s = AddrSet::new(
-            "ipf4",
+            SetName::new("ipf4").unwrap(),
             Family::V4,
             "test",
             vec![member("10.0.0.0/25"), member("10.0.0.128/25"), member("10.0.0.7/32"), member("192.0.2.0/24")],

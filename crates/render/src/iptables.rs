@@ -6,7 +6,7 @@
 //! `hash:net` ipsets named `fw-<set>`; ipset cannot hold a /0, so 0.0.0.0/0 and ::/0 are
 //! written as their two halves. Load order: `ipset restore -exist`, then the two tables.
 
-use crate::comment;
+use crate::{comment, one_line};
 use fleetwall_ir::{Addrs, CtState, Family, IcmpType, NodeRuleset, Reject, Rule, Verdict, L4};
 use ipnet::IpNet;
 use std::fmt::Write as _;
@@ -35,7 +35,7 @@ const MULTIPORT_MAX: usize = 15;
 /// Renders a ruleset for iptables.
 pub fn render(rs: &NodeRuleset) -> Rendered {
     let mut ipset = String::new();
-    let _ = writeln!(ipset, "# fleetwall ipsets for node {}: {}", rs.node, rs.description);
+    let _ = writeln!(ipset, "# fleetwall ipsets for node {}: {}", one_line(&rs.node), one_line(&rs.description));
     let _ = writeln!(ipset, "# load with `ipset restore -exist` before the iptables files");
     for s in &rs.sets {
         let fam = match s.family {
@@ -66,7 +66,7 @@ fn split_default(n: &IpNet) -> Vec<IpNet> {
 fn table(rs: &NodeRuleset, fam: Family) -> String {
     let tool = if fam == Family::V4 { "iptables-restore" } else { "ip6tables-restore" };
     let mut o = String::with_capacity(4096);
-    let _ = writeln!(o, "# fleetwall {tool} input for node {}: {}", rs.node, rs.description);
+    let _ = writeln!(o, "# fleetwall {tool} input for node {}: {}", one_line(&rs.node), one_line(&rs.description));
     let _ = writeln!(o, "# replaces the filter table; our rules live in {INPUT_CHAIN} and {OUTPUT_CHAIN}");
     o.push_str("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
     let _ = writeln!(o, ":{INPUT_CHAIN} - [0:0]\n:{OUTPUT_CHAIN} - [0:0]");

@@ -77,16 +77,24 @@ pub fn backend(name: &str) -> Option<&'static dyn Backend> {
     }
 }
 
-/// Makes a reason safe inside a double-quoted comment and cuts it to `max` bytes.
-pub(crate) fn comment(id: &str, reason: &str, max: usize) -> String {
-    let mut s: String = format!("{id}: {reason}")
-        .chars()
+/// Free text as one line that no reader can take for syntax: every control character
+/// (and Unicode's line and paragraph separators) becomes a space, `"` becomes `'` and `\`
+/// a space, so the text can end neither a `#` comment, nor a quoted string, nor a line.
+/// Validation (`NodeRuleset::validate`) refuses such text already; this is the second wall.
+pub(crate) fn one_line(s: &str) -> String {
+    s.chars()
         .map(|c| match c {
             '"' => '\'',
-            '\\' | '\n' | '\r' | '\t' => ' ',
+            '\\' | '\u{2028}' | '\u{2029}' => ' ',
+            c if c.is_control() => ' ',
             c => c,
         })
-        .collect();
+        .collect()
+}
+
+/// Makes a reason safe inside a double-quoted comment and cuts it to `max` bytes.
+pub(crate) fn comment(id: &str, reason: &str, max: usize) -> String {
+    let mut s = one_line(&format!("{id}: {reason}"));
     if s.len() > max {
         let mut cut = max - 3;
         while !s.is_char_boundary(cut) {
@@ -96,4 +104,56 @@ pub(crate) fn comment(id: &str, reason: &str, max: usize) -> String {
         s.push_str("...");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetwall_ir::{AddrSet, Addrs, Family, Match, Member, Rule, SetName, Verdict, L4};
+    use std::sync::Arc;
+
+    fn ruleset(text: &str) -> NodeRuleset {
+        let set = AddrSet::new(
+            SetName::new("ipf4").unwrap(),
+            Family::V4,
+            text,
+            vec![Member { net: "192.0.2.0/24".parse().unwrap(), reason: text.into() }],
+        );
+        NodeRuleset {
+            node: text.into(),
+            description: text.into(),
+            addresses: vec!["192.0.2.1".parse().unwrap()],
+            sets: vec![Arc::new(set)],
+            input: vec![Rule {
+                id: text.into(),
+                reason: text.into(),
+                matches: Match {
+                    family: Some(Family::V4),
+                    saddr: Some(Addrs::Set(SetName::new("ipf4").unwrap())),
+                    l4: Some(L4::Tcp(vec![22])),
+                    ..Match::default()
+                },
+                verdict: Verdict::Accept,
+            }],
+            output: Vec::new(),
+        }
+    }
+
+    /// Even a ruleset that skipped validation cannot smuggle a line or end a string:
+    /// hostile text renders to exactly as many lines and quotes as harmless text.
+    #[test]
+    fn hostile_free_text_cannot_add_a_line_or_end_a_comment() {
+        let hostile = "x\"\n}\nflush ruleset\r\ninclude \"/etc/shadow\"\u{2028}\\\" #";
+        for backend in ["nft", "iptables"] {
+            let render = |t: &str| backend_named(backend, &ruleset(t));
+            let (plain, bad) = (render("plain"), render(hostile));
+            assert_eq!(plain.lines().count(), bad.lines().count(), "{backend}:\n{bad}");
+            assert_eq!(plain.matches('"').count(), bad.matches('"').count(), "{backend}:\n{bad}");
+            assert!(!bad.lines().any(|l| l.trim_start().starts_with("flush ruleset")), "{backend}:\n{bad}");
+        }
+    }
+
+    fn backend_named(name: &str, rs: &NodeRuleset) -> String {
+        backend(name).unwrap().render(rs).into_iter().map(|a| a.text).collect()
+    }
 }

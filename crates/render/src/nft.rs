@@ -5,7 +5,7 @@
 //! touches another table. Address sets are interval sets; every rule carries a comment
 //! `id: reason` (nftables keeps at most 128 bytes of a comment).
 
-use crate::comment;
+use crate::{comment, one_line};
 use fleetwall_ir::{AddrSet, Addrs, CtState, Family, Match, NodeRuleset, Reject, Rule, Verdict, L4};
 use std::fmt::Write as _;
 
@@ -18,7 +18,7 @@ const COMMENT_MAX: usize = 127;
 /// Renders a ruleset as an `nft -f` file.
 pub fn render(rs: &NodeRuleset) -> String {
     let mut o = String::with_capacity(4096 + rs.sets.iter().map(|s| s.elements.len() * 24).sum::<usize>());
-    let _ = writeln!(o, "# fleetwall ruleset for node {}: {}", rs.node, rs.description);
+    let _ = writeln!(o, "# fleetwall ruleset for node {}: {}", one_line(&rs.node), one_line(&rs.description));
     let _ = writeln!(o, "# generated; load with `nft -f`: it replaces table inet {TABLE} and nothing else");
     let _ = writeln!(o, "table inet {TABLE}");
     let _ = writeln!(o, "delete table inet {TABLE}");
@@ -37,7 +37,7 @@ fn set(o: &mut String, s: &AddrSet) {
         Family::V4 => "ipv4_addr",
         Family::V6 => "ipv6_addr",
     };
-    let _ = writeln!(o, "\t# {}", s.reason.replace('\n', " "));
+    let _ = writeln!(o, "\t# {}", one_line(&s.reason));
     let _ = writeln!(o, "\tset {} {{", s.name);
     let _ = writeln!(o, "\t\ttype {ty}");
     o.push_str("\t\tflags interval\n");

@@ -271,6 +271,10 @@ fn compile_fleet(
     }
     let mut out = BTreeMap::new();
     for rs in rulesets {
+        // Agents refuse a ruleset that fails validation: never publish one.
+        rs.validate().map_err(|e| {
+            ApiError::bad(format!("Invalid fleet: node {} would get a ruleset its agent refuses: {e}", rs.node))
+        })?;
         let hash = ruleset_hash(&rs);
         let rev = match since.get(&rs.node) {
             Some((h, r)) if *h == hash => *r,

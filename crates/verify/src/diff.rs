@@ -6,7 +6,7 @@
 //! 10.0.0.0/8 to 10.0.0.0/9 reports exactly 10.128.0.0/9 closed.
 
 use crate::cidr::{is_everything, subtract};
-use fleetwall_ir::{Addrs, Family, NodeRuleset, Verdict, L4};
+use fleetwall_ir::{Addrs, Family, NodeRuleset, SetName, Verdict, L4};
 use fleetwall_model::Fleet;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -66,7 +66,7 @@ pub struct FleetDiff {
 struct Flow {
     sources: Vec<IpNet>,
     rules: BTreeSet<String>,
-    sets: BTreeSet<String>,
+    sets: BTreeSet<SetName>,
 }
 
 fn flows(rs: &NodeRuleset) -> BTreeMap<FlowKey, Flow> {

@@ -132,12 +132,12 @@ pub fn evaluate<'a>(rs: &'a NodeRuleset, p: &Packet) -> Decision<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleetwall_ir::{AddrSet, Match, Member, Reject};
+    use fleetwall_ir::{AddrSet, Match, Member, Reject, SetName};
     use std::sync::Arc;
 
     fn ruleset() -> NodeRuleset {
         let set = AddrSet::new(
-            "ipf4",
+            SetName::new("ipf4").unwrap(),
             Family::V4,
             "ip_filter",
             vec![Member { net: "198.51.100.0/24".parse().unwrap(), reason: "office".into() }],
@@ -154,7 +154,7 @@ mod tests {
                     "pg",
                     Match {
                         family: Some(Family::V4),
-                        saddr: Some(Addrs::Set("ipf4".into())),
+                        saddr: Some(Addrs::Set(SetName::new("ipf4").unwrap())),
                         daddr: Some(Addrs::List(vec!["203.0.113.5/32".parse().unwrap()])),
                         l4: Some(L4::Tcp(vec![12691])),
                         ..Match::default()
