@@ -377,7 +377,31 @@ pub enum TokenCmd {
         /// Another admin token, with this name.
         #[arg(long)]
         admin: Option<String>,
+        /// Lifetime: a number with s, m, h or d (`90m`, `30d`); default: until revoked.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<i64>,
     },
+    /// Every token: id, kind, scope, created, expires, state (never the secret).
+    List,
+    /// Revoke a token by the id `token list` shows; effective at once on every replica.
+    Revoke {
+        /// The token's id (8 or more hex digits).
+        id: String,
+    },
+}
+
+/// A lifetime such as `90s`, `15m`, `12h` or `30d`, in seconds.
+fn parse_ttl(s: &str) -> std::result::Result<i64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().map_err(|_| format!("'{s}' is not a lifetime such as 90m, 12h or 30d"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("'{s}': the unit is s, m, h or d (e.g. 30d)")),
+    };
+    n.checked_mul(scale).filter(|t| *t > 0).ok_or_else(|| format!("'{s}' is not a positive lifetime"))
 }
 
 /// The failure of a client call, printed as `<message> (status N)`.
@@ -664,19 +688,46 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             let v = check(resp)?;
             report(&v, json_out, &format!("Loaded {}", file.display()))
         }
-        ClientCmd::Token(TokenCmd::Create { project, node, admin }) => {
-            let body = match (project, node, admin) {
+        ClientCmd::Token(TokenCmd::Create { project, node, admin, ttl }) => {
+            let mut body = match (project, node, admin) {
                 (Some(p), None, None) => json!({ "kind": "project", "project": p }),
                 (None, Some(n), None) => json!({ "kind": "agent", "node": n }),
                 (None, None, Some(a)) => json!({ "kind": "admin", "name": a }),
                 _ => bail!("give one of --project P, --node N or --admin NAME"),
             };
+            if let Some(t) = ttl {
+                body["expires_in_s"] = json!(t);
+            }
             let v = api.call("POST", "/v1/tokens", Some(&body))?;
             if json_out {
                 show(&v)
             } else {
                 println!("{}", cell(v.get("token")))
             }
+        }
+        ClientCmd::Token(TokenCmd::List) => {
+            let v = api.call("GET", "/v1/tokens", None)?;
+            if json_out {
+                show(&v)
+            } else {
+                print_table(
+                    &v,
+                    "tokens",
+                    &[
+                        ("ID", "/id"),
+                        ("KIND", "/kind"),
+                        ("SCOPE", "/scope"),
+                        ("STATE", "/state"),
+                        ("CREATED", "/created_at"),
+                        ("EXPIRES", "/expires_at"),
+                        ("REVOKED", "/revoked_at"),
+                    ],
+                )
+            }
+        }
+        ClientCmd::Token(TokenCmd::Revoke { id }) => {
+            let v = api.call("DELETE", &format!("/v1/tokens/{}", fleetwall_http::percent_encode(&id)), None)?;
+            report(&v, json_out, &format!("Revoked token {}", cell(v.get("id"))))
         }
         ClientCmd::Audit { limit, after } => {
             let v = api.call("GET", &format!("/v1/audit?limit={limit}&after={after}"), None)?;
@@ -854,20 +905,33 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
     let cp = fleetwall_server::ControlPlane::open(&url, catalog)?;
     // The admin token: registered from the file, or created into it.
     let token_file = a.admin_token_file.clone().unwrap_or_else(|| a.data_dir.join("admin.token"));
-    match std::fs::read_to_string(&token_file) {
-        Ok(t) if !t.trim().is_empty() => {
-            cp.insert_token(None, "admin", "admin", t.trim())?;
+    let from_file = std::fs::read_to_string(&token_file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    if let Some(t) = &from_file {
+        // Registering never revives a revoked or expired token.
+        cp.insert_token(None, "admin", "admin", t, None)?;
+    }
+    let file_usable = from_file.as_deref().is_some_and(|t| cp.token_usable(t));
+    match from_file {
+        Some(_) if file_usable => {}
+        Some(_) => {
+            let t = fleetwall_server::util::new_token()?;
+            write_secret(&token_file, &t)?;
+            cp.insert_token(None, "admin", "admin", &t, None)?;
+            eprintln!(
+                "fleetwall serve: the admin token in {0} was revoked or has expired; a new one was written to {0}",
+                token_file.display()
+            );
         }
-        _ if !cp.has_admin()? => {
+        None if !cp.has_admin()? => {
             let t = fleetwall_server::util::new_token()?;
             if let Some(dir) = token_file.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             }
             write_secret(&token_file, &t)?;
-            cp.insert_token(None, "admin", "admin", &t)?;
+            cp.insert_token(None, "admin", "admin", &t, None)?;
             eprintln!("fleetwall serve: new admin token written to {}", token_file.display());
         }
-        _ => {}
+        None => {}
     }
     if let Some(f) = &a.fleet {
         if cp.snapshot().revision == 0 {

@@ -72,7 +72,7 @@ fn control_plane(tag: &str) -> Result<(std::path::PathBuf, Arc<fleetwall_server:
     let db = dir.join("fleet.db").display().to_string();
     let cp = fleetwall_server::ControlPlane::open(&db, fleetwall_model::Catalog::builtin())?;
     let admin_token = fleetwall_server::util::new_token()?;
-    cp.insert_token(None, "admin", "admin", &admin_token)?;
+    cp.insert_token(None, "admin", "admin", &admin_token, None)?;
     Ok((dir, cp, admin_token))
 }
 
@@ -98,7 +98,7 @@ fn simulated(n: usize, writes: usize) -> Result<(Vec<f64>, f64)> {
     let mut handles = Vec::new();
     eprint!("starting {} simulated agents…", nodes.len());
     for node in &nodes {
-        let token = cp.create_token(None, "agent", node)?;
+        let token = cp.create_token(None, "agent", node, None)?;
         let cfg = fleetwall_agent::Config {
             server: url.clone(),
             node: node.clone(),
@@ -216,7 +216,7 @@ fn real(n: usize, writes: usize) -> Result<Vec<f64>> {
     let mut children = Vec::new();
     for h in topo.hosts.iter().skip(1) {
         let Role::Node(name) = &h.role else { continue };
-        let token = cp.create_token(None, "agent", name)?;
+        let token = cp.create_token(None, "agent", name, None)?;
         let state = dir.join(format!("state-{name}"));
         children.push(
             std::process::Command::new("ip")

@@ -43,6 +43,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/status"),
     ("GET", "/v1/audit"),
     ("POST", "/v1/tokens"),
+    ("GET", "/v1/tokens"),
+    ("DELETE", "/v1/tokens/{id}"),
     ("GET", "/v1/nodes/{node}/ruleset"),
     ("PUT", "/v1/nodes/{node}/status"),
 ];
@@ -344,8 +346,23 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             }
             .and_then(Value::as_str)
             .ok_or_else(|| ApiError::bad("give {\"kind\": \"project\", \"project\": P}, {\"kind\": \"agent\", \"node\": N} or {\"kind\": \"admin\", \"name\": N}"))?;
-            let token = cp.create_token(Some(&actor), kind, scope)?;
-            Ok(Response::json(201, &json!({ "kind": kind, "scope": scope, "token": token })))
+            let ttl = match body.get("expires_in_s") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_i64().ok_or_else(|| {
+                    ApiError::bad(format!("expires_in_s must be a whole number of seconds, got {v}"))
+                })?),
+            };
+            let token = cp.create_token(Some(&actor), kind, scope, ttl)?;
+            let id: String = crate::util::sha256_hex(token.as_bytes()).chars().take(12).collect();
+            Ok(Response::json(201, &json!({ "id": id, "kind": kind, "scope": scope, "token": token })))
+        }
+        ("GET", ["v1", "tokens"]) => {
+            need_admin(&actor)?;
+            Ok(Response::json(200, &json!({ "tokens": cp.list_tokens()? })))
+        }
+        ("DELETE", ["v1", "tokens", id]) => {
+            need_admin(&actor)?;
+            Ok(Response::json(200, &cp.revoke_token(&actor, id)?))
         }
         ("GET", ["v1", "nodes", n, "ruleset"]) => {
             match &actor {

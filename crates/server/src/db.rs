@@ -100,6 +100,13 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE TABLE node_status (node TEXT PRIMARY KEY, revision BIGINT NOT NULL, hash TEXT NOT NULL, applied_at TEXT NOT NULL, applied_ms BIGINT NOT NULL, error TEXT, reported_at TEXT NOT NULL)",
     // 2: private-link resources and their states.
     "CREATE TABLE privatelinks (project TEXT NOT NULL, service TEXT NOT NULL, provider TEXT NOT NULL, state TEXT NOT NULL, revision BIGINT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (project, service))",
+    // 3: identities (a project or node name gets a new uid each time it is created, so a
+    // token bound to a uid dies with its object), token expiry and revocation.
+    "CREATE TABLE identities (uid TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, created_ms BIGINT NOT NULL, deleted_ms BIGINT);
+     CREATE INDEX identities_live ON identities (kind, name, deleted_ms);
+     ALTER TABLE tokens ADD COLUMN subject TEXT;
+     ALTER TABLE tokens ADD COLUMN expires_ms BIGINT;
+     ALTER TABLE tokens ADD COLUMN revoked_ms BIGINT",
 ];
 
 fn pg_sql(sql: &str) -> String {

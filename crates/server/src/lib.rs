@@ -17,6 +17,7 @@ pub mod db;
 pub mod doc;
 pub mod metrics;
 pub mod ops;
+pub mod tokens;
 pub mod util;
 
 use db::{Db, DbError, Tx, V};
@@ -308,7 +309,6 @@ pub struct ControlPlane {
     pub catalog: Catalog,
     snap: Mutex<Arc<Snapshot>>,
     changed: Condvar,
-    tokens: Mutex<HashMap<String, Actor>>,
     /// Counters and histograms for `/metrics`.
     pub metrics: metrics::Metrics,
     started: Instant,
@@ -350,11 +350,11 @@ impl ControlPlane {
                 fleet: None,
             })),
             changed: Condvar::new(),
-            tokens: Mutex::new(HashMap::new()),
             metrics: metrics::Metrics::default(),
             started: Instant::now(),
         });
         cp.refresh()?;
+        cp.adopt_identities()?;
         let weak = Arc::downgrade(&cp);
         cp.db.listen(move |_payload| {
             if let Some(cp) = weak.upgrade() {
@@ -468,6 +468,14 @@ impl ControlPlane {
                 changed += 1;
                 tx.exec("DELETE FROM node_rulesets WHERE node = ?", &[V::S(gone.clone())])?;
             }
+            tokens::follow_write(
+                tx,
+                tokens::Kind::Node,
+                since.keys().map(String::as_str),
+                nodes.keys().map(String::as_str),
+                now,
+            )?;
+            tokens::follow_write(tx, tokens::Kind::Project, project_names(&doc), project_names(&next), now)?;
             let before = doc.pointer(target).cloned().unwrap_or(Value::Null);
             let after = next.pointer(target).cloned().unwrap_or(Value::Null);
             audit(tx, Some(new_rev), now, actor, action, target, &before, &after)?;
@@ -536,58 +544,14 @@ impl ControlPlane {
         out
     }
 
-    /// Resolves a bearer token.
-    pub fn authenticate(&self, token: Option<&str>) -> Result<Actor, ApiError> {
-        let Some(token) = token else {
-            return Err(ApiError::new(401, "missing bearer token (Authorization: Bearer …; see `fleetwall token`)"));
-        };
-        let hash = util::sha256_hex(token.as_bytes());
-        if let Some(a) = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&hash) {
-            return Ok(a.clone());
-        }
-        let rows = self
-            .db
-            .read(|tx| tx.query("SELECT kind, scope FROM tokens WHERE token_hash = ?", &[V::S(hash.clone())]))?;
-        let Some(r) = rows.first() else { return Err(ApiError::new(401, "unknown token")) };
-        let actor = match r[0].text().as_str() {
-            "admin" => Actor::Admin(r[1].text()),
-            "project" => Actor::Project(r[1].text()),
-            _ => Actor::Agent(r[1].text()),
-        };
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, actor.clone());
-        Ok(actor)
-    }
-
-    /// Stores a new token of `kind` (`admin`, `project`, `agent`) for `scope`; returns it.
-    pub fn create_token(&self, by: Option<&Actor>, kind: &str, scope: &str) -> Result<String, ApiError> {
-        if !matches!(kind, "admin" | "project" | "agent") {
-            return Err(ApiError::bad(format!("unknown token kind '{kind}' (admin, project or agent)")));
-        }
-        ops::check_name(kind, scope)?;
-        let token = util::new_token().map_err(ApiError::internal)?;
-        self.insert_token(by, kind, scope, &token)?;
-        Ok(token)
-    }
-
-    /// Stores `token` (only its hash is kept).
-    pub fn insert_token(&self, by: Option<&Actor>, kind: &str, scope: &str, token: &str) -> Result<(), ApiError> {
-        let hash = util::sha256_hex(token.as_bytes());
+    /// Gives every project and node of the current fleet an identity (a store from before
+    /// identities existed) and binds older tokens to them.
+    fn adopt_identities(&self) -> Result<(), ApiError> {
+        let snap = self.snapshot();
         let now = util::now_ms();
-        let by = by.cloned().unwrap_or(Actor::Admin("bootstrap".into()));
         self.db.write(|tx| {
-            tx.exec("DELETE FROM tokens WHERE token_hash = ?", &[V::S(hash.clone())])?;
-            tx.exec(
-                "INSERT INTO tokens (token_hash, kind, scope, name, created_at) VALUES (?, ?, ?, ?, ?)",
-                &[
-                    V::S(hash.clone()),
-                    kind.into(),
-                    scope.into(),
-                    format!("{kind}:{scope}").into(),
-                    V::S(util::rfc3339(now)),
-                ],
-            )?;
-            let after = json!({ "kind": kind, "scope": scope, "token_sha256": &hash[..12] });
-            audit(tx, None, now, &by, "token.create", &format!("/tokens/{kind}/{scope}"), &Value::Null, &after)
+            tokens::adopt(tx, tokens::Kind::Project, project_names(&snap.doc), now)?;
+            tokens::adopt(tx, tokens::Kind::Node, snap.nodes.keys().map(String::as_str), now)
         })?;
         Ok(())
     }
@@ -754,6 +718,11 @@ pub fn audit(
         ],
     )?;
     Ok(())
+}
+
+/// The names of the projects of a fleet document.
+fn project_names(doc: &Value) -> impl Iterator<Item = &str> {
+    doc.get("projects").and_then(Value::as_object).into_iter().flat_map(|m| m.keys().map(String::as_str))
 }
 
 /// Writes every allocated port of every service into its `ports:` pins, so later writes

@@ -37,7 +37,7 @@ fn start(tag: &str, db: Option<String>) -> Env {
     let url = db.unwrap_or_else(|| dir.join("fleet.db").display().to_string());
     let cp = ControlPlane::open(&url, catalog()).unwrap();
     let admin = fleetwall_server::util::new_token().unwrap();
-    cp.insert_token(None, "admin", "admin", &admin).unwrap();
+    cp.insert_token(None, "admin", "admin", &admin, None).unwrap();
     let server = api::serve(cp.clone(), "127.0.0.1:0", None).unwrap();
     Env { dir, server: Some(server), admin }
 }
@@ -517,5 +517,153 @@ fn two_replicas_on_one_postgresql_agree_and_both_wake_their_watchers() {
     assert_eq!(v["revision"].as_i64().unwrap(), new_rev + 1);
     assert_eq!(call(&c1, "GET", "/v1/projects", None).1, call(&c2, "GET", "/v1/projects", None).1);
     assert_eq!(call(&c1, "GET", "/v1/status", None).1["revision"], json!(new_rev + 1));
+    s2.shutdown();
+}
+
+/// Two tenants, each with one service of one node.
+const TWO_TENANTS: &str = "version: 1
+platform:
+  management_gateways: [198.51.100.10]
+projects:
+  tenant-a:
+    base_port: 12000
+    services:
+      db-a:
+        type: pg
+        cloud: aws-eu-west-1
+        nodes:
+          x: { public: [203.0.113.5] }
+          a-2: { public: [203.0.113.6] }
+  tenant-b:
+    base_port: 13000
+    services:
+      db-b:
+        type: pg
+        cloud: aws-eu-west-1
+        nodes:
+          b-1: { public: [203.0.113.7] }
+";
+
+fn token(a: &Client, body: Value) -> String {
+    let (s, v) = call(a, "POST", "/v1/tokens", Some(body));
+    assert_eq!(s, 201, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn an_old_agent_token_cannot_read_a_new_node_of_the_same_name_in_another_project() {
+    let env = start("reuse-node", None);
+    let a = env.admin();
+    assert_eq!(put_text(&a, TWO_TENANTS).0, 200);
+    let old = env.client(&token(&a, json!({"kind": "agent", "node": "x"})));
+    assert_eq!(call(&old, "GET", "/v1/nodes/x/ruleset", None).0, 200);
+    // Project A deletes node x, project B creates a node x.
+    assert_eq!(call(&a, "DELETE", "/v1/projects/tenant-a/services/db-a/nodes/x", None).0, 200);
+    let (s, v) = call(
+        &a,
+        "POST",
+        "/v1/projects/tenant-b/services/db-b/nodes",
+        Some(json!({"name": "x", "public": "203.0.113.9"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = call(&old, "GET", "/v1/nodes/x/ruleset", None);
+    assert_eq!(s, 401, "A's old agent token reads B's ruleset: {v}");
+    assert_eq!(v["message"], "this token's node 'x' was deleted");
+    let report = json!({"revision": 1, "hash": "0".repeat(64), "applied_ms": 1});
+    assert_eq!(call(&old, "PUT", "/v1/nodes/x/status", Some(report.clone())).0, 401, "and forges its status");
+    // A token made for B's node works; the list shows the old one as orphaned.
+    let new = env.client(&token(&a, json!({"kind": "agent", "node": "x"})));
+    assert_eq!(call(&new, "GET", "/v1/nodes/x/ruleset", None).0, 200);
+    let list = call(&a, "GET", "/v1/tokens", None).1;
+    let states: Vec<&str> = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["scope"] == "x")
+        .map(|t| t["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.len(), 2);
+    assert!(states.contains(&"orphaned") && states.contains(&"active"), "{list}");
+}
+
+#[test]
+fn a_deleted_projects_token_does_not_work_when_the_project_is_recreated() {
+    let env = start("reuse-project", None);
+    let a = env.admin();
+    assert_eq!(put_text(&a, TWO_TENANTS).0, 200);
+    assert_eq!(call(&a, "POST", "/v1/projects", Some(json!({"name": "gone"}))).0, 201);
+    let cust = env.client(&token(&a, json!({"kind": "project", "project": "gone"})));
+    assert_eq!(call(&cust, "GET", "/v1/projects/gone", None).0, 200);
+    assert_eq!(call(&a, "DELETE", "/v1/projects/gone", None).0, 200);
+    assert_eq!(call(&a, "POST", "/v1/projects", Some(json!({"name": "gone"}))).0, 201);
+    let (s, v) = call(&cust, "GET", "/v1/projects/gone", None);
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["message"], "this token's project 'gone' was deleted");
+    // A token made before its project exists belongs to the project created next.
+    let early = env.client(&token(&a, json!({"kind": "project", "project": "later"})));
+    assert_eq!(call(&a, "POST", "/v1/projects", Some(json!({"name": "later"}))).0, 201);
+    assert_eq!(call(&early, "GET", "/v1/projects/later", None).0, 200);
+}
+
+#[test]
+fn tokens_are_listed_revoked_at_once_and_expire() {
+    let env = start("revoke", None);
+    let a = env.admin();
+    assert_eq!(put_text(&a, TWO_TENANTS).0, 200);
+    let (s, made) = call(&a, "POST", "/v1/tokens", Some(json!({"kind": "project", "project": "tenant-a"})));
+    assert_eq!(s, 201);
+    let cust = env.client(made["token"].as_str().unwrap());
+    assert_eq!(call(&cust, "GET", "/v1/projects/tenant-a", None).0, 200);
+    let id = made["id"].as_str().unwrap();
+    let list = call(&a, "GET", "/v1/tokens", None).1;
+    let row = list["tokens"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap().clone();
+    assert_eq!(
+        (row["kind"].as_str(), row["scope"].as_str(), row["state"].as_str()),
+        (Some("project"), Some("tenant-a"), Some("active"))
+    );
+    assert!(!list.to_string().contains("fw_"), "the list never shows a secret");
+    // Revoked: refused on the very next request (nothing is cached).
+    let (s, v) = call(&a, "DELETE", &format!("/v1/tokens/{id}"), None);
+    assert_eq!((s, v["state"].as_str()), (200, Some("revoked")), "{v}");
+    let (s, v) = call(&cust, "GET", "/v1/projects/tenant-a", None);
+    assert_eq!((s, v["message"].as_str()), (401, Some("this token was revoked")));
+    let audit = call(&a, "GET", "/v1/audit?limit=1000", None).1;
+    assert!(
+        audit["entries"].as_array().unwrap().iter().any(|e| e["action"] == "token.revoke"),
+        "revocation is audited"
+    );
+    assert_eq!(call(&a, "DELETE", "/v1/tokens/nothex!!", None).0, 400);
+    assert_eq!(call(&a, "DELETE", "/v1/tokens/00000000", None).0, 404);
+    // The last admin token cannot be revoked (nobody could ever administer again).
+    let admin_id = &fleetwall_server::util::sha256_hex(env.admin.as_bytes())[..12];
+    assert_eq!(call(&a, "DELETE", &format!("/v1/tokens/{admin_id}"), None).0, 409);
+    // Expiry.
+    let short = env.client(&token(&a, json!({"kind": "agent", "node": "b-1", "expires_in_s": 1})));
+    assert_eq!(call(&short, "GET", "/v1/nodes/b-1/ruleset", None).0, 200);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (s, v) = call(&short, "GET", "/v1/nodes/b-1/ruleset", None);
+    assert_eq!(s, 401);
+    assert!(v["message"].as_str().unwrap().starts_with("this token expired at "), "{v}");
+    for bad in [json!(0), json!(-5), json!("1d"), json!(1e12)] {
+        let (s, _) = call(&a, "POST", "/v1/tokens", Some(json!({"kind": "admin", "name": "x", "expires_in_s": bad})));
+        assert_eq!(s, 400, "expires_in_s {bad}");
+    }
+}
+
+#[test]
+fn a_revocation_on_one_replica_holds_on_the_other_at_once() {
+    let Some(url) = pg_url() else { return };
+    let db = pg_fresh_db(&url, &format!("fw_revoke_{}", std::process::id()));
+    let one = start("pg-revoke", Some(db.clone()));
+    let cp2 = ControlPlane::open(&db, catalog()).unwrap();
+    let s2 = api::serve(cp2.clone(), "127.0.0.1:0", None).unwrap();
+    let a = one.admin();
+    assert_eq!(put_text(&a, TWO_TENANTS).0, 200);
+    let (_, made) = call(&a, "POST", "/v1/tokens", Some(json!({"kind": "project", "project": "tenant-b"})));
+    let on2 =
+        Client::new(&format!("http://{}", s2.local_addr()), None).unwrap().with_token(made["token"].as_str().unwrap());
+    assert_eq!(call(&on2, "GET", "/v1/projects/tenant-b", None).0, 200, "works on replica 2 (and is looked up there)");
+    assert_eq!(call(&a, "DELETE", &format!("/v1/tokens/{}", made["id"].as_str().unwrap()), None).0, 200);
+    assert_eq!(call(&on2, "GET", "/v1/projects/tenant-b", None).0, 401, "revoked on replica 1, refused on replica 2");
     s2.shutdown();
 }
