@@ -169,9 +169,10 @@ pub fn check(doc: &Value, fleet: &fleetwall_model::Fleet, rulesets: &[NodeRulese
 }
 
 fn rejection(diags: &fleetwall_model::Diagnostics, emitted: &doc::Emitted) -> ApiError {
-    let errors: Vec<_> = diags.items.iter().filter(|d| d.severity == Severity::Error).collect();
-    let list: Vec<Value> = errors
+    let list: Vec<Value> = diags
+        .items
         .iter()
+        .filter(|d| d.severity == Severity::Error)
         .map(|d| {
             json!({
                 "code": d.code.as_str(),
@@ -182,14 +183,21 @@ fn rejection(diags: &fleetwall_model::Diagnostics, emitted: &doc::Emitted) -> Ap
             })
         })
         .collect();
-    let first = errors.first();
-    let path = first.and_then(|d| d.span).map(|s| emitted.path_at(s.start.line).to_string()).unwrap_or_default();
-    let msg = first.map(|d| d.message.clone()).unwrap_or_else(|| "invalid fleet".into());
-    let msg = match first.and_then(|d| d.value.as_ref()) {
+    ApiError { status: 400, message: summarize(&list), diagnostics: list }
+}
+
+/// The one-sentence message of a rejected write, in the platform's form, from its
+/// diagnostics (the first one speaks; the count of the others follows).
+fn summarize(list: &[Value]) -> String {
+    let text = |d: &Value, k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
+    let Some(first) = list.first() else { return "Invalid fleet".into() };
+    let path = text(first, "path").unwrap_or_default();
+    let msg = text(first, "message").unwrap_or_else(|| "invalid fleet".into());
+    let msg = match text(first, "value") {
         Some(v) if !msg.contains(v.as_str()) => format!("{msg} '{v}'"),
         _ => msg,
     };
-    let hint = first.and_then(|d| d.hint.clone()).map(|h| format!(" ({h})")).unwrap_or_default();
+    let hint = text(first, "hint").map(|h| format!(" ({h})")).unwrap_or_default();
     let message = match user_config_key(&path) {
         Some(key) => {
             let msg = msg.strip_prefix(&format!("{key}: ")).unwrap_or(&msg);
@@ -198,8 +206,48 @@ fn rejection(diags: &fleetwall_model::Diagnostics, emitted: &doc::Emitted) -> Ap
         None if path.is_empty() => format!("Invalid fleet: {msg}{hint}"),
         None => format!("Invalid fleet: {msg}{hint} at {path}"),
     };
-    let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
-    ApiError { status: 400, message: format!("{message}{more}"), diagnostics: list }
+    let more = if list.len() > 1 { format!(" (and {} more)", list.len() - 1) } else { String::new() };
+    format!("{message}{more}")
+}
+
+/// A rejection as `actor` may see it. A project's caller sees the diagnostics about its
+/// own project; a conflict with another tenant's object (an address or node name in
+/// use) is reported without naming that object or where it is; any other problem
+/// outside the project is one generic line.
+pub fn redact(e: ApiError, actor: &Actor) -> ApiError {
+    let Actor::Project(p) = actor else { return e };
+    if e.diagnostics.is_empty() {
+        return e;
+    }
+    let own = format!("projects.{p}.");
+    let mut list = Vec::new();
+    let mut elsewhere = false;
+    for d in &e.diagnostics {
+        let path = d.get("path").and_then(Value::as_str).unwrap_or("");
+        let code = d.get("code").and_then(Value::as_str).unwrap_or("");
+        let mine = path.starts_with(&own) || path == own.trim_end_matches('.');
+        let in_use = match code {
+            "duplicate-address" => Some("address already in use"),
+            "duplicate-node" => Some("node name already in use"),
+            _ => None,
+        };
+        match (mine, in_use) {
+            // The other party of a conflict is not named: neither its node nor its line.
+            (true, Some(m)) => list.push(json!({ "code": code, "message": m, "path": path, "value": d.get("value") })),
+            (true, None) => list.push(d.clone()),
+            (false, Some(m)) => list.push(json!({ "code": code, "message": m, "path": null, "value": d.get("value") })),
+            (false, None) => elsewhere = true,
+        }
+    }
+    if list.is_empty() && elsewhere {
+        list.push(json!({
+            "code": "outside-project",
+            "message": "the change conflicts with configuration outside this project (ask the platform operator)",
+            "path": null,
+        }));
+    }
+    list.dedup();
+    ApiError { status: e.status, message: summarize(&list), diagnostics: list }
 }
 
 /// A whole fleet file (YAML or JSON text) as a document, or the diagnostics refusing it
@@ -486,7 +534,7 @@ impl ControlPlane {
         match (result, rejected) {
             (_, Some(e)) => {
                 self.metrics.write(false);
-                Err(e)
+                Err(redact(e, actor))
             }
             (Err(e), None) => {
                 self.metrics.write(false);

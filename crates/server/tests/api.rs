@@ -667,3 +667,58 @@ fn a_revocation_on_one_replica_holds_on_the_other_at_once() {
     assert_eq!(call(&on2, "GET", "/v1/projects/tenant-b", None).0, 401, "revoked on replica 1, refused on replica 2");
     s2.shutdown();
 }
+
+#[test]
+fn a_rejected_write_by_one_tenant_names_nothing_of_another() {
+    let env = start("disclosure", None);
+    let a = env.admin();
+    assert_eq!(put_text(&a, TWO_TENANTS).0, 200);
+    let ta = env.client(&token(&a, json!({"kind": "project", "project": "tenant-a"})));
+    let tb = env.client(&token(&a, json!({"kind": "project", "project": "tenant-b"})));
+    let secret_names = ["tenant-b", "db-b", "b-1", "line"];
+    // Tenant A takes B's address (the conflict lands on B's node), then B's node name.
+    let attempts = [
+        (
+            &ta,
+            "/v1/projects/tenant-a/services/db-a/nodes",
+            json!({"name": "a-3", "public": "203.0.113.7"}),
+            "address already in use",
+        ),
+        (
+            &ta,
+            "/v1/projects/tenant-a/services/db-a/nodes",
+            json!({"name": "b-1", "public": "203.0.113.77"}),
+            "node name already in use",
+        ),
+    ];
+    for (who, path, body, expected) in attempts {
+        let (s, v) = call(who, "POST", path, Some(body.clone()));
+        assert_eq!(s, 400, "{body}: {v}");
+        let text = v.to_string();
+        // What the caller sent may come back; nothing else of the other tenant may.
+        for name in secret_names.iter().filter(|n| !body.to_string().contains(*n)) {
+            assert!(!text.contains(name), "{body}: the answer names '{name}' of the other tenant: {v}");
+        }
+        assert!(v["message"].as_str().unwrap().contains(expected), "{body}: {v}");
+    }
+    // B takes A's address: the conflict is on B's own new node; A is still not named.
+    let (s, v) = call(
+        &tb,
+        "POST",
+        "/v1/projects/tenant-b/services/db-b/nodes",
+        Some(json!({"name": "b-2", "public": "203.0.113.5"})),
+    );
+    assert_eq!(s, 400);
+    assert!(!v.to_string().contains("tenant-a") && !v.to_string().contains("\"x\""), "{v}");
+    assert_eq!(v["diagnostics"][0]["message"], "address already in use");
+    assert_eq!(v["diagnostics"][0]["path"], "projects.tenant-b.services.db-b.nodes.b-2.public");
+    // The admin still sees everything.
+    let (s, v) = call(
+        &a,
+        "POST",
+        "/v1/projects/tenant-a/services/db-a/nodes",
+        Some(json!({"name": "a-3", "public": "203.0.113.7"})),
+    );
+    assert_eq!(s, 400);
+    assert!(v.to_string().contains("b-1"), "{v}");
+}
