@@ -361,8 +361,15 @@ impl Agent {
             Some((lg, _)) => (lg.revision, lg.hash.clone(), lg.applied_ms),
             None => (0, String::new(), now_ms()),
         };
-        let body =
-            serde_json::json!({ "revision": revision, "hash": hash, "applied_ms": applied_ms, "error": self.error });
+        // The server takes at most 4 KiB of error text; nft's own messages can be longer.
+        let error = self.error.as_deref().map(|e| {
+            let mut cut = e.len().min(2048);
+            while !e.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            e[..cut].to_string()
+        });
+        let body = serde_json::json!({ "revision": revision, "hash": hash, "applied_ms": applied_ms, "error": error });
         let path = format!("/v1/nodes/{}/status", fleetwall_http::percent_encode(&self.cfg.node));
         match self.client.send_json("PUT", &path, &body) {
             Ok(r) if r.status == 200 => self.reported = true,

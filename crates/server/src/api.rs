@@ -122,7 +122,7 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
         }
         ("GET", ["openapi.json"]) => return Ok(Response::new(200, "application/json", OPENAPI)),
         ("GET", ["metrics"]) => {
-            let in_sync = cp.status(|_| true).map(|v| v.iter().filter(|s| s.state == "in-sync").count()).unwrap_or(0);
+            let in_sync = cp.nodes_in_sync();
             return Ok(Response::new(200, "text/plain; version=0.0.4", cp.metrics.render(in_sync, cp.uptime())));
         }
         _ => {}
@@ -401,7 +401,12 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             }
             let r: Report =
                 serde_json::from_slice(&req.body).map_err(|e| ApiError::bad(format!("invalid status report: {e}")))?;
+            r.validate(snap.revision, crate::util::now_ms())?;
             cp.report(n, &r)?;
+            if let Some(d) = snap.nodes.get(*n) {
+                // A private link of this node's service may now be in force everywhere.
+                privatelink_state(cp, &d.project, &d.service, true)?;
+            }
             Ok(Response::json(200, &json!({ "ok": true })))
         }
         _ => {
@@ -477,14 +482,16 @@ fn service_view(
         listeners.iter().filter(|r| r.service == s).filter_map(|r| serde_json::to_value(r).ok()).collect();
     o["listeners"] = Value::Array(mine);
     if v.get("privatelink").and_then(Value::as_object).is_some_and(|pl| !pl.is_empty()) {
-        o["privatelink_state"] = json!(privatelink_state(cp, p, s).ok().flatten().map(|(st, _)| st));
+        o["privatelink_state"] = json!(privatelink_state(cp, p, s, false).ok().flatten().map(|(st, _)| st));
     }
     o
 }
 
 /// The private-link resource's state; moves `creating` → `active` and finishes `deleting`
 /// once every node of the service reports the revision that made the change.
-fn privatelink_state(cp: &ControlPlane, p: &str, s: &str) -> Result<Option<(String, i64)>, ApiError> {
+/// Reads never write: with `settle` false a finished transition is only reported; the
+/// status-report path (`settle` true) records it.
+fn privatelink_state(cp: &ControlPlane, p: &str, s: &str, settle: bool) -> Result<Option<(String, i64)>, ApiError> {
     use crate::db::V;
     let rows = cp.db.read(|tx| {
         tx.query("SELECT state, revision FROM privatelinks WHERE project = ? AND service = ?", &[p.into(), s.into()])
@@ -500,6 +507,9 @@ fn privatelink_state(cp: &ControlPlane, p: &str, s: &str) -> Result<Option<(Stri
     let done = !nodes.is_empty() && nodes.iter().all(|n| n.state == "in-sync");
     if !done {
         return Ok(Some((state, rev)));
+    }
+    if !settle {
+        return Ok((state == "creating").then(|| ("active".to_string(), rev)));
     }
     let now = crate::util::rfc3339(crate::util::now_ms());
     if state == "creating" {
@@ -521,7 +531,7 @@ fn privatelink_state(cp: &ControlPlane, p: &str, s: &str) -> Result<Option<(Stri
 }
 
 fn privatelink_view(cp: &ControlPlane, p: &str, s: &str, provider: &str, svc: &Value) -> Result<Value, ApiError> {
-    let state = privatelink_state(cp, p, s)?;
+    let state = privatelink_state(cp, p, s, false)?;
     let principals = svc.pointer(&format!("/privatelink/{}/principals", ptr(provider))).cloned();
     let Some((state, _)) = state.or_else(|| principals.as_ref().map(|_| ("active".to_string(), 0))) else {
         return Err(ApiError::not_found(format!("service '{s}' has no {provider} private link")));
@@ -599,7 +609,7 @@ fn privatelink(
                 |d| ops::delete_privatelink(d, p, s, provider),
                 set_state("deleting"),
             )?;
-            let state = privatelink_state(cp, p, s)?.map_or_else(|| "deleted".to_string(), |(st, _)| st);
+            let state = privatelink_state(cp, p, s, false)?.map_or_else(|| "deleted".to_string(), |(st, _)| st);
             let v = json!({ "project": p, "service": s, "provider": provider, "state": state });
             Ok(Response::json(200, &v))
         }

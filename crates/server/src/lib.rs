@@ -349,6 +349,42 @@ pub struct Report {
     pub error: Option<String>,
 }
 
+/// How long `/metrics` reuses its count of nodes in sync.
+pub const IN_SYNC_TTL: Duration = Duration::from_secs(1);
+
+/// The longest error text a status report may carry.
+pub const MAX_REPORT_ERROR: usize = 4096;
+
+impl Report {
+    /// Checks a report from an agent: a revision the store has, a SHA-256 hex hash (or
+    /// none yet), a time that is not far in the future, a bounded error text.
+    pub fn validate(&self, head_revision: i64, now_ms: i64) -> Result<(), ApiError> {
+        if !(0..=head_revision).contains(&self.revision) {
+            return Err(ApiError::bad(format!(
+                "invalid status report: revision must be 0..={head_revision}, got {}",
+                self.revision
+            )));
+        }
+        let hex = self.hash.len() == 64 && self.hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !(self.hash.is_empty() || hex) {
+            return Err(ApiError::bad(
+                "invalid status report: hash must be 64 lower-case hex digits (SHA-256) or empty",
+            ));
+        }
+        // An hour of clock skew is tolerated; an applied time before 2020 is nonsense.
+        if !(1_577_836_800_000..=now_ms + 3_600_000).contains(&self.applied_ms) {
+            return Err(ApiError::bad(format!(
+                "invalid status report: applied_ms {} is not a time in ms since the epoch near now",
+                self.applied_ms
+            )));
+        }
+        if self.error.as_ref().is_some_and(|e| e.len() > MAX_REPORT_ERROR) {
+            return Err(ApiError::bad(format!("invalid status report: error is longer than {MAX_REPORT_ERROR} bytes")));
+        }
+        Ok(())
+    }
+}
+
 /// The control plane.
 pub struct ControlPlane {
     /// The store.
@@ -359,6 +395,7 @@ pub struct ControlPlane {
     changed: Condvar,
     /// Counters and histograms for `/metrics`.
     pub metrics: metrics::Metrics,
+    in_sync: Mutex<Option<(Instant, usize)>>,
     started: Instant,
 }
 
@@ -399,6 +436,7 @@ impl ControlPlane {
             })),
             changed: Condvar::new(),
             metrics: metrics::Metrics::default(),
+            in_sync: Mutex::new(None),
             started: Instant::now(),
         });
         cp.refresh()?;
@@ -602,6 +640,21 @@ impl ControlPlane {
             tokens::adopt(tx, tokens::Kind::Node, snap.nodes.keys().map(String::as_str), now)
         })?;
         Ok(())
+    }
+
+    /// How many nodes enforce their desired ruleset, for `/metrics`: counted from the
+    /// store at most once per `IN_SYNC_TTL`, however often `/metrics` (unauthenticated) is
+    /// scraped.
+    pub fn nodes_in_sync(&self) -> usize {
+        let mut cached = self.in_sync.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, n)) = *cached {
+            if at.elapsed() < IN_SYNC_TTL {
+                return n;
+            }
+        }
+        let n = self.status(|_| true).map(|v| v.iter().filter(|s| s.state == "in-sync").count()).unwrap_or(0);
+        *cached = Some((Instant::now(), n));
+        n
     }
 
     /// Whether any admin token exists.

@@ -256,7 +256,7 @@ fn tokens_scope_projects_and_nodes_and_the_audit_log_records_every_write() {
             &agent,
             "PUT",
             "/v1/nodes/kafka-events-2/status",
-            Some(json!({"revision": 1, "hash": "x", "applied_ms": 1}))
+            Some(json!({"revision": 1, "hash": "0".repeat(64), "applied_ms": fleetwall_server::util::now_ms()}))
         )
         .0,
         403
@@ -266,7 +266,7 @@ fn tokens_scope_projects_and_nodes_and_the_audit_log_records_every_write() {
             &agent,
             "PUT",
             "/v1/nodes/kafka-events-1/status",
-            Some(json!({"revision": 1, "hash": "x", "applied_ms": 1}))
+            Some(json!({"revision": 1, "hash": "0".repeat(64), "applied_ms": fleetwall_server::util::now_ms()}))
         )
         .0,
         200
@@ -721,4 +721,85 @@ fn a_rejected_write_by_one_tenant_names_nothing_of_another() {
     );
     assert_eq!(s, 400);
     assert!(v.to_string().contains("b-1"), "{v}");
+}
+
+#[test]
+fn status_reports_with_a_huge_hash_or_an_impossible_time_are_refused() {
+    let env = start("report", None);
+    let a = env.admin();
+    assert_eq!(put_text(&a, TWO_TENANTS).0, 200);
+    let agent = env.client(&token(&a, json!({"kind": "agent", "node": "b-1"})));
+    let now = fleetwall_server::util::now_ms();
+    let good = json!({"revision": 1, "hash": "a".repeat(64), "applied_ms": now, "error": null});
+    assert_eq!(call(&agent, "PUT", "/v1/nodes/b-1/status", Some(good.clone())).0, 200);
+    let with = |k: &str, v: Value| {
+        let mut r = good.clone();
+        r[k] = v;
+        r
+    };
+    for (what, bad) in [
+        ("a 1 MB hash", with("hash", json!("a".repeat(1 << 20)))),
+        ("a hash that is not hex", with("hash", json!("g".repeat(64)))),
+        ("applied_ms = i64::MIN", with("applied_ms", json!(i64::MIN))),
+        ("applied_ms in a year", with("applied_ms", json!(now + 365 * 86_400_000))),
+        ("a revision the store never had", with("revision", json!(99))),
+        ("a negative revision", with("revision", json!(-1))),
+        ("a 1 MB error", with("error", json!("e".repeat(1 << 20)))),
+    ] {
+        let (s, v) = call(&agent, "PUT", "/v1/nodes/b-1/status", Some(bad));
+        assert_eq!(s, 400, "{what}: {v}");
+        assert!(v["message"].as_str().unwrap().starts_with("invalid status report: "), "{what}: {v}");
+    }
+    let rows = call(&a, "GET", "/v1/status", None).1;
+    let b1 = rows["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "b-1").unwrap().clone();
+    assert!(!b1.to_string().contains(&"a".repeat(65)), "nothing of the refused reports was stored: {b1}");
+}
+
+#[test]
+fn reading_a_private_link_writes_nothing() {
+    let env = start("pl-read", None);
+    let a = env.admin();
+    // The example without its private link, so one can be created.
+    let text = std::fs::read_to_string(root().join("examples/kafka-vpc.yaml")).unwrap();
+    let text: String = text
+        .split("\ntests:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            !l.contains("privatelink_access") && !l.contains("privatelink:") && !l.contains("aws: { principals")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(put_text(&a, &text).0, 200);
+    let svc = "/v1/projects/acme-stream/services/kafka-events";
+    let pl = format!("{svc}/privatelink/aws");
+    let (s, v) = call(&a, "POST", &pl, Some(json!({"principals": ["arn:aws:iam::012345678901:user/x"]})));
+    assert_eq!(s, 201, "{v}");
+    let db = env.dir.join("fleet.db");
+    let sql = || rusqlite::Connection::open(&db).unwrap();
+    let state = || sql().query_row("SELECT state FROM privatelinks", [], |r| r.get::<_, String>(0)).unwrap();
+    assert_eq!(state(), "creating");
+    // Every node in sync (recorded straight into the store, without the report path)...
+    let nodes = ["kafka-events-1", "kafka-events-2", "kafka-events-3"];
+    let now = fleetwall_server::util::now_ms();
+    let mut last = Value::Null;
+    for n in nodes {
+        let d = call(&a, "GET", &format!("/v1/nodes/{n}/ruleset"), None).1;
+        sql()
+            .execute(
+                "INSERT OR REPLACE INTO node_status (node, revision, hash, applied_at, applied_ms, error, reported_at) VALUES (?1, ?2, ?3, 'x', ?4, NULL, 'x')",
+                rusqlite::params![n, d["revision"].as_i64().unwrap(), d["hash"].as_str().unwrap(), now],
+            )
+            .unwrap();
+        last = json!({"revision": d["revision"], "hash": d["hash"], "applied_ms": now});
+    }
+    // ...a read reports the link active but leaves the row alone...
+    assert_eq!(call(&a, "GET", &pl, None).1["state"], "active");
+    assert_eq!(call(&a, "GET", svc, None).1["privatelink_state"], "active");
+    assert_eq!(state(), "creating", "a GET wrote to the database");
+    // ...and an agent's report settles it.
+    let agent = env.client(&token(&a, json!({"kind": "agent", "node": "kafka-events-3"})));
+    assert_eq!(call(&agent, "PUT", "/v1/nodes/kafka-events-3/status", Some(last)).0, 200);
+    assert_eq!(state(), "active");
 }
