@@ -4,15 +4,27 @@
 //! enforcing what it last knew, never opens up), repairs drift (someone edited or deleted
 //! our table) within its resync interval, and reports revision, hash, applied-at and any
 //! error back to the server.
+//!
+//! Drift is judged against what the agent wrote, never against what it found afterwards:
+//! the expected fingerprint is the listing of the rendered ruleset loaded into an empty
+//! private namespace, so a rule slipped in right after an apply is repaired, not adopted.
+//! With nothing to enforce at start (no table, no usable last good ruleset, no server) the
+//! agent applies a fail-closed baseline: loopback, established, ICMP errors and management
+//! from the gateways it was given or last knew; everything else is refused.
 
 #![warn(missing_docs)]
 
+mod baseline;
+
+pub use baseline::{baseline, Management, DEFAULT_MANAGEMENT_PORTS};
 use fleetwall_http::{Client, Response};
 use fleetwall_ir::NodeRuleset;
+use fleetwall_render::nft::TABLE;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,38 +39,89 @@ pub fn ruleset_hash(rs: &NodeRuleset) -> String {
     sha256_hex(fleetwall_render::nft::render(rs).as_bytes())
 }
 
+/// What an apply put into the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The fingerprint our table has while it holds exactly the ruleset applied.
+    pub fingerprint: String,
+    /// Something secondary (revoking connections) failed.
+    pub warning: Option<String>,
+}
+
 /// Where rulesets go.
 pub trait Kernel: Send + Sync {
-    /// Enforces `rs` atomically. Ok(Some(msg)) when it applied but something secondary
-    /// (revoking connections) failed.
-    fn apply(&self, rs: &NodeRuleset) -> Result<Option<String>, String>;
+    /// Enforces `rs` atomically.
+    fn apply(&self, rs: &NodeRuleset) -> Result<Applied, String>;
     /// A fingerprint of what the kernel holds of ours now (None: our table is missing).
     fn fingerprint(&self) -> Result<Option<String>, String>;
 }
 
+/// Loads a ruleset into an empty network namespace of its own and lists it back: the
+/// listing our table must have, whatever has happened to the real one since.
+const SCRATCH_LISTING: &str = "nft -f - && exec nft -s list table inet fleetwall";
+
 /// nftables, in the agent's own network namespace or (for tests) in `netns`.
 pub struct NftKernel {
-    /// The namespace to program (None: where the agent runs).
-    pub netns: Option<String>,
+    netns: Option<String>,
+    /// The expected fingerprint of the last ruleset written, by the hash of its text:
+    /// drift repairs write the same ruleset again.
+    expected: Mutex<Option<(String, String)>>,
+}
+
+impl NftKernel {
+    /// Programs `netns` (None: the namespace the agent runs in).
+    pub fn new(netns: Option<String>) -> NftKernel {
+        NftKernel { netns, expected: Mutex::new(None) }
+    }
+
+    fn list(&self) -> Result<String, String> {
+        // -s: without counters or other state, so traffic does not look like drift.
+        fleetwall_apply::run(self.netns.as_deref(), "nft", &["-s", "list", "table", "inet", TABLE], None)
+            .map_err(|e| e.to_string())
+    }
+
+    fn expected(&self, text: &str) -> Result<String, String> {
+        let key = sha256_hex(text.as_bytes());
+        let mut cache = self.expected.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, fp)) = cache.as_ref().filter(|(k, _)| *k == key) {
+            return Ok(fp.clone());
+        }
+        let listing = fleetwall_apply::run(None, "unshare", &["--net", "sh", "-c", SCRATCH_LISTING], Some(text))
+            .map_err(|e| format!("cannot list the ruleset in a scratch namespace: {e}"))?;
+        let fp = sha256_hex(listing.as_bytes());
+        *cache = Some((key, fp.clone()));
+        Ok(fp)
+    }
 }
 
 impl Kernel for NftKernel {
-    fn apply(&self, rs: &NodeRuleset) -> Result<Option<String>, String> {
+    fn apply(&self, rs: &NodeRuleset) -> Result<Applied, String> {
         let ns = self.netns.as_deref();
-        fleetwall_apply::run(ns, "nft", &["-f", "-"], Some(&fleetwall_render::nft::render(rs)))
-            .map_err(|e| e.to_string())?;
-        match fleetwall_apply::revoke(ns, rs) {
-            Ok(_) => Ok(None),
-            Err(e) => Ok(Some(format!("applied, but revoking connections failed: {e}"))),
+        let text = fleetwall_render::nft::render(rs);
+        fleetwall_apply::run(ns, "nft", &["-f", "-"], Some(&text)).map_err(|e| e.to_string())?;
+        let mut warnings = Vec::new();
+        // Enforcing the ruleset matters more than watching it: without a scratch listing,
+        // the table as found now stands in (and a rule slipped in just now would stay).
+        let fingerprint = match self.expected(&text) {
+            Ok(fp) => fp,
+            Err(e) => {
+                warnings.push(format!("{e}; drift is judged against the table as found after the apply"));
+                sha256_hex(self.list()?.as_bytes())
+            }
+        };
+        if let Err(e) = fleetwall_apply::revoke(ns, rs) {
+            warnings.push(format!("applied, but revoking connections failed: {e}"));
         }
+        Ok(Applied { fingerprint, warning: (!warnings.is_empty()).then(|| warnings.join("; ")) })
     }
+
     fn fingerprint(&self) -> Result<Option<String>, String> {
-        // -s: without counters or other state, so traffic does not look like drift.
-        match fleetwall_apply::run(self.netns.as_deref(), "nft", &["-s", "list", "table", "inet", "fleetwall"], None) {
-            Ok(text) => Ok(Some(sha256_hex(text.as_bytes()))),
-            Err(e) if e.message.contains("No such file") || e.message.contains("does not exist") => Ok(None),
-            Err(e) => Err(e.to_string()),
+        let tables = fleetwall_apply::run(self.netns.as_deref(), "nft", &["list", "tables", "inet"], None)
+            .map_err(|e| e.to_string())?;
+        if !tables.lines().any(|l| l.trim() == format!("table inet {TABLE}")) {
+            return Ok(None);
         }
+        Ok(Some(sha256_hex(self.list()?.as_bytes())))
     }
 }
 
@@ -76,9 +139,10 @@ impl MemoryKernel {
 }
 
 impl Kernel for MemoryKernel {
-    fn apply(&self, rs: &NodeRuleset) -> Result<Option<String>, String> {
-        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(ruleset_hash(rs));
-        Ok(None)
+    fn apply(&self, rs: &NodeRuleset) -> Result<Applied, String> {
+        let fingerprint = ruleset_hash(rs);
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(fingerprint.clone());
+        Ok(Applied { fingerprint, warning: None })
     }
     fn fingerprint(&self) -> Result<Option<String>, String> {
         Ok(self.held.lock().unwrap_or_else(|p| p.into_inner()).clone())
@@ -101,6 +165,8 @@ pub struct Config {
     pub resync: Duration,
     /// The longest long-poll.
     pub poll: Duration,
+    /// Management gateways for the fail-closed baseline (empty: the ones last learnt).
+    pub gateways: Vec<IpNet>,
 }
 
 /// The last good ruleset, as kept on disk.
@@ -138,6 +204,10 @@ pub struct Stats {
     pub drift_repairs: AtomicU64,
     /// Applies of the last good ruleset because the server was unreachable.
     pub fail_static: AtomicU64,
+    /// Whether the fail-closed baseline is in force.
+    pub baseline_active: AtomicBool,
+    /// Applies of the fail-closed baseline (drift repairs of it included).
+    pub baseline_applies: AtomicU64,
     /// Whether the last request reached the server.
     pub server_up: AtomicBool,
     /// Duration of the last apply, microseconds.
@@ -183,6 +253,18 @@ impl Stats {
             self.fail_static.load(Ordering::Relaxed).to_string(),
         );
         g(
+            "fleetwall_agent_baseline_active",
+            "gauge",
+            "1 while the fail-closed baseline is in force (no ruleset from the server, no usable last good one).",
+            u8::from(self.baseline_active.load(Ordering::Relaxed)).to_string(),
+        );
+        g(
+            "fleetwall_agent_baseline_applies_total",
+            "counter",
+            "Applies of the fail-closed baseline.",
+            self.baseline_applies.load(Ordering::Relaxed).to_string(),
+        );
+        g(
             "fleetwall_agent_server_up",
             "gauge",
             "1 when the last request reached the server.",
@@ -212,6 +294,12 @@ pub enum Event {
         /// Whether it came from disk.
         from_disk: bool,
     },
+    /// The fail-closed baseline was applied, admitting management from `gateways`
+    /// (empty: from nowhere but loopback).
+    Baseline {
+        /// The management gateways it admits.
+        gateways: Vec<IpNet>,
+    },
     /// Our table was changed or missing and was restored.
     DriftRepaired,
     /// Something failed.
@@ -220,6 +308,19 @@ pub enum Event {
     Unreachable(String),
 }
 
+/// What the kernel was last given.
+struct Current {
+    lg: LastGood,
+    /// What our table lists as while it holds exactly `lg`.
+    fingerprint: String,
+    /// `lg` is the fail-closed baseline (revision 0), not a ruleset of the server.
+    baseline: bool,
+}
+
+/// The status report's error while the baseline is in force.
+const BASELINE_ERROR: &str =
+    "the node runs the fail-closed baseline: no ruleset from the server and no usable last good one";
+
 /// The agent.
 pub struct Agent {
     cfg: Config,
@@ -227,9 +328,11 @@ pub struct Agent {
     kernel: Box<dyn Kernel>,
     /// Counters.
     pub stats: Arc<Stats>,
-    current: Option<(LastGood, Option<String>)>,
+    current: Option<Current>,
     error: Option<String>,
     reported: bool,
+    /// Check for drift at the next turn of the loop, not at the next resync.
+    check_soon: bool,
     on_event: Box<dyn Fn(&Event) + Send>,
 }
 
@@ -248,6 +351,7 @@ impl Agent {
             current: None,
             error: None,
             reported: true,
+            check_soon: false,
             on_event,
         })
     }
@@ -265,17 +369,31 @@ impl Agent {
 
     fn save_last_good(&self, lg: &LastGood) -> Result<(), String> {
         let Some(path) = self.last_good_path() else { return Ok(()) };
-        let dir = path.parent().expect("a file in the state dir");
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_string(lg).map_err(|e| e.to_string())?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| format!("cannot save {}: {e}", path.display()))
+        write_private(&path, &serde_json::to_string(lg).map_err(|e| e.to_string())?)
+    }
+
+    fn management_path(&self) -> Option<PathBuf> {
+        self.cfg.state_dir.as_ref().map(|d| d.join("management.json"))
+    }
+
+    /// Who may manage the node under the baseline: the configured gateways, else the
+    /// ones of the last real ruleset; its management ports.
+    pub fn management(&self) -> Management {
+        let known: Management = self
+            .management_path()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        if self.cfg.gateways.is_empty() {
+            known
+        } else {
+            Management { gateways: self.cfg.gateways.clone(), ..known }
+        }
+    }
+
+    fn save_management(&self, rs: &NodeRuleset) -> Result<(), String> {
+        let Some(path) = self.management_path() else { return Ok(()) };
+        write_private(&path, &serde_json::to_string(&Management::of(rs)).map_err(|e| e.to_string())?)
     }
 
     fn emit(&self, e: Event) {
@@ -284,25 +402,43 @@ impl Agent {
 
     fn apply(&mut self, lg: LastGood, from: From) {
         let from_disk = from == From::Disk;
+        let baseline =
+            from == From::Baseline || (from == From::Drift && self.current.as_ref().is_some_and(|c| c.baseline));
         let start = Instant::now();
         match self.kernel.apply(&lg.ruleset) {
-            Ok(warning) => {
+            Ok(applied) => {
                 self.stats.last_apply_us.store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
                 self.stats.applies.fetch_add(1, Ordering::Relaxed);
                 self.stats.applied_revision.store(lg.revision, Ordering::Relaxed);
+                self.stats.baseline_active.store(baseline, Ordering::Relaxed);
+                if baseline {
+                    self.stats.baseline_applies.fetch_add(1, Ordering::Relaxed);
+                }
                 if from_disk {
                     self.stats.fail_static.fetch_add(1, Ordering::Relaxed);
                 }
                 let lg = LastGood { applied_ms: now_ms(), ..lg };
                 if from == From::Server {
-                    if let Err(e) = self.save_last_good(&lg) {
-                        self.emit(Event::Error(e));
+                    for saved in [self.save_last_good(&lg), self.save_management(&lg.ruleset)] {
+                        if let Err(e) = saved {
+                            self.emit(Event::Error(e));
+                        }
                     }
                 }
-                let fp = self.kernel.fingerprint().ok().flatten();
-                self.emit(Event::Applied { revision: lg.revision, from_disk });
-                self.error = warning;
-                self.current = Some((lg, fp));
+                if baseline {
+                    self.emit(Event::Baseline { gateways: Management::of(&lg.ruleset).gateways });
+                } else {
+                    self.emit(Event::Applied { revision: lg.revision, from_disk });
+                }
+                self.error = match (baseline, applied.warning) {
+                    (true, Some(w)) => Some(format!("{BASELINE_ERROR}; {w}")),
+                    (true, None) => Some(BASELINE_ERROR.into()),
+                    (false, w) => w,
+                };
+                self.current = Some(Current { lg, fingerprint: applied.fingerprint, baseline });
+                // Whatever slipped in while connections were revoked is caught right away;
+                // not after a repair, which would loop on a table that never matches.
+                self.check_soon = from != From::Drift;
             }
             Err(e) => {
                 self.stats.apply_errors.fetch_add(1, Ordering::Relaxed);
@@ -311,6 +447,25 @@ impl Agent {
             }
         }
         self.reported = false;
+    }
+
+    /// Nothing to enforce at start: with our table gone, the fail-closed baseline; a table
+    /// still there (the agent restarted) stays, as the last thing this node enforced.
+    fn fail_closed(&mut self) {
+        match self.kernel.fingerprint() {
+            Ok(Some(_)) => {
+                let e = "no ruleset from the server and no usable last good one: our table is kept as found, unwatched";
+                self.emit(Event::Error(e.into()));
+                self.error = Some(e.into());
+                self.reported = false;
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => self.emit(Event::Error(format!("cannot read our table: {e}"))),
+        }
+        let rs = baseline(&self.cfg.node, &self.management());
+        let lg = LastGood { revision: 0, hash: ruleset_hash(&rs), applied_ms: 0, ruleset: rs };
+        self.apply(lg, From::Baseline);
     }
 
     fn fetch(&self, after: i64, wait: Duration) -> Result<Option<LastGood>, FetchError> {
@@ -358,7 +513,7 @@ impl Agent {
 
     fn report(&mut self) {
         let (revision, hash, applied_ms) = match &self.current {
-            Some((lg, _)) => (lg.revision, lg.hash.clone(), lg.applied_ms),
+            Some(c) => (c.lg.revision, c.lg.hash.clone(), c.lg.applied_ms),
             None => (0, String::new(), now_ms()),
         };
         // The server takes at most 4 KiB of error text; nft's own messages can be longer.
@@ -381,11 +536,11 @@ impl Agent {
     }
 
     fn check_drift(&mut self) {
-        let Some((lg, fp)) = &self.current else { return };
+        let Some(current) = &self.current else { return };
         match self.kernel.fingerprint() {
-            Ok(now) if now.is_some() && now == *fp => {}
+            Ok(Some(now)) if now == current.fingerprint => {}
             Ok(_) => {
-                let lg = lg.clone();
+                let lg = current.lg.clone();
                 self.stats.drift_repairs.fetch_add(1, Ordering::Relaxed);
                 self.apply(lg, From::Drift);
                 self.emit(Event::DriftRepaired);
@@ -412,8 +567,9 @@ impl Agent {
                         Some(e)
                     }
                 };
-                if let Some(lg) = self.load_last_good() {
-                    self.apply(lg, From::Disk);
+                match self.load_last_good() {
+                    Some(lg) => self.apply(lg, From::Disk),
+                    None => self.fail_closed(),
                 }
                 if refused.is_some() {
                     self.error = refused;
@@ -428,20 +584,21 @@ impl Agent {
                 self.report();
             }
             let now = Instant::now();
-            if now >= next_resync {
+            if now >= next_resync || std::mem::take(&mut self.check_soon) {
                 self.check_drift();
                 next_resync = now + self.cfg.resync;
                 continue;
             }
             let wait = (next_resync - now).min(self.cfg.poll);
-            let after = self.current.as_ref().map(|(lg, _)| lg.revision).unwrap_or(-1);
+            // The baseline is no revision of the server's: any revision replaces it.
+            let after = self.current.as_ref().filter(|c| !c.baseline).map(|c| c.lg.revision).unwrap_or(-1);
             match self.fetch(after, wait) {
                 Ok(Some(lg)) => {
                     backoff = Duration::from_millis(200);
-                    if self.current.as_ref().map(|(c, _)| &c.hash) == Some(&lg.hash) {
+                    if self.current.as_ref().map(|c| &c.lg.hash) == Some(&lg.hash) {
                         // Same rules under a newer revision: nothing to load.
-                        if let Some((c, _)) = self.current.as_mut() {
-                            c.revision = lg.revision;
+                        if let Some(c) = self.current.as_mut() {
+                            c.lg.revision = lg.revision;
                         }
                         self.stats.applied_revision.store(lg.revision, Ordering::Relaxed);
                         // A refusal of a bad ruleset in between is over.
@@ -491,6 +648,32 @@ enum From {
     Server,
     Disk,
     Drift,
+    Baseline,
+}
+
+/// Writes `text` to `path` whole (tmp, fsync, rename), readable by the owner only, in a
+/// state directory only the owner can enter, whatever the umask: the ruleset says who
+/// may reach the node.
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let dir = path.parent().expect("a file in the state dir");
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| format!("cannot save {}: {e}", path.display()))
 }
 
 fn server_message(r: &Response) -> String {
@@ -503,6 +686,7 @@ fn server_message(r: &Response) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn ruleset(node: &str) -> NodeRuleset {
         NodeRuleset {
@@ -515,18 +699,22 @@ mod tests {
         }
     }
 
-    fn agent(dir: Option<PathBuf>) -> Agent {
-        let cfg = Config {
-            // Nothing listens on port 1 of loopback: every request fails at once.
-            server: "http://127.0.0.1:1".into(),
+    fn config(server: &str, dir: Option<PathBuf>) -> Config {
+        Config {
+            server: server.into(),
             node: "n1".into(),
             token: "t".into(),
             ca: None,
             state_dir: dir,
             resync: Duration::from_millis(10),
             poll: Duration::from_millis(10),
-        };
-        Agent::new(cfg, Box::<MemoryKernel>::default(), Box::new(|_| {})).unwrap()
+            gateways: Vec::new(),
+        }
+    }
+
+    fn agent(dir: Option<PathBuf>) -> Agent {
+        // Nothing listens on port 1 of loopback: every request fails at once.
+        Agent::new(config("http://127.0.0.1:1", dir), Box::<MemoryKernel>::default(), Box::new(|_| {})).unwrap()
     }
 
     #[test]
@@ -570,5 +758,151 @@ mod tests {
         assert_eq!(a.kernel.fingerprint().unwrap(), Some(hash));
         assert!(!stats.server_up.load(Ordering::Relaxed));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn wait(what: &str, until: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !until() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn an_unreachable_server_and_no_last_good_left_the_node_unfiltered() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cfg = config(&format!("http://127.0.0.1:{port}"), None);
+        let gateways: Vec<IpNet> = vec!["198.51.100.10/32".parse().unwrap()];
+        cfg.gateways = gateways.clone();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let on_event = Box::new(move |e: &Event| seen.lock().unwrap().push(e.clone()));
+        let mut a = Agent::new(cfg, Box::<MemoryKernel>::default(), on_event).unwrap();
+        let (stats, stop) = (a.stats.clone(), Arc::new(AtomicBool::new(false)));
+        let s2 = stop.clone();
+        let t = std::thread::spawn(move || {
+            a.run(&s2);
+            a
+        });
+        wait("the baseline", || stats.baseline_active.load(Ordering::Relaxed));
+        assert!(events.lock().unwrap().contains(&Event::Baseline { gateways }));
+        assert_eq!(stats.applied_revision.load(Ordering::Relaxed), 0);
+        let metrics = stats.render("n1");
+        assert!(metrics.contains("fleetwall_agent_baseline_active{node=\"n1\"} 1"), "{metrics}");
+        assert!(metrics.contains("fleetwall_agent_baseline_applies_total{node=\"n1\"} 1"), "{metrics}");
+
+        // The server comes up: the baseline is reported as what it is, then the server's
+        // ruleset replaces it.
+        let rs = ruleset("n1");
+        let hash = ruleset_hash(&rs);
+        let reports = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+        let (body, got) = (serde_json::json!({ "revision": 5, "hash": hash, "ruleset": rs }), reports.clone());
+        let handler: fleetwall_http::Handler = Arc::new(move |req| match req.method.as_str() {
+            "PUT" => {
+                got.lock().unwrap().push(req.json().unwrap());
+                Response::json(200, &serde_json::json!({}))
+            }
+            _ if req.query("after") == Some("5") => Response::new(304, "text/plain", ""),
+            _ => Response::json(200, &body),
+        });
+        let server = fleetwall_http::Server::bind(&format!("127.0.0.1:{port}"), None, handler).unwrap();
+        wait("revision 5 reported", || reports.lock().unwrap().iter().any(|r| r["revision"] == 5));
+        stop.store(true, Ordering::Relaxed);
+        let a = t.join().unwrap();
+        server.shutdown();
+        assert!(!stats.baseline_active.load(Ordering::Relaxed));
+        assert_eq!(a.kernel.fingerprint().unwrap(), Some(hash));
+        assert_eq!(a.error, None);
+        let reports = reports.lock().unwrap();
+        let first = &reports[0];
+        assert_eq!(first["revision"], 0, "the baseline is no revision of the server's: {first}");
+        assert_eq!(first["error"], BASELINE_ERROR, "{first}");
+        let baseline_hash = ruleset_hash(&baseline("n1", &a.management()));
+        assert_eq!(first["hash"], baseline_hash.as_str(), "{first}");
+    }
+
+    #[test]
+    fn the_state_files_were_as_open_as_the_umask_allowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("fw-agent-perms-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = dir.join("state");
+        // SAFETY: umask only changes the mode of files created afterwards.
+        let old = unsafe { libc::umask(0) };
+        let rs = ruleset("n1");
+        agent(Some(state.clone()))
+            .apply(LastGood { revision: 1, hash: ruleset_hash(&rs), applied_ms: 0, ruleset: rs }, From::Server);
+        unsafe { libc::umask(old) };
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join("last-good.json")), 0o600);
+        assert_eq!(mode(&state.join("management.json")), 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A namespace of the test's own, removed on drop.
+    struct Netns(String);
+
+    impl Netns {
+        /// None when kernel tests cannot run here and FLEETWALL_SKIP_KERNEL_TESTS allows skipping.
+        fn new(tag: &str) -> Option<Netns> {
+            let name = format!("fw-agent-{}-{tag}", std::process::id());
+            match fleetwall_apply::run(None, "ip", &["netns", "add", &name], None) {
+                Ok(_) => Some(Netns(name)),
+                Err(_) if std::env::var_os("FLEETWALL_SKIP_KERNEL_TESTS").is_some() => None,
+                Err(e) => panic!("KERNEL TESTS CANNOT RUN (root, iproute2, nftables needed): {e}"),
+            }
+        }
+    }
+
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = fleetwall_apply::run(None, "ip", &["netns", "del", &self.0], None);
+        }
+    }
+
+    /// nftables, plus someone adding a rule to our table right after the first apply.
+    struct Tampered {
+        nft: NftKernel,
+        ns: String,
+        done: AtomicBool,
+    }
+
+    impl Kernel for Tampered {
+        fn apply(&self, rs: &NodeRuleset) -> Result<Applied, String> {
+            let applied = self.nft.apply(rs)?;
+            if !self.done.swap(true, Ordering::Relaxed) {
+                let rule = ["add", "rule", "inet", TABLE, "input", "tcp", "dport", "9999", "accept"];
+                fleetwall_apply::run(Some(&self.ns), "nft", &rule, None).map_err(|e| e.to_string())?;
+            }
+            Ok(applied)
+        }
+        fn fingerprint(&self) -> Result<Option<String>, String> {
+            self.nft.fingerprint()
+        }
+    }
+
+    #[test]
+    fn a_rule_slipped_in_right_after_an_apply_was_adopted_as_ours() {
+        let Some(ns) = Netns::new("drift") else { return };
+        let kernel =
+            Tampered { nft: NftKernel::new(Some(ns.0.clone())), ns: ns.0.clone(), done: AtomicBool::new(false) };
+        let mut a = Agent::new(config("http://127.0.0.1:1", None), Box::new(kernel), Box::new(|_| {})).unwrap();
+        let rs = baseline("n1", &Management { gateways: vec!["198.51.100.10/32".parse().unwrap()], ports: vec![] });
+        a.apply(LastGood { revision: 1, hash: ruleset_hash(&rs), applied_ms: 0, ruleset: rs }, From::Server);
+        let list = || fleetwall_apply::run(Some(&ns.0), "nft", &["list", "table", "inet", TABLE], None).unwrap();
+        assert!(list().contains("dport 9999"), "the tampering happened: {}", list());
+        a.check_drift();
+        assert_eq!(a.stats.drift_repairs.load(Ordering::Relaxed), 1);
+        assert!(!list().contains("dport 9999"), "the slipped-in rule is gone: {}", list());
+        // And the repaired table is what the agent wrote: no repair loop.
+        a.check_drift();
+        assert_eq!(a.stats.drift_repairs.load(Ordering::Relaxed), 1);
+        // A deleted table is drift too, found without reading nft's error message.
+        fleetwall_apply::run(Some(&ns.0), "nft", &["delete", "table", "inet", TABLE], None).unwrap();
+        assert_eq!(a.kernel.fingerprint().unwrap(), None);
+        a.check_drift();
+        assert_eq!(a.stats.drift_repairs.load(Ordering::Relaxed), 2);
+        assert!(list().contains("baseline-mgmt-v4"));
     }
 }

@@ -10,10 +10,13 @@
 
 use fleetwall_ir::{NodeRuleset, Verdict};
 use fleetwall_verify::{evaluate, Packet, Transport};
-use std::io::Write;
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What went wrong while programming the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub enum ErrorKind {
     Spawn,
     /// A tool ran and refused the input or failed.
     Tool,
+    /// A tool did not finish within its deadline and was killed.
+    Timeout,
 }
 
 /// A failed apply; nothing of ours is half-applied when the tool itself is atomic (nft).
@@ -41,8 +46,25 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// How long a tool may run before it is killed. nft and conntrack answer in milliseconds;
+/// one that hangs (a stuck netlink socket, a lock) must not stall the agent's loop forever.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
 /// Runs `program args` (inside `netns` when given), feeding `stdin`; returns stdout.
+/// Killed after [`DEADLINE`].
 pub fn run(netns: Option<&str>, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Error> {
+    run_within(netns, program, args, stdin, DEADLINE)
+}
+
+/// [`run`] with its own deadline: past it, the tool and whatever it started are killed
+/// and the error kind is [`ErrorKind::Timeout`].
+pub fn run_within(
+    netns: Option<&str>,
+    program: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+    deadline: Duration,
+) -> Result<String, Error> {
     let mut cmd = match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -53,22 +75,64 @@ pub fn run(netns: Option<&str>, program: &str, args: &[&str], stdin: Option<&str
     };
     cmd.args(args).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // A group of its own, so a timeout kills what the tool started too (`sh -c`, `unshare`).
+    cmd.process_group(0);
     let what = format!("{program} {}", args.join(" "));
+    let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| Error { kind: ErrorKind::Spawn, message: format!("{what}: {e}") })?;
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("piped");
-        pipe.write_all(input.as_bytes())
-            .map_err(|e| Error { kind: ErrorKind::Tool, message: format!("{what}: {e}") })?;
-    }
-    let out =
-        child.wait_with_output().map_err(|e| Error { kind: ErrorKind::Spawn, message: format!("{what}: {e}") })?;
-    if !out.status.success() {
-        return Err(Error {
-            kind: ErrorKind::Tool,
-            message: format!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+    let (input, mut out, mut err) =
+        (child.stdin.take(), child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    // stdin is written and both outputs read on threads of their own: a tool that answers
+    // while it still reads (or fills stderr first) blocks on a full pipe otherwise.
+    std::thread::scope(|s| {
+        let writer = input.zip(stdin).map(|(mut pipe, text)| s.spawn(move || pipe.write_all(text.as_bytes())));
+        let (tx, rx) = mpsc::channel();
+        let tx_err = tx.clone();
+        s.spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            let _ = tx.send((true, buf));
         });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        s.spawn(move || {
+            let mut buf = Vec::new();
+            let _ = err.read_to_end(&mut buf);
+            let _ = tx_err.send((false, buf));
+        });
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            match rx.recv_timeout(deadline.saturating_sub(started.elapsed())) {
+                Ok((true, b)) => stdout = b,
+                Ok((false, b)) => stderr = b,
+                Err(_) => return Err(kill(&mut child, &what, deadline)),
+            }
+        }
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                Ok(None) => return Err(kill(&mut child, &what, deadline)),
+                Err(e) => return Err(Error { kind: ErrorKind::Spawn, message: format!("{what}: {e}") }),
+            }
+        };
+        if !status.success() {
+            return Err(Error {
+                kind: ErrorKind::Tool,
+                message: format!("{what}: {}", String::from_utf8_lossy(&stderr).trim()),
+            });
+        }
+        // A tool that succeeded without reading all its input did not see what we meant.
+        if let Some(Err(e)) = writer.map(|w| w.join().expect("the stdin writer does not panic")) {
+            return Err(Error { kind: ErrorKind::Tool, message: format!("{what}: {e}") });
+        }
+        Ok(String::from_utf8_lossy(&stdout).into_owned())
+    })
+}
+
+fn kill(child: &mut Child, what: &str, deadline: Duration) -> Error {
+    // SAFETY: kill(2) on the process group this function created for the child.
+    unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+    let _ = child.wait();
+    Error { kind: ErrorKind::Timeout, message: format!("{what}: still running after {deadline:?}; killed") }
 }
 
 /// Something that can enforce a ruleset.
@@ -173,8 +237,14 @@ pub fn parse_conntrack(text: &str) -> Vec<Flow> {
 
 /// Deletes the conntrack entries of inbound connections `rs` would not accept as new.
 /// Returns how many were deleted.
+///
+/// Every `conntrack -D` walks the whole conntrack table, so deletes are grouped by what the
+/// verdict depends on (protocol, source, destination, destination port: the source port
+/// never matters), one filter per group, all in one `conntrack -R -` batch
+/// (conntrack-tools 1.4.7 and later). An older conntrack refuses `-R`; then each group
+/// gets a process of its own, one at a time.
 pub fn revoke(netns: Option<&str>, rs: &NodeRuleset) -> Result<usize, Error> {
-    let mut deleted = 0;
+    let mut refused = BTreeSet::new();
     for family in ["ipv4", "ipv6"] {
         let listing = run(netns, "conntrack", &["-L", "-f", family], None)?;
         for flow in parse_conntrack(&listing) {
@@ -182,19 +252,31 @@ pub fn revoke(netns: Option<&str>, rs: &NodeRuleset) -> Result<usize, Error> {
                 continue; // outbound or loopback: not ours to judge
             }
             let transport = if flow.proto == "tcp" { Transport::Tcp(flow.dport) } else { Transport::Udp(flow.dport) };
-            if evaluate(rs, &Packet::new(flow.src, flow.dst, transport)).verdict == Verdict::Accept {
-                continue;
-            }
-            let (src, dst, sport, dport) =
-                (flow.src.to_string(), flow.dst.to_string(), flow.sport.to_string(), flow.dport.to_string());
-            let args = ["-D", "-p", &flow.proto, "-s", &src, "-d", &dst, "--sport", &sport, "--dport", &dport];
-            // The entry may be gone already (timed out); that is what we wanted.
-            if run(netns, "conntrack", &args, None).is_ok() {
-                deleted += 1;
+            if evaluate(rs, &Packet::new(flow.src, flow.dst, transport)).verdict != Verdict::Accept {
+                refused.insert((flow.proto, flow.src, flow.dst, flow.dport));
             }
         }
     }
-    Ok(deleted)
+    if refused.is_empty() {
+        return Ok(0);
+    }
+    let filters: Vec<String> = refused
+        .iter()
+        .map(|(proto, src, dst, dport)| format!("-D -p {proto} -s {src} -d {dst} --dport {dport}"))
+        .collect();
+    // conntrack prints each entry it deleted; an entry gone already (timed out) is no error.
+    match run(netns, "conntrack", &["-R", "-"], Some(&(filters.join("\n") + "\n"))) {
+        Ok(deleted) => Ok(parse_conntrack(&deleted).len()),
+        Err(e) if e.kind == ErrorKind::Tool => {
+            let mut deleted = 0;
+            for filter in &filters {
+                let args: Vec<&str> = filter.split(' ').collect();
+                deleted += run(netns, "conntrack", &args, None).map(|out| parse_conntrack(&out).len()).unwrap_or(0);
+            }
+            Ok(deleted)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -212,5 +294,24 @@ mod tests {
         assert_eq!((flows[0].sport, flows[0].dport), (40000, 12691));
         assert_eq!(flows[1].proto, "udp");
         assert_eq!(flows[1].dport, 500);
+    }
+
+    #[test]
+    fn a_hung_tool_hung_its_caller_forever() {
+        let start = Instant::now();
+        let e =
+            run_within(None, "sh", &["-c", "sleep 30 & exec sleep 30"], None, Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+        assert!(start.elapsed() < Duration::from_secs(5), "killed at its deadline, children too");
+    }
+
+    #[test]
+    fn a_tool_answering_while_it_reads_deadlocked_on_a_full_pipe() {
+        // cat writes as it reads: with 1 MiB, both pipes fill unless stdin and stdout are
+        // served at once.
+        let input = "x".repeat(1 << 20);
+        assert_eq!(run(None, "cat", &[], Some(&input)).unwrap().len(), input.len());
+        let e = run(None, "sh", &["-c", "echo refused >&2; exit 3"], None).unwrap_err();
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Tool, "sh -c echo refused >&2; exit 3: refused"));
     }
 }

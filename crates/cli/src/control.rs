@@ -69,9 +69,14 @@ pub struct AgentArgs {
     /// This node's name in the fleet.
     #[arg(long)]
     pub node: String,
-    /// The node's agent token (`fleetwall token create --node NAME`).
+    /// The node's agent token (`fleetwall token create --node NAME`). Visible to every
+    /// user of the machine in the process list: prefer --token-file or $FLEETWALL_TOKEN.
     #[arg(long, env = "FLEETWALL_TOKEN", hide_env_values = true)]
-    pub token: String,
+    pub token: Option<String>,
+    /// A file holding the node's agent token, read once at start; it must not be
+    /// accessible to group or others (chmod 600).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
     /// CA certificate (PEM) to trust for an https server.
     #[arg(long, env = "FLEETWALL_CA")]
     pub ca: Option<PathBuf>,
@@ -87,6 +92,42 @@ pub struct AgentArgs {
     /// Program the kernel of this network namespace (`ip netns exec`) instead of the agent's own.
     #[arg(long)]
     pub netns: Option<String>,
+    /// A management gateway (CIDR; repeatable) admitted to SSH and the platform port by
+    /// the fail-closed baseline, the ruleset enforced while there is none from the server
+    /// and no usable last good one (default: the gateways of the last ruleset applied).
+    #[arg(long = "gateway", value_name = "CIDR")]
+    pub gateways: Vec<ipnet::IpNet>,
+}
+
+/// The agent's token: from --token-file, else --token or $FLEETWALL_TOKEN.
+fn agent_token(a: &AgentArgs) -> Result<String> {
+    let token = match (&a.token_file, &a.token) {
+        (Some(_), Some(_)) => {
+            bail!("give the agent token with --token-file or with --token/$FLEETWALL_TOKEN, not both")
+        }
+        (Some(path), None) => read_token_file(path)?,
+        (None, Some(t)) => t.trim().to_string(),
+        (None, None) => bail!("the agent needs its token: --token-file PATH (or $FLEETWALL_TOKEN, or --token)"),
+    };
+    if token.is_empty() {
+        bail!("the agent token is empty");
+    }
+    Ok(token)
+}
+
+/// A token file's token (trimmed); refused when group or others may access the file.
+fn read_token_file(path: &Path) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!("{} is accessible to group or others (mode {:o}); chmod 600 it", path.display(), mode & 0o777);
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("{} holds no token", path.display());
+    }
+    Ok(token.to_string())
 }
 
 /// Client verbs.
@@ -986,11 +1027,12 @@ pub fn agent(a: AgentArgs) -> Result<Outcome> {
     let cfg = fleetwall_agent::Config {
         server: a.server.clone(),
         node: a.node.clone(),
-        token: a.token.clone(),
+        token: agent_token(&a)?,
         ca: a.ca.clone(),
         state_dir: Some(a.state_dir.clone()),
         resync: Duration::from_secs_f64(a.resync.max(0.05)),
         poll: Duration::from_secs(30),
+        gateways: a.gateways.clone(),
     };
     let log_node = node.clone();
     let log = Box::new(move |e: &fleetwall_agent::Event| {
@@ -1002,12 +1044,24 @@ pub fn agent(a: AgentArgs) -> Result<Outcome> {
             fleetwall_agent::Event::Applied { revision, .. } => {
                 eprintln!("{t} {log_node}: applied revision {revision}")
             }
+            fleetwall_agent::Event::Baseline { gateways } if gateways.is_empty() => eprintln!(
+                "{t} {log_node}: FAIL-CLOSED BASELINE applied WITHOUT ANY MANAGEMENT GATEWAY: no ruleset from the \
+                 server, no usable last good one, no --gateway and none learnt; only loopback reaches this node"
+            ),
+            fleetwall_agent::Event::Baseline { gateways } => {
+                let list: Vec<String> = gateways.iter().map(ToString::to_string).collect();
+                eprintln!(
+                    "{t} {log_node}: fail-closed baseline applied (no ruleset from the server, no usable last good \
+                     one); management from {}",
+                    list.join(", ")
+                )
+            }
             fleetwall_agent::Event::DriftRepaired => eprintln!("{t} {log_node}: our table had drifted; restored"),
             fleetwall_agent::Event::Error(m) => eprintln!("{t} {log_node}: error: {m}"),
             fleetwall_agent::Event::Unreachable(m) => eprintln!("{t} {log_node}: server unreachable: {m}"),
         }
     });
-    let kernel = Box::new(fleetwall_agent::NftKernel { netns: a.netns.clone() });
+    let kernel = Box::new(fleetwall_agent::NftKernel::new(a.netns.clone()));
     let mut agent = fleetwall_agent::Agent::new(cfg, kernel, log).map_err(|e| anyhow!(e))?;
     let _metrics = if a.metrics_listen != "off" {
         let stats = agent.stats.clone();

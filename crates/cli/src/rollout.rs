@@ -107,6 +107,7 @@ fn simulated(n: usize, writes: usize) -> Result<(Vec<f64>, f64)> {
             state_dir: None,
             resync: Duration::from_secs(3600),
             poll: Duration::from_secs(30),
+            gateways: Vec::new(),
         };
         let tx = tx.clone();
         let on = Box::new(move |e: &fleetwall_agent::Event| {

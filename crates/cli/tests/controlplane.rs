@@ -315,3 +315,118 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
     drop(topo);
     let _: PathBuf = scratch.0.clone();
 }
+
+/// Writes `token` to a file only its owner may read, as an agent's `--token-file`.
+fn token_file(dir: &Path, token: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("agent.token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn an_agent_starting_with_nothing_to_enforce_left_the_node_open() {
+    if !kernel_available() {
+        return;
+    }
+    let scratch = Scratch::new("cp-baseline");
+    let hosts = vec![
+        (Role::Node("b1".into()), vec!["10.40.0.1".parse().unwrap()]),
+        (Role::Gateway, vec![GATEWAY.parse().unwrap()]),
+        (Role::Client("anyone else".into()), vec![CLIENT_IN.parse().unwrap()]),
+    ];
+    let topo = Topology::build(&netns::run_prefix(), hosts).unwrap();
+    let (node, gw, other) = (&topo.hosts[0].netns, &topo.hosts[1].netns, &topo.hosts[2].netns);
+    let _listeners = Listeners::start(node, &[22, KAFKA], &[]).unwrap();
+    assert!(!has_table(node), "a node just rebooted: no table of ours");
+    let state = scratch.0.join("state");
+    let token = token_file(&scratch.0, "not-checked-by-anyone");
+    let log = scratch.0.join("agent.log");
+    // Nothing listens on port 1 of the node's loopback: the server is unreachable.
+    let args = ["agent", "--server", "http://127.0.0.1:1", "--node", "b1", "--token-file"];
+    let mut args: Vec<&str> = args.to_vec();
+    args.extend([token.to_str().unwrap(), "--state-dir", state.to_str().unwrap()]);
+    let gateway = format!("{GATEWAY}/32");
+    args.extend(["--gateway", &gateway, "--metrics-listen", "off"]);
+    let procs = Procs(vec![("agent".into(), spawn_in(node, &args, &log))]);
+    wait_for("the baseline", || has_table(node));
+    let table = fleetwall_apply::run(Some(node), "nft", &["list", "table", "inet", "fleetwall"], None).unwrap();
+    assert!(table.contains("baseline-mgmt-v4") && table.contains(GATEWAY), "{table}");
+    assert_eq!(probe_from(gw, GATEWAY, "10.40.0.1", 22), Observed::Connected, "management from the gateway");
+    assert_eq!(probe_from(gw, GATEWAY, "10.40.0.1", KAFKA), Observed::Reset, "nothing else from the gateway");
+    assert_eq!(probe_from(other, CLIENT_IN, "10.40.0.1", 22), Observed::Reset, "no management from elsewhere");
+    drop(procs);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("fail-closed baseline applied") && log.contains(GATEWAY), "{log}");
+}
+
+#[test]
+fn the_agent_token_was_visible_in_its_command_line() {
+    if !kernel_available() {
+        return;
+    }
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            netns::delete_all(&self.0);
+        }
+    }
+    let scratch = Scratch::new("cp-token-file");
+    let ns = Gone(netns::run_prefix());
+    let ns_name = format!("{}lo", ns.0);
+    netns::create(std::slice::from_ref(&ns_name)).unwrap();
+    fleetwall_apply::run(Some(&ns_name), "ip", &["link", "set", "lo", "up"], None).unwrap();
+    // Server and agent share the namespace's loopback; k1's ruleset admits loopback.
+    let server = "http://127.0.0.1:8181";
+    let data = scratch.0.join("server");
+    let fleet = common::root().join("testdata/controlplane/fleet.yaml");
+    let serve = ["serve", "--listen", "127.0.0.1:8181", "--data-dir", data.to_str().unwrap()];
+    let mut serve: Vec<&str> = serve.to_vec();
+    serve.extend(["--fleet", fleet.to_str().unwrap()]);
+    let mut procs = Procs(vec![("server".into(), spawn_in(&ns_name, &serve, &scratch.0.join("server.log")))]);
+    let admin_file = data.join("admin.token");
+    wait_for("the admin token", || std::fs::read_to_string(&admin_file).is_ok_and(|t| t.ends_with('\n')));
+    let admin = std::fs::read_to_string(&admin_file).unwrap().trim().to_string();
+    let cli = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns_name, bin()])
+            .args(args)
+            .env("FLEETWALL_SERVER", server)
+            .env("FLEETWALL_TOKEN", &admin)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    wait_for("the server", || cli(&["status"]).0);
+    let (ok, out) = cli(&["token", "create", "--node", "k1"]);
+    assert!(ok);
+    let token = out.trim().to_string();
+    let file = token_file(&scratch.0, &token);
+    let state = scratch.0.join("state");
+    let agent = ["agent", "--server", server, "--node", "k1", "--token-file", file.to_str().unwrap()];
+    let mut agent: Vec<&str> = agent.to_vec();
+    agent.extend(["--state-dir", state.to_str().unwrap(), "--metrics-listen", "off"]);
+    let child = spawn_in(&ns_name, &agent, &scratch.0.join("agent.log"));
+    let pid = child.id();
+    procs.0.push(("agent".into(), child));
+    wait_for("k1 in sync", || {
+        let (ok, out) = cli(&["status", "--json"]);
+        let v: serde_json::Value = if ok { serde_json::from_str(&out).unwrap() } else { serde_json::Value::Null };
+        v["nodes"].as_array().is_some_and(|n| n.iter().any(|n| n["node"] == "k1" && n["state"] == "in-sync"))
+    });
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(cmdline.contains("agent") && cmdline.contains("--token-file"), "{cmdline}");
+    assert!(!cmdline.contains(&token), "the token is not in the command line: {cmdline}");
+    // A token file others may read is refused, with a reason.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns_name, bin(), "agent", "--server", server, "--node", "k1", "--token-file"])
+        .arg(&file)
+        .output();
+    let err = String::from_utf8_lossy(&out.unwrap().stderr).into_owned();
+    assert!(err.contains("accessible to group or others (mode 644); chmod 600 it"), "{err}");
+    drop(procs);
+}

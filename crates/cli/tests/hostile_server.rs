@@ -148,9 +148,9 @@ fn a_hostile_server_cannot_touch_another_table_or_read_files() {
         state_dir: Some(secret.0.join("agent")),
         resync: Duration::from_secs(3600),
         poll: Duration::from_millis(300),
+        gateways: Vec::new(),
     };
-    let mut agent =
-        Agent::new(cfg, Box::new(NftKernel { netns: Some(ns.0.clone()) }), Box::new(|_| {})).expect("an agent");
+    let mut agent = Agent::new(cfg, Box::new(NftKernel::new(Some(ns.0.clone()))), Box::new(|_| {})).expect("an agent");
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let runner = std::thread::spawn(move || agent.run(&stop2));

@@ -295,3 +295,57 @@ fn a_crashed_runs_namespaces_are_swept() {
     netns::sweep_leftovers();
     assert!(!netns::list().contains(&name), "{name} survived a sweep");
 }
+
+#[test]
+fn revoking_many_flows_spawned_a_conntrack_per_flow() {
+    use fleetwall_ir::{Match, NodeRuleset, Reject, Rule, Verdict, L4};
+    if !kernel_available() {
+        return;
+    }
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            netns::delete_all(&self.0);
+        }
+    }
+    let prefix = netns::run_prefix();
+    let guard = Gone(prefix.clone());
+    let ns = format!("{}ct", guard.0);
+    netns::create(std::slice::from_ref(&ns)).unwrap();
+    // 500 connections from 5 clients (pools of 100) to a refused port, 20 to an allowed one.
+    let flow = |src: usize, sport: usize, dport: u16| {
+        format!(
+            "-I -p tcp -s 198.51.100.{src} -d 203.0.113.5 --sport {sport} --dport {dport} --state ESTABLISHED -t 300\n"
+        )
+    };
+    let mut batch: String = (0..500).map(|i| flow(i % 5 + 1, 20000 + i, 5432)).collect();
+    batch += &(0..20).map(|i| flow(7, 30000 + i, 80)).collect::<String>();
+    fleetwall_apply::run(Some(&ns), "conntrack", &["-R", "-"], Some(&batch)).unwrap();
+    let rule = |id: &str, l4: L4, verdict| Rule {
+        id: id.into(),
+        reason: id.into(),
+        matches: Match { l4: Some(l4), ..Match::default() },
+        verdict,
+    };
+    let rs = NodeRuleset {
+        node: "n".into(),
+        description: "revoke".into(),
+        addresses: vec!["203.0.113.5".parse().unwrap()],
+        sets: Vec::new(),
+        input: vec![
+            rule("web", L4::Tcp(vec![80]), Verdict::Accept),
+            rule("reject-tcp", L4::Tcp(vec![]), Verdict::Reject(Reject::TcpReset)),
+        ],
+        output: Vec::new(),
+    };
+    let start = std::time::Instant::now();
+    let deleted = fleetwall_apply::revoke(Some(&ns), &rs).unwrap();
+    let took = start.elapsed();
+    eprintln!("revoked {deleted} flows in {took:?}");
+    assert_eq!(deleted, 500);
+    let left = fleetwall_apply::run(Some(&ns), "conntrack", &["-L"], None).unwrap();
+    assert_eq!(left.lines().count(), 20, "only the allowed connections are left: {left}");
+    // One process per flow took seconds (each `conntrack -D` walks the whole table).
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    drop(guard);
+}
