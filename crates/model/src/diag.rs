@@ -36,6 +36,10 @@ macro_rules! codes {
 codes! {
     /// The file is not valid YAML, or holds more than one document.
     Syntax = "syntax",
+    /// YAML aliases that expand the document past its node budget ("billion laughs").
+    AliasExpansion = "alias-expansion",
+    /// Lists and mappings nested deeper than `yaml::MAX_DEPTH`.
+    NestingDepth = "nesting-depth",
     /// A key the format does not define (a "did you mean" is offered when one is close).
     UnknownKey = "unknown-key",
     /// A key written twice in one mapping.

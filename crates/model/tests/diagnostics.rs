@@ -307,3 +307,26 @@ fn lint_entries_that_never_reach_a_vpc_service() {
     assert_eq!(at(&d), (16, 50));
     assert!(diags(&body("          public_access: { kafka_rest: true }\n")).is_empty(), "the public route uses it");
 }
+
+#[test]
+fn nested_aliases_past_the_node_budget() {
+    let mut body = "  p:\n    a: &a [x, x, x, x, x, x, x, x, x, x]\n".to_string();
+    for (prev, name) in ["a", "b", "c", "d", "e"].iter().zip(["b", "c", "d", "e", "f"]) {
+        body.push_str(&format!("    {name}: &{name} [{}]\n", vec![format!("*{prev}"); 10].join(", ")));
+    }
+    let d = one(&body, DiagCode::AliasExpansion);
+    assert_eq!(d.message, "YAML aliases expand this document past 10000 nodes");
+    assert_eq!(at(&d), (9, 40), "the 8th copy of c crosses 10,000");
+    assert_eq!(d.value.as_deref(), Some("10134 nodes"));
+    assert_eq!(d.hint.as_deref(), Some("write the values out, or use fewer nested aliases"));
+}
+
+#[test]
+fn nesting_past_the_depth_limit() {
+    let d = one(&format!("  p:\n    {}x\n", "- ".repeat(100)), DiagCode::NestingDepth);
+    assert_eq!(d.message, "the document nests more than 64 levels deep");
+    // The file and `projects` mappings are two levels, so the 63rd list is the 65th level.
+    assert_eq!(at(&d), (6, 5 + 2 * 62));
+    assert_eq!(d.value.as_deref(), Some("65 levels"));
+    assert_eq!(d.hint.as_deref(), Some("a fleet file nests about ten levels deep; close the open lists and mappings"));
+}
