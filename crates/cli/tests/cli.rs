@@ -87,3 +87,36 @@ fn no_base_port_ports_are_in_range_and_stable() {
     }
     assert_eq!(a, ok(&["ports", "examples/no-base-port.yaml", "--format", "json"]));
 }
+
+#[test]
+fn check_refuses_an_alias_bomb_within_512_mib_of_address_space() {
+    // Seven levels of ten nested aliases (256 bytes here) expanded to 10^7 nodes and
+    // 1.85 GB, and aborted `check`; 512 MiB of address space is far below that.
+    let s = Scratch::new("cli");
+    let f = s.0.join("bomb.yaml");
+    let mut src = "a: &a [x,x,x,x,x,x,x,x,x,x]\n".to_string();
+    for (prev, name) in ["a", "b", "c", "d", "e", "f"].iter().zip(["b", "c", "d", "e", "f", "g"]) {
+        src.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 10].join(",")));
+    }
+    std::fs::write(&f, &src).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleetwall"));
+    cmd.args(["check", f.to_str().unwrap()]).current_dir(root());
+    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+    // which is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let limit = libc::rlimit { rlim_cur: 512 << 20, rlim_max: 512 << 20 };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text.contains("error[alias-expansion]: YAML aliases expand this document past 10000 nodes"), "{text}");
+    assert!(text.contains("bomb.yaml:4:29"), "{text}");
+    assert!(text.contains("= hint: write the values out, or use fewer nested aliases"), "{text}");
+}

@@ -36,6 +36,10 @@ macro_rules! codes {
 codes! {
     /// The file is not valid YAML, or holds more than one document.
     Syntax = "syntax",
+    /// YAML aliases that expand the document past its node budget ("billion laughs").
+    AliasExpansion = "alias-expansion",
+    /// Lists and mappings nested deeper than `yaml::MAX_DEPTH`.
+    NestingDepth = "nesting-depth",
     /// A key the format does not define (a "did you mean" is offered when one is close).
     UnknownKey = "unknown-key",
     /// A key written twice in one mapping.
@@ -50,6 +54,14 @@ codes! {
     InvalidAddress = "invalid-address",
     /// Not a CIDR.
     InvalidCidr = "invalid-cidr",
+    /// An address or network with whitespace around it (it used to be trimmed silently).
+    SurroundingWhitespace = "surrounding-whitespace",
+    /// An IPv4 octet or prefix length with leading zeros: octal to some tools, decimal to
+    /// others; the hint gives the decimal reading.
+    LeadingZeros = "leading-zeros",
+    /// An IPv4-mapped IPv6 address or network (`::ffff:10.0.0.1`), which no IPv4 packet
+    /// matches; the hint gives the IPv4 form.
+    Ipv4Mapped = "ipv4-mapped",
     /// A CIDR with bits set after the prefix (`10.0.0.5/8`); the hint gives the network.
     HostBits = "host-bits",
     /// A port or port-like number outside its allowed range.

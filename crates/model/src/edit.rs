@@ -95,6 +95,8 @@ fn parse_list(key: &str, v: &str) -> Result<Value, String> {
     if t.is_empty() {
         return Ok(Value::Array(Vec::new()));
     }
+    // Spaces around commas belong to the list syntax, as in a YAML flow list; anything
+    // else, and everything inside quotes, reaches the validator as written.
     Ok(Value::Array(t.split(',').map(|s| Value::String(s.trim().to_string())).collect()))
 }
 
@@ -188,6 +190,25 @@ mod tests {
         assert_eq!(apply(&uc, &[set("ip_filter", "[]")]).unwrap()["ip_filter"], json!([]));
         let removed = apply(&uc, &[Edit::Remove("public_access.pg".into()), Edit::Remove("ip_filter".into())]).unwrap();
         assert_eq!(removed, json!({"public_access": {}}));
+    }
+
+    #[test]
+    fn edits_hand_networks_to_the_validator_as_written() {
+        // The validator refuses these; an edit that trimmed or re-read them would hide that.
+        let uc = json!({});
+        assert_eq!(
+            apply(&uc, &[set("ip_filter", r"[' 10.0.0.0/8', '1.2.3.4\n', '010.1.2.0/24', '::ffff:10.0.0.1/128']")])
+                .unwrap()["ip_filter"],
+            json!([" 10.0.0.0/8", "1.2.3.4\n", "010.1.2.0/24", "::ffff:10.0.0.1/128"])
+        );
+        assert_eq!(
+            apply(&uc, &[set("ip_filter", r#"[{"network": "10.0.0.0/8\t"}]"#)]).unwrap()["ip_filter"][0]["network"],
+            "10.0.0.0/8\t"
+        );
+        assert_eq!(
+            apply(&uc, &[set("ip_filter", "010.1.2.0/24, 01.2.3.4/32")]).unwrap()["ip_filter"],
+            json!(["010.1.2.0/24", "01.2.3.4/32"])
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! every problem collected in `Diagnostics` on the way.
 
 pub mod catalog;
+pub mod cidr;
 pub mod diag;
 pub mod edit;
 pub mod fleet;

@@ -5,6 +5,7 @@
 //! error (warnings are fine).
 
 use crate::catalog::{Catalog, Protocol};
+use crate::cidr::{parse_address, parse_network, Ambiguity, CidrError};
 use crate::diag::{did_you_mean, DiagCode, Diagnostic, Diagnostics};
 use crate::fleet::*;
 use crate::ports::{allocate, service_base, PORT_MAX, PORT_MIN};
@@ -91,23 +92,6 @@ fn is_valid_name(s: &str) -> bool {
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
-/// Parses a CIDR as the platform accepts it: a network, or a bare address as a host route.
-fn parse_cidr(s: &str) -> Result<IpNet, CidrError> {
-    if let Ok(addr) = s.parse::<IpAddr>() {
-        return Ok(IpNet::from(addr));
-    }
-    let net: IpNet = s.parse().map_err(|_| CidrError::Malformed)?;
-    if net.trunc() != net {
-        return Err(CidrError::HostBits(net.trunc()));
-    }
-    Ok(net)
-}
-
-enum CidrError {
-    Malformed,
-    HostBits(IpNet),
-}
-
 impl Validator<'_> {
     fn err(&mut self, code: DiagCode, span: Span, msg: impl Into<String>) -> Pending<'_> {
         self.diags.push(Diagnostic::error(code, msg).at(span));
@@ -123,7 +107,7 @@ impl Validator<'_> {
     }
 
     fn cidr(&mut self, s: &Spanned<String>, what: &str) -> Option<IpNet> {
-        match parse_cidr(s.value.trim()) {
+        match parse_network(&s.value) {
             Ok(n) => Some(n),
             Err(CidrError::Malformed) => {
                 self.err(DiagCode::InvalidCidr, s.span, format!("{what}: not a valid CIDR"))
@@ -141,13 +125,17 @@ impl Validator<'_> {
                 .hint(format!("did you mean the network {net}?"));
                 None
             }
+            Err(CidrError::Ambiguous(a)) => {
+                self.ambiguous(s, what, "network", a);
+                None
+            }
         }
     }
 
     fn address(&mut self, s: &Spanned<String>, what: &str) -> Option<IpAddr> {
-        match s.value.trim().parse::<IpAddr>() {
+        match parse_address(&s.value) {
             Ok(a) => Some(a),
-            Err(_) => {
+            Err(CidrError::Malformed | CidrError::HostBits(_)) => {
                 let hint = if s.value.contains('/') {
                     "write a single address, without a prefix length"
                 } else {
@@ -157,6 +145,49 @@ impl Validator<'_> {
                     .value(s.value.clone())
                     .hint(hint);
                 None
+            }
+            Err(CidrError::Ambiguous(a)) => {
+                self.ambiguous(s, what, "address", a);
+                None
+            }
+        }
+    }
+
+    /// The errors of a string that tools could read differently; `noun` is "network" or
+    /// "address".
+    fn ambiguous(&mut self, s: &Spanned<String>, what: &str, noun: &str, a: Ambiguity) {
+        match a {
+            Ambiguity::Whitespace(trimmed) => {
+                // Escaped, or a newline would break the rendered line.
+                self.err(
+                    DiagCode::SurroundingWhitespace,
+                    s.span,
+                    format!("{what}: the {noun} has leading or trailing whitespace"),
+                )
+                .value(s.value.escape_debug().to_string())
+                .hint(format!("did you mean '{trimmed}'?"));
+            }
+            Ambiguity::LeadingZeros(reading) => {
+                self.err(
+                    DiagCode::LeadingZeros,
+                    s.span,
+                    format!("{what}: the {noun} has leading zeros, which some tools read as octal"),
+                )
+                .value(s.value.clone())
+                .hint(match reading {
+                    Some(r) => format!("did you mean {r}, its decimal reading?"),
+                    None => "write each number in decimal, without leading zeros".to_string(),
+                });
+            }
+            Ambiguity::Ipv4Mapped(v4) => {
+                let written = if noun == "address" { v4.addr().to_string() } else { v4.to_string() };
+                self.err(
+                    DiagCode::Ipv4Mapped,
+                    s.span,
+                    format!("{what}: an IPv4-mapped IPv6 {noun} never matches IPv4 traffic"),
+                )
+                .value(s.value.clone())
+                .hint(format!("write it as the IPv4 {noun} {written}"));
             }
         }
     }

@@ -3,7 +3,10 @@
 //! Serde deserializers stop at the first problem; `fleetwall check` must report every
 //! problem at once with its line and column. So the parser only builds this tree, and
 //! `raw` walks it, collecting diagnostics as it goes. Anchors and aliases are resolved
-//! here (an alias becomes a copy of its anchor, spanned at the alias).
+//! here (an alias becomes a copy of its anchor, spanned at the alias). Because copies
+//! multiply, the parser is the trust boundary for size: a document may expand to a node
+//! budget proportional to its length and nest at most `MAX_DEPTH` levels, and is refused
+//! at the alias or collection that goes past either.
 
 use crate::diag::{DiagCode, Diagnostic};
 use saphyr_parser::{Event, Parser, ScalarStyle};
@@ -88,10 +91,41 @@ fn pos(m: &saphyr_parser::Marker) -> Pos {
     Pos { line: m.line() as u32, col: m.col() as u32 + 1 }
 }
 
+/// The deepest nesting of collections a document may have. A fleet file nests about ten
+/// levels deep; the limit keeps hostile nesting from overflowing the stack (dropping or
+/// cloning a tree recurses once per level).
+pub const MAX_DEPTH: usize = 64;
+
+/// The fewest nodes any document may expand to, however short.
+const MIN_NODE_BUDGET: usize = 10_000;
+
+/// The nodes a document may expand to per byte of its source.
+const NODES_PER_BYTE: usize = 16;
+
+/// How many nodes a document of `len` bytes may expand to, aliases included:
+/// `max(10,000, 16 × len)`.
+///
+/// Without aliases a document cannot come near it (every node takes at least a byte of
+/// source), so only alias expansion is bounded: a list of 500 described `ip_filter`
+/// entries shared by 200 services fits, while a few hundred bytes of nested aliases
+/// ("billion laughs") that would expand to gigabytes are refused at the alias that
+/// crosses the budget. A node costs about 80 bytes, so a document holds at most about
+/// 1.3 KB of tree per byte of source.
+pub fn node_budget(len: usize) -> usize {
+    MIN_NODE_BUDGET.max(NODES_PER_BYTE.saturating_mul(len))
+}
+
 /// Parses one YAML document. An empty document is an empty mapping.
 pub fn parse(src: &str) -> Result<Node, Diagnostic> {
-    let mut stack: Vec<(Span, Frame)> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    build(src, node_budget(src.len()), &mut 0)
+}
+
+/// Parses `src`, expanding aliases into at most `budget` nodes; `built` counts the nodes
+/// made (aliases count every node they copy).
+fn build(src: &str, budget: usize, built: &mut usize) -> Result<Node, Diagnostic> {
+    let mut stack: Vec<Frame> = Vec::new();
+    // Anchored nodes with their node counts, so that an alias is budgeted in O(1).
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
     let mut root: Option<Node> = None;
     let mut documents = 0;
     for item in Parser::new_from_str(src) {
@@ -119,45 +153,73 @@ pub fn parse(src: &str) -> Result<Node, Diagnostic> {
                     NodeKind::Scalar { text: text.into_owned(), plain }
                 };
                 let node = Node { span: sp, kind };
+                *built += 1;
                 if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                    anchors.insert(anchor, (node.clone(), 1));
                 }
-                Some(node)
+                Some((node, 1))
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(n) => Some(Node { span: sp, kind: n.kind.clone() }),
+                Some((n, count)) => {
+                    if *built + count > budget {
+                        return Err(Diagnostic::error(
+                            DiagCode::AliasExpansion,
+                            format!("YAML aliases expand this document past {budget} nodes"),
+                        )
+                        .at(sp)
+                        .value(format!("{} nodes", *built + count))
+                        .hint("write the values out, or use fewer nested aliases"));
+                    }
+                    *built += count;
+                    Some((Node { span: sp, kind: n.kind.clone() }, *count))
+                }
                 None => return Err(Diagnostic::error(DiagCode::Syntax, "unknown YAML alias").at(sp)),
             },
-            Event::SequenceStart(anchor, _) => {
-                stack.push((sp, Frame::Seq(anchor, Vec::new())));
-                None
-            }
-            Event::MappingStart(anchor, _) => {
-                stack.push((sp, Frame::Map(anchor, Vec::new(), None)));
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(Diagnostic::error(
+                        DiagCode::NestingDepth,
+                        format!("the document nests more than {MAX_DEPTH} levels deep"),
+                    )
+                    .at(sp)
+                    .value(format!("{} levels", stack.len() + 1))
+                    .hint("a fleet file nests about ten levels deep; close the open lists and mappings"));
+                }
+                let items = match event {
+                    Event::SequenceStart(..) => Items::Seq(Vec::new()),
+                    _ => Items::Map(Vec::new(), None),
+                };
+                stack.push(Frame { start: sp, anchor, nodes: 1, items });
                 None
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (start, frame) = stack.pop().expect("parser balances collections");
-                let span = Span { start: start.start, end: sp.end };
-                let (anchor, kind) = match frame {
-                    Frame::Seq(a, items) => (a, NodeKind::Seq(items)),
-                    Frame::Map(a, pairs, _) => (a, NodeKind::Map(pairs)),
+                let frame = stack.pop().expect("parser balances collections");
+                let span = Span { start: frame.start.start, end: sp.end };
+                let kind = match frame.items {
+                    Items::Seq(items) => NodeKind::Seq(items),
+                    Items::Map(pairs, _) => NodeKind::Map(pairs),
                 };
                 let node = Node { span, kind };
-                if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                *built += 1;
+                if frame.anchor > 0 {
+                    anchors.insert(frame.anchor, (node.clone(), frame.nodes));
                 }
-                Some(node)
+                Some((node, frame.nodes))
             }
             _ => None,
         };
-        if let Some(node) = finished {
+        if let Some((node, count)) = finished {
             match stack.last_mut() {
-                Some((_, Frame::Seq(_, items))) => items.push(node),
-                Some((_, Frame::Map(_, pairs, key))) => match key.take() {
-                    Some(k) => pairs.push((k, node)),
-                    None => *key = Some(node),
-                },
+                Some(parent) => {
+                    parent.nodes += count;
+                    match &mut parent.items {
+                        Items::Seq(items) => items.push(node),
+                        Items::Map(pairs, key) => match key.take() {
+                            Some(k) => pairs.push((k, node)),
+                            None => *key = Some(node),
+                        },
+                    }
+                }
                 None => root = Some(node),
             }
         }
@@ -168,9 +230,18 @@ pub fn parse(src: &str) -> Result<Node, Diagnostic> {
     }))
 }
 
-enum Frame {
-    Seq(usize, Vec<Node>),
-    Map(usize, Vec<(Node, Node)>, Option<Node>),
+/// A collection still open: where it started, its anchor, the nodes in it so far
+/// (itself included) and its items.
+struct Frame {
+    start: Span,
+    anchor: usize,
+    nodes: usize,
+    items: Items,
+}
+
+enum Items {
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>, Option<Node>),
 }
 
 #[cfg(test)]
@@ -194,6 +265,69 @@ mod tests {
         let NodeKind::Map(pairs) = &n.kind else { panic!("map") };
         assert_eq!(pairs[0].1.kind, pairs[1].1.kind);
         assert_eq!(pairs[1].1.span.start.line, 2);
+    }
+
+    /// Seven levels of ten aliases each: 256 bytes that expanded to 10^7 nodes and 1.85 GB.
+    fn billion_laughs() -> String {
+        let mut src = "a: &a [x,x,x,x,x,x,x,x,x,x]\n".to_string();
+        for (prev, name) in ["a", "b", "c", "d", "e", "f"].iter().zip(["b", "c", "d", "e", "f", "g"]) {
+            src.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 10].join(",")));
+        }
+        src
+    }
+
+    #[test]
+    fn alias_bomb_is_refused_at_the_alias_that_crosses_the_budget() {
+        let src = billion_laughs();
+        let budget = node_budget(src.len());
+        assert_eq!(budget, MIN_NODE_BUDGET, "a short file gets the floor");
+        let mut built = 0;
+        let e = build(&src, budget, &mut built).unwrap_err();
+        assert_eq!(e.code, DiagCode::AliasExpansion);
+        assert_eq!(e.message, "YAML aliases expand this document past 10000 nodes");
+        // Keys a–d and lists a–c make 1,237 nodes; each copy of c is 1,111 more, so the
+        // 8th alias of line 4 crosses 10,000.
+        assert_eq!(e.span.unwrap().start, Pos { line: 4, col: 29 });
+        assert_eq!(e.value.as_deref(), Some("10125 nodes"));
+        assert_eq!(e.hint.as_deref(), Some("write the values out, or use fewer nested aliases"));
+        assert!(built <= budget, "built {built} nodes, budget {budget}");
+    }
+
+    #[test]
+    fn an_ip_filter_list_reused_by_many_services_fits_the_budget() {
+        // 500 described entries (5 nodes each), shared by 200 services.
+        let mut src = "filters:\n  office: &office\n".to_string();
+        for i in 0..500 {
+            src.push_str(&format!("    - {{ network: 10.{}.{}.0/24, description: site {i} }}\n", i / 256, i % 256));
+        }
+        src.push_str("services:\n");
+        for i in 0..200 {
+            src.push_str(&format!("  svc-{i}:\n    user_config:\n      ip_filter: *office\n"));
+        }
+        let mut built = 0;
+        let tree = build(&src, node_budget(src.len()), &mut built).unwrap();
+        let NodeKind::Map(top) = &tree.kind else { panic!("map") };
+        let NodeKind::Map(services) = &top[1].1.kind else { panic!("services") };
+        assert_eq!(services.len(), 200);
+        assert!(built > 500_000 && built <= node_budget(src.len()), "{built}");
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused_not_a_stack_overflow() {
+        // 100,000 nested block lists overflowed the stack.
+        let e = parse(&format!("{}x\n", "- ".repeat(100_000))).unwrap_err();
+        assert_eq!(e.code, DiagCode::NestingDepth);
+        assert_eq!(e.message, "the document nests more than 64 levels deep");
+        assert_eq!(e.span.unwrap().start, Pos { line: 1, col: 129 });
+        assert_eq!(e.value.as_deref(), Some("65 levels"));
+        let flow = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let e = parse(&flow).unwrap_err();
+        assert_eq!((e.code, e.span.unwrap().start), (DiagCode::NestingDepth, Pos { line: 1, col: 65 }));
+        // Past 255 open brackets the scanner itself refuses, before any event.
+        let e = parse(&"[".repeat(100_000)).unwrap_err();
+        assert_eq!((e.code, e.span.unwrap().start), (DiagCode::Syntax, Pos { line: 1, col: 256 }));
+        let just_deep_enough = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&just_deep_enough).is_ok());
     }
 
     #[test]

@@ -307,3 +307,111 @@ fn lint_entries_that_never_reach_a_vpc_service() {
     assert_eq!(at(&d), (16, 50));
     assert!(diags(&body("          public_access: { kafka_rest: true }\n")).is_empty(), "the public route uses it");
 }
+
+#[test]
+fn nested_aliases_past_the_node_budget() {
+    let mut body = "  p:\n    a: &a [x, x, x, x, x, x, x, x, x, x]\n".to_string();
+    for (prev, name) in ["a", "b", "c", "d", "e"].iter().zip(["b", "c", "d", "e", "f"]) {
+        body.push_str(&format!("    {name}: &{name} [{}]\n", vec![format!("*{prev}"); 10].join(", ")));
+    }
+    let d = one(&body, DiagCode::AliasExpansion);
+    assert_eq!(d.message, "YAML aliases expand this document past 10000 nodes");
+    assert_eq!(at(&d), (9, 40), "the 8th copy of c crosses 10,000");
+    assert_eq!(d.value.as_deref(), Some("10134 nodes"));
+    assert_eq!(d.hint.as_deref(), Some("write the values out, or use fewer nested aliases"));
+}
+
+#[test]
+fn nesting_past_the_depth_limit() {
+    let d = one(&format!("  p:\n    {}x\n", "- ".repeat(100)), DiagCode::NestingDepth);
+    assert_eq!(d.message, "the document nests more than 64 levels deep");
+    // The file and `projects` mappings are two levels, so the 63rd list is the 65th level.
+    assert_eq!(at(&d), (6, 5 + 2 * 62));
+    assert_eq!(d.value.as_deref(), Some("65 levels"));
+    assert_eq!(d.hint.as_deref(), Some("a fleet file nests about ten levels deep; close the open lists and mappings"));
+}
+
+#[test]
+fn whitespace_around_an_ip_filter_network_was_trimmed_silently() {
+    let all = diags(&pg(r#"[' 10.0.0.0/8', "1.2.3.4\n"]"#));
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let d = &all[0];
+    assert_eq!(d.code, DiagCode::SurroundingWhitespace);
+    assert_eq!(d.message, "ip_filter: the network has leading or trailing whitespace");
+    assert_eq!(at(d), (13, 23));
+    assert_eq!(d.value.as_deref(), Some(" 10.0.0.0/8"));
+    assert_eq!(d.hint.as_deref(), Some("did you mean '10.0.0.0/8'?"));
+    assert_eq!(at(&all[1]), (13, 38));
+    assert_eq!(all[1].value.as_deref(), Some(r"1.2.3.4\n"), "escaped, so the newline shows");
+    assert_eq!(all[1].hint.as_deref(), Some("did you mean '1.2.3.4'?"));
+}
+
+#[test]
+fn leading_zeros_in_an_ip_filter_octet_were_read_as_decimal() {
+    let all = diags(&pg("[010.1.2.0/24, 01.2.3.4/32, 10.0.0.0/08, 0300.1.2.3]"));
+    assert_eq!(all.len(), 4, "{all:#?}");
+    let d = &all[0];
+    assert_eq!(d.code, DiagCode::LeadingZeros);
+    assert_eq!(d.message, "ip_filter: the network has leading zeros, which some tools read as octal");
+    assert_eq!(at(d), (13, 23));
+    assert_eq!(d.value.as_deref(), Some("010.1.2.0/24"));
+    assert_eq!(d.hint.as_deref(), Some("did you mean 10.1.2.0/24, its decimal reading?"));
+    assert!(all[1].hint.as_deref().unwrap().starts_with("did you mean 1.2.3.4/32,"));
+    assert!(all[2].hint.as_deref().unwrap().starts_with("did you mean 10.0.0.0/8,"), "the prefix length too");
+    assert_eq!(all[3].hint.as_deref(), Some("write each number in decimal, without leading zeros"));
+}
+
+#[test]
+fn ipv4_mapped_ip_filter_network_landed_in_an_ipv6_set() {
+    let all = diags(&pg(r#"["::ffff:10.0.0.1/128", "::ffff:10.1.0.0/112"]"#));
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let d = &all[0];
+    assert_eq!(d.code, DiagCode::Ipv4Mapped);
+    assert_eq!(d.message, "ip_filter: an IPv4-mapped IPv6 network never matches IPv4 traffic");
+    assert_eq!(at(d), (13, 23));
+    assert_eq!(d.value.as_deref(), Some("::ffff:10.0.0.1/128"));
+    assert_eq!(d.hint.as_deref(), Some("write it as the IPv4 network 10.0.0.1/32"));
+    assert_eq!(all[1].hint.as_deref(), Some("write it as the IPv4 network 10.1.0.0/16"));
+}
+
+#[test]
+fn every_address_and_network_field_gets_the_same_hygiene() {
+    let src = "version: 1\nplatform:\n  management_gateways: [\"::ffff:198.51.100.10\"]\nprojects:\n  p:\n    vpcs:\n      v: { cloud: aws-eu-west-1, network_cidr: \"10.0.0.0/16 \", privatelink_cidrs: [010.0.0.0/16], peerings: [{ peer_vpc: x, peer_cidrs: [\"::ffff:172.31.0.0/112\"] }] }\n    services:\n      db:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          db-1: { public: 203.0.113.05 }\n";
+    let d = load(src, &Catalog::builtin()).1.items;
+    let got: Vec<_> = d.iter().map(|d| (d.code, d.message.as_str(), at(d), d.hint.as_deref())).collect();
+    assert_eq!(
+        got,
+        [
+            (
+                DiagCode::Ipv4Mapped,
+                "management gateway: an IPv4-mapped IPv6 address never matches IPv4 traffic",
+                (3, 25),
+                Some("write it as the IPv4 address 198.51.100.10")
+            ),
+            (
+                DiagCode::SurroundingWhitespace,
+                "network_cidr: the network has leading or trailing whitespace",
+                (7, 48),
+                Some("did you mean '10.0.0.0/16'?")
+            ),
+            (
+                DiagCode::LeadingZeros,
+                "privatelink_cidrs: the network has leading zeros, which some tools read as octal",
+                (7, 84),
+                Some("did you mean 10.0.0.0/16, its decimal reading?")
+            ),
+            (
+                DiagCode::Ipv4Mapped,
+                "peer_cidrs: an IPv4-mapped IPv6 network never matches IPv4 traffic",
+                (7, 138),
+                Some("write it as the IPv4 network 172.31.0.0/16")
+            ),
+            (
+                DiagCode::LeadingZeros,
+                "public address of db-1: the address has leading zeros, which some tools read as octal",
+                (13, 27),
+                Some("did you mean 203.0.113.5, its decimal reading?")
+            ),
+        ]
+    );
+}

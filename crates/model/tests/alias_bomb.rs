@@ -1,0 +1,52 @@
+//! The "billion laughs" regression: a few hundred bytes of nested YAML aliases (seven
+//! levels of ten) once expanded to 10^7 nodes and 1.85 GB, aborting `fleetwall check`
+//! and the server's `PUT /v1/fleet`.
+//!
+//! This file is its own test binary so that its counting allocator sees only this test:
+//! the peak of live heap bytes during `load` is deterministic, unlike a timing.
+
+use fleetwall_model::{load, Catalog, DiagCode};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[test]
+fn billion_laughs_is_refused_with_less_than_64_mib() {
+    let mut src = "version: 1\na: &a [x,x,x,x,x,x,x,x,x,x]\n".to_string();
+    for (prev, name) in ["a", "b", "c", "d", "e", "f"].iter().zip(["b", "c", "d", "e", "f", "g"]) {
+        src.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 10].join(",")));
+    }
+    let catalog = Catalog::builtin();
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let (fleet, diags) = load(&src, &catalog);
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    assert!(fleet.is_none());
+    assert_eq!(diags.items.len(), 1, "{:#?}", diags.items);
+    let d = &diags.items[0];
+    assert_eq!(d.code, DiagCode::AliasExpansion);
+    assert_eq!(d.span.map(|s| (s.start.line, s.start.col)), Some((5, 29)));
+    assert!(peak < 64 << 20, "load peaked at {peak} bytes");
+}
