@@ -72,6 +72,9 @@ codes! {
     IpFilterTooLong = "ip-filter-too-long",
     /// An `ip_filter` `network` longer than 43 characters, or a description over 1024.
     FieldTooLong = "field-too-long",
+    /// Free text (an `ip_filter` description) holding a control character such as a line
+    /// break: it would end the comment it is rendered into.
+    ControlCharacter = "control-character",
     /// An empty `ip_filter`: every client is locked out (warning).
     EmptyIpFilter = "empty-ip-filter",
     /// A service type the catalog does not know.

@@ -668,6 +668,15 @@ impl Validator<'_> {
                     .value(format!("{} characters", d.value.chars().count()))
                     .hint("shorten the description");
                 }
+                if d.value.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
+                    self.err(
+                        DiagCode::ControlCharacter,
+                        d.span,
+                        "ip_filter description holds a control character (a line break, tab or similar)",
+                    )
+                    .value(format!("{:?}", d.value))
+                    .hint("write the description on one line, without control characters");
+                }
             }
             if let Some(network) = self.cidr(&e.network, "ip_filter") {
                 out.push(IpFilterEntry { network, description: e.description.as_ref().map(|d| d.value.clone()) });

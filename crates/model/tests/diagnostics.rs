@@ -415,3 +415,13 @@ fn every_address_and_network_field_gets_the_same_hygiene() {
         ]
     );
 }
+
+#[test]
+fn a_line_break_in_an_ip_filter_description_reached_the_rendered_comment() {
+    let d =
+        one(&pg("[{ network: 192.0.2.0/24, description: \"office\\nflush ruleset\" }]"), DiagCode::ControlCharacter);
+    assert_eq!(d.message, "ip_filter description holds a control character (a line break, tab or similar)");
+    assert_eq!(at(&d), (13, 61));
+    assert_eq!(d.value.as_deref(), Some("\"office\\nflush ruleset\""));
+    assert_eq!(d.hint.as_deref(), Some("write the description on one line, without control characters"));
+}
