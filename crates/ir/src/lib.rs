@@ -135,6 +135,19 @@ impl IcmpType {
         }
     }
 
+    /// Whether the family's ICMP has this type (packet-too-big and neighbour discovery
+    /// are ICMPv6 only).
+    pub fn exists_in(self, family: Family) -> bool {
+        family == Family::V6
+            || !matches!(
+                self,
+                IcmpType::PacketTooBig
+                    | IcmpType::NdRouterAdvert
+                    | IcmpType::NdNeighborSolicit
+                    | IcmpType::NdNeighborAdvert
+            )
+    }
+
     /// The ICMP (v4) or ICMPv6 type number.
     pub fn number(self, family: Family) -> u8 {
         match (self, family) {

@@ -211,14 +211,28 @@ fn rule(chain: &str, r: &Rule, sets: &BTreeMap<&str, Family>) -> Result<(), Inva
                 None => return Err(invalid(InvalidKind::UnknownSet, format!("rule {} uses unknown set {name}", r.id))),
             },
             Addrs::List(nets) => {
+                if nets.is_empty() {
+                    return Err(invalid(InvalidKind::Family, format!("rule {} matches an empty address list", r.id)));
+                }
                 if let Some(n) = nets.iter().find(|n| Family::of(n) != *fam) {
                     return Err(invalid(InvalidKind::Family, format!("rule {} lists {n} of the other family", r.id)));
                 }
             }
         }
     }
-    if matches!(l4, Some(L4::Icmp(t)) if t.is_empty()) {
-        return Err(invalid(InvalidKind::Family, format!("rule {} matches ICMP without a type", r.id)));
+    if let Some(L4::Icmp(types)) = l4 {
+        let Some(fam) = family else {
+            return Err(invalid(InvalidKind::Family, format!("rule {} matches ICMP without a family", r.id)));
+        };
+        if types.is_empty() {
+            return Err(invalid(InvalidKind::Family, format!("rule {} matches ICMP without a type", r.id)));
+        }
+        if let Some(t) = types.iter().find(|t| !t.exists_in(*fam)) {
+            return Err(invalid(
+                InvalidKind::Family,
+                format!("rule {} matches {} which {} does not have", r.id, t.nft_name(), fam.as_str()),
+            ));
+        }
     }
     Ok(())
 }
