@@ -400,6 +400,9 @@ struct Api {
     client: Client,
 }
 
+/// The largest response `fleetwall fleet get` accepts (the whole fleet).
+const WHOLE_FLEET_RESPONSE_LIMIT: usize = 1 << 30;
+
 impl Api {
     fn new(a: &ClientArgs) -> Result<Api> {
         let mut client = Client::new(&a.server, a.ca.as_deref()).map_err(|e| ApiFailure(e.to_string()))?;
@@ -641,6 +644,9 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
         },
         ClientCmd::Fleet(FleetCmd::Get { revision }) => {
             let q = revision.map(|r| format!("&revision={r}")).unwrap_or_default();
+            // The whole fleet, rendered back, can be larger than the 64 MiB fleet file the
+            // server accepts and than the client's default response limit.
+            let api = Api { client: api.client.clone().with_max_response_body(WHOLE_FLEET_RESPONSE_LIMIT) };
             if json_out {
                 show(&api.call("GET", &format!("/v1/fleet?format=json{q}"), None)?);
             } else {
