@@ -1,8 +1,11 @@
 //! The HTTP/JSON API: routing, authorization, and the JSON views. The OpenAPI document
 //! (`openapi.json`, served at `/openapi.json`) describes every route listed in `ROUTES`.
+//!
+//! Callers are authenticated twice over: on the request head, before its body is read
+//! ([`admit`], so a stranger cannot make the server buffer a body), and again in the routing.
 
 use crate::{ops, ptr, Actor, ApiError, ControlPlane, Report, Written};
-use fleetwall_http::{Request, Response};
+use fleetwall_http::{Admission, Request, RequestHead, Response};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +53,10 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The longest long-poll a caller may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// The largest body read from a caller without a valid token: only the public routes
+/// (`/healthz`, `/openapi.json`, `/metrics`) are served to one, and none of them takes a body.
+pub const UNAUTHENTICATED_MAX_BODY: usize = 4 << 10;
+
 fn error_response(e: &ApiError) -> Response {
     let mut body = json!({ "message": e.message, "status": e.status });
     if !e.diagnostics.is_empty() {
@@ -72,6 +79,23 @@ pub fn handle(cp: &Arc<ControlPlane>, req: Request) -> Response {
     };
     cp.metrics.request(&method, resp.status);
     resp
+}
+
+/// Decides from a request's head, before its body is read, whether to read it: up to
+/// [`UNAUTHENTICATED_MAX_BODY`] for the public routes, up to the server's limit for a caller
+/// with a valid token, and for anyone else not at all (401).
+pub fn admit(cp: &ControlPlane, head: &RequestHead<'_>) -> Admission {
+    let segs: Vec<&str> = head.path.split('/').filter(|s| !s.is_empty()).collect();
+    if head.method == "GET" && matches!(segs.as_slice(), ["healthz" | "openapi.json" | "metrics"]) {
+        return Admission::Read { max_body: UNAUTHENTICATED_MAX_BODY };
+    }
+    match cp.authenticate(head.bearer()) {
+        Ok(_) => Admission::Read { max_body: usize::MAX },
+        Err(e) => {
+            cp.metrics.request(head.method, e.status);
+            Admission::Refuse(error_response(&e))
+        }
+    }
 }
 
 fn body_json(req: &Request) -> Result<Value, ApiError> {
@@ -596,12 +620,15 @@ fn privatelink(
     }
 }
 
-/// Serves the API on `addr` until the process ends.
+/// Serves the API on `addr` until the process ends; callers are [`admit`]ted on the request
+/// head.
 pub fn serve(
     cp: Arc<ControlPlane>,
     addr: &str,
     tls: Option<&fleetwall_http::TlsFiles>,
 ) -> Result<fleetwall_http::Server, fleetwall_http::Error> {
+    let admission = cp.clone();
+    let admit: fleetwall_http::Admit = Arc::new(move |head| admit(&admission, head));
     let handler: fleetwall_http::Handler = Arc::new(move |req| handle(&cp, req));
-    fleetwall_http::Server::bind(addr, tls, handler)
+    fleetwall_http::Server::bind_with_admission(addr, tls, handler, admit, fleetwall_http::Limits::default())
 }
