@@ -855,6 +855,11 @@ fn load_catalog(path: Option<&Path>) -> Result<fleetwall_model::Catalog> {
 
 /// `fleetwall serve`.
 pub fn serve(a: ServeArgs) -> Result<Outcome> {
+    // Every agent's long-poll holds a descriptor: the default soft limit (1024) would refuse
+    // agents long before the server's connection cap.
+    if let Err(e) = fleetwall_http::raise_open_files_limit() {
+        eprintln!("fleetwall serve: cannot raise the open files limit: {e}");
+    }
     let catalog = load_catalog(a.catalog.as_deref())?;
     let url = a.db.clone().unwrap_or_else(|| a.data_dir.join("fleet.db").display().to_string());
     let cp = fleetwall_server::ControlPlane::open(&url, catalog)?;
