@@ -7,6 +7,8 @@
 use crate::{ops, ptr, Actor, ApiError, ControlPlane, Report, Written};
 use fleetwall_http::{Admission, Request, RequestHead, Response};
 use serde_json::{json, Value};
+use std::ops::RangeInclusive;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,14 +72,20 @@ fn error_response(e: &ApiError) -> Response {
     }
 }
 
-/// Answers one request.
+/// Answers one request. A panic while answering is answered (and counted) as a 500 here, so
+/// that the metrics see it.
 pub fn handle(cp: &Arc<ControlPlane>, req: Request) -> Response {
-    let method = req.method.clone();
-    let resp = match route(cp, &req) {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
+    answer(cp, &req.method, || route(cp, &req))
+}
+
+/// Runs `route`, turns its error or panic into the error response, and counts the status.
+fn answer(cp: &ControlPlane, method: &str, route: impl FnOnce() -> Result<Response, ApiError>) -> Response {
+    let resp = match catch_unwind(AssertUnwindSafe(route)) {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => error_response(&e),
+        Err(_) => error_response(&ApiError::internal("internal error")),
     };
-    cp.metrics.request(&method, resp.status);
+    cp.metrics.request(method, resp.status);
     resp
 }
 
@@ -95,6 +103,32 @@ pub fn admit(cp: &ControlPlane, head: &RequestHead<'_>) -> Admission {
             cp.metrics.request(head.method, e.status);
             Admission::Refuse(error_response(&e))
         }
+    }
+}
+
+/// The query parameter `name` as a whole number in `range`; `None` when it is absent.
+fn query_int(req: &Request, name: &str, range: RangeInclusive<i64>) -> Result<Option<i64>, ApiError> {
+    let Some(text) = req.query(name) else { return Ok(None) };
+    match text.parse::<i64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::bad(format!(
+            "query parameter '{name}' must be a whole number from {} to {}, got '{text}'",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+/// The query parameter `name` as a number of seconds from 0 to `max`; `None` when absent.
+fn query_seconds(req: &Request, name: &str, max: Duration) -> Result<Option<Duration>, ApiError> {
+    let Some(text) = req.query(name) else { return Ok(None) };
+    match text.parse::<f64>() {
+        // Rejects NaN and the infinities too, which from_secs_f64 would panic on.
+        Ok(secs) if (0.0..=max.as_secs_f64()).contains(&secs) => Ok(Some(Duration::from_secs_f64(secs))),
+        _ => Err(ApiError::bad(format!(
+            "query parameter '{name}' must be a number of seconds from 0 to {}, got '{text}'",
+            max.as_secs_f64()
+        ))),
     }
 }
 
@@ -158,10 +192,8 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
     match (m, segs.as_slice()) {
         ("GET", ["v1", "fleet"]) => {
             need_admin(&actor)?;
-            let (rev, doc) = match req.query("revision") {
+            let (rev, doc) = match query_int(req, "revision", 1..=i64::MAX)? {
                 Some(r) => {
-                    let r: i64 =
-                        r.parse().map_err(|_| ApiError::bad(format!("revision must be a number, got '{r}'")))?;
                     let rows = cp
                         .db
                         .read(|tx| tx.query("SELECT fleet FROM revisions WHERE revision = ?", &[crate::db::V::I(r)]))?;
@@ -332,8 +364,8 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
         }
         ("GET", ["v1", "audit"]) => {
             need_admin(&actor)?;
-            let limit: i64 = req.query("limit").and_then(|l| l.parse().ok()).unwrap_or(100).clamp(1, 10_000);
-            let after: i64 = req.query("after").and_then(|l| l.parse().ok()).unwrap_or(0);
+            let limit = query_int(req, "limit", 1..=10_000)?.unwrap_or(100);
+            let after = query_int(req, "after", 0..=i64::MAX)?.unwrap_or(0);
             let rows = cp.db.read(|tx| {
                 tx.query(
                     "SELECT id, revision, at, actor, action, target, before, after FROM audit WHERE id > ? ORDER BY id LIMIT ?",
@@ -377,17 +409,8 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 Actor::Agent(me) if me == n => {}
                 other => return Err(ApiError::forbidden(format!("{} may not read node '{n}'", other.name()))),
             }
-            let after: i64 = req
-                .query("after")
-                .map(|a| a.parse().map_err(|_| ApiError::bad("after must be a revision number")))
-                .transpose()?
-                .unwrap_or(-1);
-            let wait = req
-                .query("wait")
-                .and_then(|w| w.parse::<f64>().ok())
-                .map(Duration::from_secs_f64)
-                .unwrap_or(Duration::ZERO)
-                .min(MAX_WAIT);
+            let after = query_int(req, "after", -1..=i64::MAX)?.unwrap_or(-1);
+            let wait = query_seconds(req, "wait", MAX_WAIT)?.unwrap_or(Duration::ZERO);
             match cp.wait_node(n, after, wait) {
                 None => Err(ApiError::not_found(format!(
                     "node '{n}' is not in the fleet (revision {})",
@@ -631,4 +654,31 @@ pub fn serve(
     let admit: fleetwall_http::Admit = Arc::new(move |head| admit(&admission, head));
     let handler: fleetwall_http::Handler = Arc::new(move |req| handle(&cp, req));
     fleetwall_http::Server::bind_with_admission(addr, tls, handler, admit, fleetwall_http::Limits::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_answering_is_counted_as_a_500_on_metrics() {
+        let dir = std::env::temp_dir().join(format!("fw-api-panic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cp = ControlPlane::open(&dir.join("fleet.db").display().to_string(), fleetwall_model::Catalog::builtin())
+            .unwrap();
+        let resp = answer(&cp, "GET", || panic!("a route bug (expected by the test)"));
+        assert_eq!(resp.status, 500);
+        let metrics = Request {
+            method: "GET".into(),
+            path: "/metrics".into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+        };
+        let text = handle(&cp, metrics).text();
+        assert!(text.contains("fleetwall_http_requests_total{method=\"GET\",status=\"500\"} 1\n"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,8 +1,10 @@
-//! The control plane over real HTTP against input it must not trust: requests without a valid
-//! token that announce a body. Each test is named after what used to break.
+//! The control plane over real HTTP against input it must not trust: query values that used
+//! to panic the handler, and requests without a valid token that announce a body. Each test is
+//! named after what used to break.
 
 use fleetwall_http::{Client, Server};
 use fleetwall_server::{api, ControlPlane};
+use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -42,6 +44,68 @@ impl Env {
     fn admin(&self) -> Client {
         Client::new(&self.url(), None).unwrap().with_token(&self.admin)
     }
+}
+
+/// GETs `path` as the admin; the status and the error message.
+fn get(env: &Env, path: &str) -> (u16, String) {
+    let r = env.admin().get(path).unwrap();
+    let message = r.json_body::<Value>().ok().and_then(|v| v["message"].as_str().map(str::to_string));
+    (r.status, message.unwrap_or_default())
+}
+
+fn assert_bad_wait(value: &str) {
+    let env = start(&format!("wait-{}", value.replace(['.', '-', '+'], "_")));
+    let (status, message) = get(&env, &format!("/v1/nodes/web-1/ruleset?after=0&wait={value}"));
+    assert_eq!(status, 400, "wait={value}: {message}");
+    assert_eq!(message, format!("query parameter 'wait' must be a number of seconds from 0 to 60, got '{value}'"));
+}
+
+#[test]
+fn a_negative_wait_is_a_400_not_a_panic() {
+    assert_bad_wait("-1");
+}
+
+#[test]
+fn a_nan_wait_is_a_400_not_a_panic() {
+    assert_bad_wait("NaN");
+}
+
+#[test]
+fn an_infinite_wait_is_a_400_not_a_panic() {
+    assert_bad_wait("inf");
+}
+
+#[test]
+fn a_huge_wait_is_a_400_not_a_panic() {
+    assert_bad_wait("1e308");
+}
+
+#[test]
+fn a_wait_over_the_maximum_is_a_400_not_silently_shortened() {
+    assert_bad_wait("61");
+}
+
+#[test]
+fn bad_after_revision_and_limit_values_are_400s_naming_the_parameter() {
+    let env = start("numbers");
+    for (path, name, range) in [
+        ("/v1/nodes/web-1/ruleset?after=x", "after", "-1 to 9223372036854775807"),
+        ("/v1/nodes/web-1/ruleset?after=-2", "after", "-1 to 9223372036854775807"),
+        ("/v1/fleet?revision=1.5", "revision", "1 to 9223372036854775807"),
+        ("/v1/fleet?revision=0", "revision", "1 to 9223372036854775807"),
+        ("/v1/audit?limit=abc", "limit", "1 to 10000"),
+        ("/v1/audit?limit=0", "limit", "1 to 10000"),
+        ("/v1/audit?limit=10001", "limit", "1 to 10000"),
+        ("/v1/audit?after=99999999999999999999", "after", "0 to 9223372036854775807"),
+    ] {
+        let (status, message) = get(&env, path);
+        assert_eq!(status, 400, "{path}: {message}");
+        assert!(message.starts_with(&format!("query parameter '{name}' must be a whole number from {range}, got '")));
+    }
+    // Good values still work.
+    assert_eq!(get(&env, "/v1/audit?limit=10000&after=0").0, 200);
+    assert_eq!(get(&env, "/v1/nodes/web-1/ruleset?after=-1&wait=0").0, 404, "no such node; the query is fine");
+    assert_eq!(get(&env, "/v1/nodes/web-1/ruleset?wait=0.25").0, 404);
 }
 
 #[test]
