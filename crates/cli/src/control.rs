@@ -465,6 +465,9 @@ struct Api {
     client: Client,
 }
 
+/// The largest response `fleetwall fleet get` accepts (the whole fleet).
+const WHOLE_FLEET_RESPONSE_LIMIT: usize = 1 << 30;
+
 impl Api {
     fn new(a: &ClientArgs) -> Result<Api> {
         let mut client = Client::new(&a.server, a.ca.as_deref()).map_err(|e| ApiFailure(e.to_string()))?;
@@ -706,6 +709,9 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
         },
         ClientCmd::Fleet(FleetCmd::Get { revision }) => {
             let q = revision.map(|r| format!("&revision={r}")).unwrap_or_default();
+            // The whole fleet, rendered back, can be larger than the 64 MiB fleet file the
+            // server accepts and than the client's default response limit.
+            let api = Api { client: api.client.clone().with_max_response_body(WHOLE_FLEET_RESPONSE_LIMIT) };
             if json_out {
                 show(&api.call("GET", &format!("/v1/fleet?format=json{q}"), None)?);
             } else {
@@ -941,6 +947,11 @@ fn load_catalog(path: Option<&Path>) -> Result<fleetwall_model::Catalog> {
 
 /// `fleetwall serve`.
 pub fn serve(a: ServeArgs) -> Result<Outcome> {
+    // Every agent's long-poll holds a descriptor: the default soft limit (1024) would refuse
+    // agents long before the server's connection cap.
+    if let Err(e) = fleetwall_http::raise_open_files_limit() {
+        eprintln!("fleetwall serve: cannot raise the open files limit: {e}");
+    }
     let catalog = load_catalog(a.catalog.as_deref())?;
     let url = a.db.clone().unwrap_or_else(|| a.data_dir.join("fleet.db").display().to_string());
     let cp = fleetwall_server::ControlPlane::open(&url, catalog)?;

@@ -36,17 +36,6 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn raise_nofile() {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: plain getrlimit/setrlimit on our own process with a valid struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max.min(65_536);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
-    }
-}
-
 fn gateways_write(admin: &Client, k: usize) -> Result<(i64, Instant)> {
     let fleet = admin.get("/v1/fleet").map_err(|e| anyhow!("{e}"))?.json_body::<Value>()?;
     let mut platform = fleet["fleet"]["platform"].clone();
@@ -78,7 +67,8 @@ fn control_plane(tag: &str) -> Result<(std::path::PathBuf, Arc<fleetwall_server:
 
 /// Latencies (ms) of `writes` writes, each awaited on all `n` simulated agents.
 fn simulated(n: usize, writes: usize) -> Result<(Vec<f64>, f64)> {
-    raise_nofile();
+    // Every simulated agent holds a connection, in this process and to it.
+    let _ = fleetwall_http::raise_open_files_limit();
     let (dir, cp, admin_token) = control_plane("sim")?;
     let server = fleetwall_server::api::serve(cp.clone(), "127.0.0.1:0", None).map_err(|e| anyhow!("{e}"))?;
     let url = format!("http://{}", server.local_addr());

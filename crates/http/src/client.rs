@@ -1,11 +1,15 @@
 //! The client: one cached keep-alive connection per `Client`.
+//!
+//! A server is not trusted to be well-behaved: every exchange has one deadline (its timeout)
+//! for sending the request and receiving the whole response, however slowly the bytes trickle
+//! in, and a response body is refused beyond a size limit (64 MiB unless raised).
 
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::{DnsName, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
@@ -15,8 +19,8 @@ use crate::{Error, Response};
 
 /// Largest response head the client accepts.
 const MAX_HEAD: usize = 64 << 10;
-/// Largest response body the client accepts.
-const MAX_BODY: usize = 1 << 30;
+/// Largest response body the client accepts unless raised ([`Client::with_max_response_body`]).
+const DEFAULT_MAX_BODY: usize = 64 << 20;
 /// Default connect and read timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -30,6 +34,7 @@ pub struct Client {
     tls: Option<Arc<ClientConfig>>,
     token: Option<String>,
     timeout: Duration,
+    max_body: usize,
     conn: Mutex<Option<Conn>>,
 }
 
@@ -48,13 +53,48 @@ struct Target {
     prefix: String,
 }
 
-type Stream = wire::Stream<TcpStream, StreamOwned<ClientConnection, TcpStream>>;
+/// A TCP stream whose reads and writes stop at a deadline: before each one the socket's
+/// timeout is set to what is left of it, so that a byte now and then does not extend it.
+struct DeadlineTcp {
+    tcp: TcpStream,
+    until: Instant,
+}
+
+impl DeadlineTcp {
+    /// What is left of the deadline; a timeout error once it has passed.
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        Ok(left)
+    }
+}
+
+impl io::Read for DeadlineTcp {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp.set_read_timeout(Some(self.left()?))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for DeadlineTcp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.set_write_timeout(Some(self.left()?))?;
+        self.tcp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+type Stream = wire::Stream<DeadlineTcp, StreamOwned<ClientConnection, DeadlineTcp>>;
 
 impl Stream {
-    fn tcp(&self) -> &TcpStream {
+    fn tcp(&mut self) -> &mut DeadlineTcp {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
+            Stream::Tls(s) => &mut s.sock,
         }
     }
 }
@@ -87,7 +127,14 @@ impl Client {
         } else {
             None
         };
-        Ok(Client { target, tls, token: None, timeout: DEFAULT_TIMEOUT, conn: Mutex::new(None) })
+        Ok(Client {
+            target,
+            tls,
+            token: None,
+            timeout: DEFAULT_TIMEOUT,
+            max_body: DEFAULT_MAX_BODY,
+            conn: Mutex::new(None),
+        })
     }
 
     /// Sends `Authorization: Bearer <token>` with every request.
@@ -96,9 +143,17 @@ impl Client {
         self
     }
 
-    /// Sets the connect timeout and the per-request read timeout (default 30 s).
+    /// Sets the connect timeout, the TLS handshake's, and each request's: the longest time for
+    /// sending a request and receiving its whole response (default 30 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets the largest response body accepted (default 64 MiB); a larger one is an
+    /// [`Error::Protocol`] (announced) or [`Error::Io`] (found while reading).
+    pub fn with_max_response_body(mut self, bytes: usize) -> Client {
+        self.max_body = bytes;
         self
     }
 
@@ -134,8 +189,9 @@ impl Client {
         self.request(method, path_and_query, Some(("application/json", &bytes)))
     }
 
-    /// Like [`Client::request`], with a read timeout for this call only (for long-polls); the
-    /// connect timeout stays the client's.
+    /// Like [`Client::request`], with a timeout for this call only (for long-polls): the whole
+    /// exchange, including a retry on a fresh connection, ends by then. The connect timeout
+    /// stays the client's.
     pub fn request_with_timeout(
         &self,
         method: &str,
@@ -144,16 +200,17 @@ impl Client {
         timeout: Duration,
     ) -> Result<Response, Error> {
         let request = self.encode_request(method, path_and_query, body)?;
+        let until = Instant::now() + timeout;
         let head_only = method == "HEAD";
         let mut cached = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let (mut conn, reused) = match cached.take() {
             Some(conn) => (conn, true),
             None => (self.connect()?, false),
         };
-        let outcome = match self.exchange(&mut conn, &request, head_only, timeout) {
+        let outcome = match self.exchange(&mut conn, &request, head_only, timeout, until) {
             Err(Failure { retry: true, .. }) if reused => {
                 conn = self.connect()?;
-                self.exchange(&mut conn, &request, head_only, timeout)
+                self.exchange(&mut conn, &request, head_only, timeout, until)
             }
             outcome => outcome,
         };
@@ -231,8 +288,8 @@ impl Client {
         }
         let tcp = tcp.ok_or_else(|| connect_error(last))?;
         let _ = tcp.set_nodelay(true);
-        tcp.set_read_timeout(Some(self.timeout)).map_err(Error::Io)?;
-        tcp.set_write_timeout(Some(self.timeout)).map_err(Error::Io)?;
+        // The handshake's deadline; each exchange sets its own.
+        let tcp = DeadlineTcp { tcp, until: Instant::now() + self.timeout };
         let Some(config) = &self.tls else { return Ok(BufConn::new(Stream::Plain(tcp))) };
         let name = match target.host.parse::<IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
@@ -273,16 +330,17 @@ impl Client {
         Ok(BufConn::new(Stream::Tls(Box::new(tls))))
     }
 
-    /// Sends a request and reads the response; `Ok((response, keep the connection))`.
+    /// Sends a request and reads the response by `until` (`timeout` is for messages);
+    /// `Ok((response, keep the connection))`.
     fn exchange(
         &self,
         conn: &mut Conn,
         request: &[u8],
         head_only: bool,
         timeout: Duration,
+        until: Instant,
     ) -> Result<(Response, bool), Failure> {
-        let fail = |error| Failure { error, retry: false };
-        conn.inner.tcp().set_read_timeout(Some(timeout)).map_err(|e| fail(Error::Io(e)))?;
+        conn.inner.tcp().until = until;
         let received_before = conn.received;
         if let Err(e) = conn.send(request) {
             let retry = wire::is_closed_error(&e);
@@ -340,20 +398,23 @@ impl Client {
             .flat_map(|(_, v)| v.split(','))
             .next_back()
             .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+        let max = self.max_body;
         if head_only || status == 204 || status == 304 {
         } else if chunked {
-            read_chunked(conn, &mut body).map_err(|e| io_fail(conn, e))?;
+            read_chunked(conn, max, &mut body).map_err(|e| io_fail(conn, e))?;
         } else if headers.iter().any(|(n, _)| n == "transfer-encoding") {
             keep_alive = false;
-            conn.read_to_close(MAX_BODY, &mut body).map_err(|e| io_fail(conn, e))?;
+            conn.read_to_close(max, &mut body).map_err(|e| io_fail(conn, e))?;
         } else if let Some(length) = wire::content_length(&headers).map_err(protocol)? {
-            if length > MAX_BODY as u64 {
-                return Err(protocol(format!("response body of {length} bytes is too large")));
+            if length > max as u64 {
+                return Err(protocol(format!(
+                    "the response body of {length} bytes is larger than the client's limit of {max} bytes"
+                )));
             }
             conn.read_exact_into(length as usize, &mut body).map_err(|e| io_fail(conn, e))?;
         } else {
             keep_alive = false;
-            conn.read_to_close(MAX_BODY, &mut body).map_err(|e| io_fail(conn, e))?;
+            conn.read_to_close(max, &mut body).map_err(|e| io_fail(conn, e))?;
         }
         Ok((Response { status, headers, body }, keep_alive))
     }
@@ -382,6 +443,7 @@ impl Clone for Client {
             tls: self.tls.clone(),
             token: self.token.clone(),
             timeout: self.timeout,
+            max_body: self.max_body,
             conn: Mutex::new(None),
         }
     }
@@ -395,6 +457,7 @@ impl fmt::Debug for Client {
             .field("prefix", &self.target.prefix)
             .field("token", &self.token.as_ref().map(|_| "…"))
             .field("timeout", &self.timeout)
+            .field("max_body", &self.max_body)
             .finish_non_exhaustive()
     }
 }
@@ -432,7 +495,7 @@ fn parse_response_head(head: &[u8]) -> Result<ResponseHead, String> {
     Ok((minor, status, wire::parse_header_lines(header_lines)?))
 }
 
-fn read_chunked(conn: &mut Conn, body: &mut Vec<u8>) -> io::Result<()> {
+fn read_chunked(conn: &mut Conn, max: usize, body: &mut Vec<u8>) -> io::Result<()> {
     let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
     loop {
         let line = conn.read_line(4096)?;
@@ -447,8 +510,8 @@ fn read_chunked(conn: &mut Conn, body: &mut Vec<u8>) -> io::Result<()> {
             while !conn.read_line(MAX_HEAD)?.is_empty() {}
             return Ok(());
         }
-        if body.len() + size > MAX_BODY {
-            return Err(invalid("chunked response body too large".into()));
+        if body.len() + size > max {
+            return Err(invalid(format!("the chunked response body is larger than the client's limit of {max} bytes")));
         }
         conn.read_exact_into(size, body)?;
         if !conn.read_line(2)?.is_empty() {

@@ -2,8 +2,13 @@
 //!
 //! The server runs one thread per connection (std threads), speaks HTTP/1.1 with keep-alive,
 //! reads request bodies framed by `Content-Length` only, and answers every request with a
-//! `Content-Length` body. It is meant for a JSON API with long-polling: about a thousand mostly
+//! `Content-Length` body. It is meant for a JSON API with long-polling: thousands of mostly
 //! idle keep-alive connections whose handlers may block for a minute.
+//!
+//! Its key decision is that nothing a peer sends is buffered before the peer is admitted: an
+//! optional [`Admit`] callback sees each request's head (and may authenticate it) before a byte
+//! of the body is read, every head and body must arrive within a deadline, and the bodies being
+//! read on all connections together share one memory budget ([`Limits`]).
 //!
 //! The client keeps one keep-alive connection per [`Client`] and retries once on a fresh
 //! connection when a reused one turns out to have been closed by the server.
@@ -19,7 +24,7 @@ mod tls;
 mod wire;
 
 pub use client::Client;
-pub use server::{Limits, Server};
+pub use server::{raise_open_files_limit, Limits, Server};
 
 use std::fmt;
 use std::io;
@@ -58,14 +63,7 @@ impl Request {
 
     /// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
     pub fn bearer(&self) -> Option<&str> {
-        let value = self.header("authorization")?.trim();
-        let split = value.find([' ', '\t'])?;
-        let (scheme, token) = value.split_at(split);
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let token = token.trim();
-        (!token.is_empty()).then_some(token)
+        bearer_of(&self.headers)
     }
 
     /// Parses the body as JSON.
@@ -73,6 +71,55 @@ impl Request {
         serde_json::from_slice(&self.body)
     }
 }
+
+/// A request's head as an [`Admit`] callback sees it: everything but the body, which has not
+/// been read yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    /// The method as sent, e.g. `"PUT"`.
+    pub method: &'a str,
+    /// The percent-decoded path, without the query.
+    pub path: &'a str,
+    /// The query pairs in order, percent-decoded (as in [`Request::query`]).
+    pub query: &'a [(String, String)],
+    /// The header fields in order, names lower-cased, values trimmed.
+    pub headers: &'a [(String, String)],
+    /// The `Content-Length` the peer announced (0 when there is none).
+    pub content_length: u64,
+    /// The address of the peer; an IPv4-mapped IPv6 address is reported as IPv4.
+    pub peer: SocketAddr,
+}
+
+impl RequestHead<'_> {
+    /// The value of the first header field called `name` (compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(self.headers, name)
+    }
+
+    /// The token of an `Authorization: Bearer <token>` header, as [`Request::bearer`].
+    pub fn bearer(&self) -> Option<&str> {
+        bearer_of(self.headers)
+    }
+}
+
+/// What an [`Admit`] callback decides about a request from its head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Read the body and call the handler, if the body is at most this many bytes (the
+    /// server's [`Limits::max_body`] still applies on top); a longer one gets a 413.
+    Read {
+        /// The largest body accepted for this request.
+        max_body: usize,
+    },
+    /// Answer with this response without reading the body, then close the connection.
+    Refuse(Response),
+}
+
+/// The function a [`Server`] calls with each request's head, before the body is read, on the
+/// connection's thread (e.g. to authenticate the caller so that a stranger cannot make the
+/// server buffer a large body). It may block briefly (a database lookup); a panic is caught and
+/// answered with a 500.
+pub type Admit = Arc<dyn Fn(&RequestHead<'_>) -> Admission + Send + Sync>;
 
 /// A response: built by a server [`Handler`], or received by a [`Client`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +305,17 @@ fn hex_value(b: u8) -> Option<u8> {
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
     }
+}
+
+fn bearer_of(headers: &[(String, String)]) -> Option<&str> {
+    let value = find_header(headers, "authorization")?.trim();
+    let split = value.find([' ', '\t'])?;
+    let (scheme, token) = value.split_at(split);
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    (!token.is_empty()).then_some(token)
 }
 
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -1,4 +1,10 @@
 //! The server: an accept thread and one thread per connection.
+//!
+//! A connection's reads run against deadlines rather than only per-read timeouts: the TLS
+//! handshake, each request head (from its first byte) and each body (by its announced size)
+//! must arrive in time, so a peer trickling one byte at a time cannot hold a thread forever.
+//! A body is read only after the [`Admit`] callback has seen the head and the body's size has
+//! been reserved against the budget all connections share.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,26 +19,39 @@ use std::time::{Duration, Instant};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use crate::wire::{self, BufConn, Head};
-use crate::{percent_decode, Error, Handler, Request, Response, TlsFiles};
+use crate::{percent_decode, Admission, Admit, Error, Handler, Request, RequestHead, Response, TlsFiles};
 
 /// Limits and timeouts of a [`Server`]; build with `Limits { max_body: .., ..Limits::default() }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Largest accepted request body in bytes (larger → 413). Default 64 MiB.
     pub max_body: usize,
+    /// Most bytes of request bodies being read or handled at once, over all connections: a
+    /// request whose announced body does not fit gets a 503 with `Retry-After` and its body is
+    /// not read. Default 256 MiB (keep it at least `max_body`, or large bodies never fit).
+    pub max_inflight_body: usize,
     /// Largest accepted request line plus header block in bytes (larger → 431). Default 64 KiB.
     pub max_head: usize,
     /// How long a keep-alive connection may sit idle between requests. Default 120 s.
     pub idle_timeout: Duration,
-    /// Longest wait for each read once a request has started arriving, and for the TLS
-    /// handshake. Default 30 s.
+    /// Longest wait for each read once a request has started arriving. Default 30 s.
     pub read_timeout: Duration,
+    /// Longest time from the first byte of a request to the end of its head (→ 408), and the
+    /// longest TLS handshake. Default 10 s.
+    pub head_deadline: Duration,
+    /// Longest time for reading a body, plus its size at `min_body_rate` (→ 408). Default 30 s.
+    pub body_deadline: Duration,
+    /// The slowest body upload allowed for, in bytes per second (see `body_deadline`).
+    /// Default 64 KiB/s.
+    pub min_body_rate: u64,
     /// Longest wait for each write of a response. Default 30 s.
     pub write_timeout: Duration,
-    /// Connections beyond this many open ones are closed right after being accepted.
-    /// Default 4096.
+    /// With this many connections open, a new one closes the connection that has been idle
+    /// (between keep-alive requests) the longest, or is itself closed right after being
+    /// accepted when none is idle. Default 16384 (see [`raise_open_files_limit`]).
     pub max_connections: usize,
-    /// Stack size of each connection thread (handlers run on it). Default 1 MiB.
+    /// Stack size of each connection thread (handlers run on it, and parse and compile whole
+    /// fleets). Default 1 MiB, which is address space: only the pages touched take memory.
     pub stack_size: usize,
 }
 
@@ -40,11 +59,15 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_body: 64 << 20,
+            max_inflight_body: 256 << 20,
             max_head: 64 << 10,
             idle_timeout: Duration::from_secs(120),
             read_timeout: Duration::from_secs(30),
+            head_deadline: Duration::from_secs(10),
+            body_deadline: Duration::from_secs(30),
+            min_body_rate: 64 << 10,
             write_timeout: Duration::from_secs(30),
-            max_connections: 4096,
+            max_connections: 16384,
             stack_size: 1 << 20,
         }
     }
@@ -60,19 +83,23 @@ pub struct Server {
     accept: Option<JoinHandle<()>>,
 }
 
-/// One open connection, as the server tracks it for shutdown.
+/// One open connection, as the server tracks it for shutdown and eviction.
 struct Slot {
     tcp: Arc<TcpStream>,
-    /// Waiting for the next request (nothing buffered, no handler running).
-    idle: bool,
+    /// Since when it has been waiting for the next request (nothing buffered, no handler
+    /// running); `None` while busy.
+    idle_since: Option<Instant>,
 }
 
 struct Shared {
     handler: Handler,
+    admit: Option<Admit>,
     tls: Option<Arc<ServerConfig>>,
     limits: Limits,
     stopping: AtomicBool,
     open: AtomicUsize,
+    /// Bytes of request bodies reserved now (see [`Limits::max_inflight_body`]).
+    inflight_body: AtomicUsize,
     conns: Mutex<HashMap<u64, Slot>>,
 }
 
@@ -88,14 +115,49 @@ impl Shared {
             return false;
         }
         if let Some(slot) = conns.get_mut(&id) {
-            slot.idle = idle;
+            slot.idle_since = idle.then(Instant::now);
         }
         true
+    }
+
+    /// Closes the connection idle the longest to make room for a new one; false if none is
+    /// idle. Its thread sees the closed socket and unregisters it.
+    fn evict_oldest_idle(&self) -> bool {
+        let mut conns = self.conns();
+        let Some(slot) = conns.values_mut().filter(|s| s.idle_since.is_some()).min_by_key(|s| s.idle_since) else {
+            return false;
+        };
+        slot.idle_since = None;
+        let _ = slot.tcp.shutdown(Shutdown::Both);
+        true
+    }
+
+    /// Reserves `bytes` of the in-flight body budget until the reservation is dropped; `None`
+    /// when they do not fit now.
+    fn reserve_body(&self, bytes: u64) -> Option<BodyReservation<'_>> {
+        let bytes = usize::try_from(bytes).ok()?;
+        let budget = self.limits.max_inflight_body;
+        self.inflight_body
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| now.checked_add(bytes).filter(|&n| n <= budget))
+            .ok()?;
+        Some(BodyReservation { shared: self, bytes })
     }
 
     fn unregister(&self, id: u64) {
         self.conns().remove(&id);
         self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A share of [`Limits::max_inflight_body`], given back when dropped.
+struct BodyReservation<'a> {
+    shared: &'a Shared,
+    bytes: usize,
+}
+
+impl Drop for BodyReservation<'_> {
+    fn drop(&mut self) {
+        self.shared.inflight_body.fetch_sub(self.bytes, Ordering::SeqCst);
     }
 }
 
@@ -108,17 +170,48 @@ impl Server {
 
     /// Like [`Server::bind`], with explicit limits and timeouts.
     pub fn bind_with(addr: &str, tls: Option<&TlsFiles>, handler: Handler, limits: Limits) -> Result<Server, Error> {
+        Server::start(addr, tls, handler, None, limits)
+    }
+
+    /// Like [`Server::bind_with`], and `admit` decides from each request's head, before its
+    /// body is read, whether to read it (and how much of it) or to answer at once.
+    pub fn bind_with_admission(
+        addr: &str,
+        tls: Option<&TlsFiles>,
+        handler: Handler,
+        admit: Admit,
+        limits: Limits,
+    ) -> Result<Server, Error> {
+        Server::start(addr, tls, handler, Some(admit), limits)
+    }
+
+    fn start(
+        addr: &str,
+        tls: Option<&TlsFiles>,
+        handler: Handler,
+        admit: Option<Admit>,
+        limits: Limits,
+    ) -> Result<Server, Error> {
         let tls = tls.map(crate::tls::server_config).transpose()?;
         let listener =
             TcpListener::bind(addr).map_err(|e| Error::Io(annotate(e, &format!("cannot listen on {addr}"))))?;
         let local = listener.local_addr()?;
         let listen_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+        // The standard library listens with a backlog of 128: when thousands of agents
+        // reconnect at once (a restart), connections beyond it wait a second for a SYN
+        // retransmit. Listening again only raises the backlog (the kernel caps it at somaxconn).
+        // SAFETY: listen() on the listener's own, open descriptor.
+        unsafe {
+            libc::listen(listen_fd, 4096);
+        }
         let shared = Arc::new(Shared {
             handler,
+            admit,
             tls,
             limits,
             stopping: AtomicBool::new(false),
             open: AtomicUsize::new(0),
+            inflight_body: AtomicUsize::new(0),
             conns: Mutex::new(HashMap::new()),
         });
         let accept_shared = shared.clone();
@@ -162,7 +255,7 @@ impl Server {
     fn stop(&mut self) {
         let Some(accept) = self.accept.take() else { return };
         self.shared.stopping.store(true, Ordering::SeqCst);
-        for slot in self.shared.conns().values().filter(|slot| slot.idle) {
+        for slot in self.shared.conns().values().filter(|slot| slot.idle_since.is_some()) {
             let _ = slot.tcp.shutdown(Shutdown::Both);
         }
         // Wake the accept thread: on Linux, shutting down a listening socket makes a blocked
@@ -197,6 +290,32 @@ fn annotate(e: io::Error, context: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{context}: {e}"))
 }
 
+/// Raises this process's soft limit on open files (`RLIMIT_NOFILE`) to its hard limit, and
+/// returns the soft limit now in force. Every connection is a descriptor, and the usual soft
+/// limit of 1024 is far below [`Limits::max_connections`]; call it once at start.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on our own process with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let mut raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            // An unlimited hard limit is more than the kernel allows for descriptors (nr_open,
+            // 2^20 by default): fall back to that.
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                raised.rlim_cur = limit.rlim_max.min(1 << 20);
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            limit = raised;
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut next_id: u64 = 0;
     loop {
@@ -217,14 +336,14 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        if shared.open.load(Ordering::SeqCst) >= shared.limits.max_connections {
+        if shared.open.load(Ordering::SeqCst) >= shared.limits.max_connections && !shared.evict_oldest_idle() {
             continue;
         }
         next_id += 1;
         let id = next_id;
         let tcp = Arc::new(tcp);
         shared.open.fetch_add(1, Ordering::SeqCst);
-        shared.conns().insert(id, Slot { tcp: tcp.clone(), idle: false });
+        shared.conns().insert(id, Slot { tcp: tcp.clone(), idle_since: None });
         let conn_shared = shared.clone();
         let spawned = thread::Builder::new()
             .name("http-conn".into())
@@ -238,25 +357,46 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// A TCP stream shared with the shutdown bookkeeping (reads and writes go through `&TcpStream`).
-struct SharedTcp(Arc<TcpStream>);
+/// A TCP stream shared with the shutdown bookkeeping (reads and writes go through `&TcpStream`),
+/// whose reads stop at a deadline: before each read the socket's timeout is set to what is left
+/// of it (at most `per_read`), so that a byte now and then does not extend it.
+struct SharedTcp {
+    tcp: Arc<TcpStream>,
+    until: Instant,
+    per_read: Duration,
+}
 
 impl Read for SharedTcp {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buf)
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "read deadline passed"));
+        }
+        self.tcp.set_read_timeout(Some(left.min(self.per_read)))?;
+        (&*self.tcp).read(buf)
     }
 }
 
 impl Write for SharedTcp {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.0).write(buf)
+        (&*self.tcp).write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        (&*self.0).flush()
+        (&*self.tcp).flush()
     }
 }
 
 type Stream = wire::Stream<SharedTcp, StreamOwned<ServerConnection, SharedTcp>>;
+
+/// Gives the reads of `conn` from now on `within` in total, and at most `per_read` each.
+fn set_deadline(conn: &mut BufConn<Stream>, within: Duration, per_read: Duration) {
+    let tcp = match &mut conn.inner {
+        Stream::Plain(tcp) => tcp,
+        Stream::Tls(tls) => &mut tls.sock,
+    };
+    tcp.until = Instant::now() + within;
+    tcp.per_read = per_read;
+}
 
 /// Unregisters a connection however its thread ends.
 struct Registration<'a> {
@@ -286,12 +426,13 @@ fn serve_connection(shared: &Shared, id: u64, tcp: Arc<TcpStream>, peer: SocketA
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(limits.write_timeout));
+    let reader =
+        SharedTcp { tcp: tcp.clone(), until: Instant::now() + limits.head_deadline, per_read: limits.read_timeout };
     let stream = match &shared.tls {
-        None => Stream::Plain(SharedTcp(tcp.clone())),
+        None => Stream::Plain(reader),
         Some(config) => {
             let Ok(conn) = ServerConnection::new(config.clone()) else { return };
-            let mut tls = StreamOwned::new(conn, SharedTcp(tcp.clone()));
-            let _ = tcp.set_read_timeout(Some(limits.read_timeout));
+            let mut tls = StreamOwned::new(conn, reader);
             while tls.conn.is_handshaking() {
                 match tls.conn.complete_io(&mut tls.sock) {
                     Ok((0, 0)) | Err(_) => return,
@@ -302,7 +443,7 @@ fn serve_connection(shared: &Shared, id: u64, tcp: Arc<TcpStream>, peer: SocketA
         }
     };
     let mut conn = BufConn::new(stream);
-    let close = serve_requests(shared, id, &tcp, &mut conn, peer);
+    let close = serve_requests(shared, id, &mut conn, peer);
     if let Stream::Tls(tls) = &mut conn.inner {
         tls.conn.send_close_notify();
         let _ = tls.flush();
@@ -323,14 +464,14 @@ fn serve_connection(shared: &Shared, id: u64, tcp: Arc<TcpStream>, peer: SocketA
 }
 
 /// Serves requests on one connection until it is to be closed.
-fn serve_requests(shared: &Shared, id: u64, tcp: &TcpStream, conn: &mut BufConn<Stream>, peer: SocketAddr) -> Close {
+fn serve_requests(shared: &Shared, id: u64, conn: &mut BufConn<Stream>, peer: SocketAddr) -> Close {
     let limits = &shared.limits;
     loop {
         if conn.buffered().is_empty() {
             if !shared.set_idle(id, true) {
                 return Close::Normal;
             }
-            let _ = tcp.set_read_timeout(Some(limits.idle_timeout));
+            set_deadline(conn, limits.idle_timeout, limits.idle_timeout);
             let filled = conn.fill();
             shared.set_idle(id, false);
             match filled {
@@ -338,12 +479,16 @@ fn serve_requests(shared: &Shared, id: u64, tcp: &TcpStream, conn: &mut BufConn<
                 Ok(_) => {}
             }
         }
-        let _ = tcp.set_read_timeout(Some(limits.read_timeout));
+        set_deadline(conn, limits.head_deadline, limits.read_timeout);
         if shared.tls.is_none() && matches!(conn.buffered(), [0x16, 0x03, ..]) {
             return refuse(conn, 400, "this port speaks plain HTTP, not TLS: use an http:// URL");
         }
         let head = match conn.read_head(limits.max_head, true) {
             Ok(Head::Bytes(head)) => head,
+            Err(e) if wire::is_timeout(&e) => {
+                let within = limits.head_deadline.as_secs_f64();
+                return refuse(conn, 408, &format!("the request head did not arrive within {within} s"));
+            }
             Ok(Head::Closed) | Err(_) => return Close::Normal,
             Ok(Head::TooLarge) => {
                 return refuse(conn, 431, "the request line and header fields are too large");
@@ -364,13 +509,40 @@ fn serve_requests(shared: &Shared, id: u64, tcp: &TcpStream, conn: &mut BufConn<
             Ok(length) => length.unwrap_or(0),
             Err(message) => return refuse(conn, 400, &message),
         };
-        if length > limits.max_body as u64 {
+        let (path, query) = match parse_target(&method, &target) {
+            Ok(parsed) => parsed,
+            Err(message) => return refuse(conn, 400, &message),
+        };
+        let head_only = method == "HEAD";
+        let max_body = match &shared.admit {
+            None => limits.max_body,
+            Some(admit) => {
+                let view = RequestHead {
+                    method: &method,
+                    path: &path,
+                    query: &query,
+                    headers: &headers,
+                    content_length: length,
+                    peer,
+                };
+                match catch_unwind(AssertUnwindSafe(|| admit(&view))) {
+                    Ok(Admission::Read { max_body }) => max_body.min(limits.max_body),
+                    Ok(Admission::Refuse(response)) => return refuse_with(conn, &response, head_only),
+                    Err(_) => return refuse(conn, 500, "internal error"),
+                }
+            }
+        };
+        if length > max_body as u64 {
             return refuse(
                 conn,
                 413,
-                &format!("the request body of {length} bytes is larger than the limit of {} bytes", limits.max_body),
+                &format!("the request body of {length} bytes is larger than the limit of {max_body} bytes"),
             );
         }
+        let Some(_reservation) = shared.reserve_body(length) else {
+            let busy = Response::error(503, "too many request bodies are being received right now; retry shortly");
+            return refuse_with(conn, &busy.header("retry-after", "1"), head_only);
+        };
         if let Some(expect) = headers.iter().find(|(n, _)| n == "expect").map(|(_, v)| v) {
             if !expect.eq_ignore_ascii_case("100-continue") {
                 return refuse(conn, 417, &format!("unsupported expectation {expect:?}"));
@@ -383,20 +555,29 @@ fn serve_requests(shared: &Shared, id: u64, tcp: &TcpStream, conn: &mut BufConn<
                 return Close::Normal;
             }
         }
-        let (path, query) = match parse_target(&method, &target) {
-            Ok(parsed) => parsed,
-            Err(message) => return refuse(conn, 400, &message),
+        let at_min_rate = match limits.min_body_rate {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs(length / rate),
         };
+        set_deadline(conn, limits.body_deadline + at_min_rate, limits.read_timeout);
         let mut body = Vec::new();
-        if conn.read_exact_into(length as usize, &mut body).is_err() {
-            return Close::Normal;
+        match conn.read_exact_into(length as usize, &mut body) {
+            Ok(()) => {}
+            Err(e) if wire::is_timeout(&e) => {
+                let within = (limits.body_deadline + at_min_rate).as_secs_f64();
+                return refuse(
+                    conn,
+                    408,
+                    &format!("the request body of {length} bytes did not arrive within {within} s"),
+                );
+            }
+            Err(_) => return Close::Normal,
         }
         let mut keep_alive = if minor >= 1 {
             !wire::has_token(&headers, "connection", "close")
         } else {
             wire::has_token(&headers, "connection", "keep-alive")
         };
-        let head_only = method == "HEAD";
         let request = Request { method, path, query, headers, body, peer };
         let handler = &shared.handler;
         let response = catch_unwind(AssertUnwindSafe(|| handler(request)))
@@ -404,7 +585,6 @@ fn serve_requests(shared: &Shared, id: u64, tcp: &TcpStream, conn: &mut BufConn<
         if shared.stopping.load(Ordering::SeqCst) || wire::has_token(&response.headers, "connection", "close") {
             keep_alive = false;
         }
-        let _ = tcp.set_read_timeout(Some(limits.read_timeout));
         if conn.send(&encode_response(&response, head_only, keep_alive)).is_err() || !keep_alive {
             return Close::Normal;
         }
@@ -413,14 +593,19 @@ fn serve_requests(shared: &Shared, id: u64, tcp: &TcpStream, conn: &mut BufConn<
 
 /// Answers with an error and closes the connection.
 fn refuse(conn: &mut BufConn<Stream>, status: u16, message: &str) -> Close {
-    let _ = conn.send(&encode_response(&Response::error(status, message), false, false));
+    refuse_with(conn, &Response::error(status, message), false)
+}
+
+/// Answers with `response` to a request whose body is not read, and closes the connection.
+fn refuse_with(conn: &mut BufConn<Stream>, response: &Response, head_only: bool) -> Close {
+    let _ = conn.send(&encode_response(response, head_only, false));
     Close::Linger
 }
 
-type RequestHead = (String, String, u8, Vec<(String, String)>);
+type ParsedHead = (String, String, u8, Vec<(String, String)>);
 
 /// Parses the request line and header fields; `Err((status, message))` when unacceptable.
-fn parse_request_head(head: &[u8]) -> Result<RequestHead, (u16, String)> {
+fn parse_request_head(head: &[u8]) -> Result<ParsedHead, (u16, String)> {
     let bad = |m: String| (400, m);
     let lines = wire::head_lines(head).map_err(bad)?;
     let (request_line, header_lines) = lines.split_first().ok_or_else(|| bad("empty request".into()))?;

@@ -153,7 +153,10 @@ impl<S: Read + Write> BufConn<S> {
             out.extend_from_slice(self.buffered());
             self.pos = self.buf.len();
             if out.len() > max {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "body too large"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the body is larger than the limit of {max} bytes"),
+                ));
             }
             if self.fill()? == 0 {
                 return Ok(());

@@ -608,3 +608,35 @@ fn plain_http_against_tls_and_back_fail_quickly() {
     }
     assert!(start.elapsed() < Duration::from_secs(8));
 }
+
+#[test]
+fn a_stalled_tls_handshake_no_longer_holds_a_connection_forever() {
+    let cert = TestCert::new();
+    let limits = Limits { head_deadline: Duration::from_secs(1), ..Limits::default() };
+    let server = Server::bind_with("127.0.0.1:0", Some(&cert.files()), handler(echo), limits).unwrap();
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let start = Instant::now();
+    // The first bytes of a TLS record header, then one byte every 200 ms.
+    let mut closed = false;
+    for &b in [0x16u8, 0x03, 0x01, 0x02].iter().cycle().take(50) {
+        if stream.write_all(&[b]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(_) => {
+                closed = true;
+                break;
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "the handshake was never cut off");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+}

@@ -1,9 +1,14 @@
 //! The HTTP/JSON API: routing, authorization, and the JSON views. The OpenAPI document
 //! (`openapi.json`, served at `/openapi.json`) describes every route listed in `ROUTES`.
+//!
+//! Callers are authenticated twice over: on the request head, before its body is read
+//! ([`admit`], so a stranger cannot make the server buffer a body), and again in the routing.
 
 use crate::{ops, ptr, Actor, ApiError, ControlPlane, Report, Written};
-use fleetwall_http::{Request, Response};
+use fleetwall_http::{Admission, Request, RequestHead, Response};
 use serde_json::{json, Value};
+use std::ops::RangeInclusive;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +57,10 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The longest long-poll a caller may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// The largest body read from a caller without a valid token: only the public routes
+/// (`/healthz`, `/openapi.json`, `/metrics`) are served to one, and none of them takes a body.
+pub const UNAUTHENTICATED_MAX_BODY: usize = 4 << 10;
+
 fn error_response(e: &ApiError) -> Response {
     let mut body = json!({ "message": e.message, "status": e.status });
     if !e.diagnostics.is_empty() {
@@ -65,15 +74,64 @@ fn error_response(e: &ApiError) -> Response {
     }
 }
 
-/// Answers one request.
+/// Answers one request. A panic while answering is answered (and counted) as a 500 here, so
+/// that the metrics see it.
 pub fn handle(cp: &Arc<ControlPlane>, req: Request) -> Response {
-    let method = req.method.clone();
-    let resp = match route(cp, &req) {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
+    answer(cp, &req.method, || route(cp, &req))
+}
+
+/// Runs `route`, turns its error or panic into the error response, and counts the status.
+fn answer(cp: &ControlPlane, method: &str, route: impl FnOnce() -> Result<Response, ApiError>) -> Response {
+    let resp = match catch_unwind(AssertUnwindSafe(route)) {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => error_response(&e),
+        Err(_) => error_response(&ApiError::internal("internal error")),
     };
-    cp.metrics.request(&method, resp.status);
+    cp.metrics.request(method, resp.status);
     resp
+}
+
+/// Decides from a request's head, before its body is read, whether to read it: up to
+/// [`UNAUTHENTICATED_MAX_BODY`] for the public routes, up to the server's limit for a caller
+/// with a valid token, and for anyone else not at all (401).
+pub fn admit(cp: &ControlPlane, head: &RequestHead<'_>) -> Admission {
+    let segs: Vec<&str> = head.path.split('/').filter(|s| !s.is_empty()).collect();
+    if head.method == "GET" && matches!(segs.as_slice(), ["healthz" | "openapi.json" | "metrics"]) {
+        return Admission::Read { max_body: UNAUTHENTICATED_MAX_BODY };
+    }
+    match cp.authenticate(head.bearer()) {
+        Ok(_) => Admission::Read { max_body: usize::MAX },
+        Err(e) => {
+            cp.metrics.request(head.method, e.status);
+            Admission::Refuse(error_response(&e))
+        }
+    }
+}
+
+/// The query parameter `name` as a whole number in `range`; `None` when it is absent.
+fn query_int(req: &Request, name: &str, range: RangeInclusive<i64>) -> Result<Option<i64>, ApiError> {
+    let Some(text) = req.query(name) else { return Ok(None) };
+    match text.parse::<i64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::bad(format!(
+            "query parameter '{name}' must be a whole number from {} to {}, got '{text}'",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+/// The query parameter `name` as a number of seconds from 0 to `max`; `None` when absent.
+fn query_seconds(req: &Request, name: &str, max: Duration) -> Result<Option<Duration>, ApiError> {
+    let Some(text) = req.query(name) else { return Ok(None) };
+    match text.parse::<f64>() {
+        // Rejects NaN and the infinities too, which from_secs_f64 would panic on.
+        Ok(secs) if (0.0..=max.as_secs_f64()).contains(&secs) => Ok(Some(Duration::from_secs_f64(secs))),
+        _ => Err(ApiError::bad(format!(
+            "query parameter '{name}' must be a number of seconds from 0 to {}, got '{text}'",
+            max.as_secs_f64()
+        ))),
+    }
 }
 
 fn body_json(req: &Request) -> Result<Value, ApiError> {
@@ -136,10 +194,8 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
     match (m, segs.as_slice()) {
         ("GET", ["v1", "fleet"]) => {
             need_admin(&actor)?;
-            let (rev, doc) = match req.query("revision") {
+            let (rev, doc) = match query_int(req, "revision", 1..=i64::MAX)? {
                 Some(r) => {
-                    let r: i64 =
-                        r.parse().map_err(|_| ApiError::bad(format!("revision must be a number, got '{r}'")))?;
                     let rows = cp
                         .db
                         .read(|tx| tx.query("SELECT fleet FROM revisions WHERE revision = ?", &[crate::db::V::I(r)]))?;
@@ -310,8 +366,8 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
         }
         ("GET", ["v1", "audit"]) => {
             need_admin(&actor)?;
-            let limit: i64 = req.query("limit").and_then(|l| l.parse().ok()).unwrap_or(100).clamp(1, 10_000);
-            let after: i64 = req.query("after").and_then(|l| l.parse().ok()).unwrap_or(0);
+            let limit = query_int(req, "limit", 1..=10_000)?.unwrap_or(100);
+            let after = query_int(req, "after", 0..=i64::MAX)?.unwrap_or(0);
             let rows = cp.db.read(|tx| {
                 tx.query(
                     "SELECT id, revision, at, actor, action, target, before, after FROM audit WHERE id > ? ORDER BY id LIMIT ?",
@@ -370,17 +426,8 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 Actor::Agent(me) if me == n => {}
                 other => return Err(ApiError::forbidden(format!("{} may not read node '{n}'", other.name()))),
             }
-            let after: i64 = req
-                .query("after")
-                .map(|a| a.parse().map_err(|_| ApiError::bad("after must be a revision number")))
-                .transpose()?
-                .unwrap_or(-1);
-            let wait = req
-                .query("wait")
-                .and_then(|w| w.parse::<f64>().ok())
-                .map(Duration::from_secs_f64)
-                .unwrap_or(Duration::ZERO)
-                .min(MAX_WAIT);
+            let after = query_int(req, "after", -1..=i64::MAX)?.unwrap_or(-1);
+            let wait = query_seconds(req, "wait", MAX_WAIT)?.unwrap_or(Duration::ZERO);
             match cp.wait_node(n, after, wait) {
                 None => Err(ApiError::not_found(format!(
                     "node '{n}' is not in the fleet (revision {})",
@@ -623,12 +670,42 @@ fn privatelink(
     }
 }
 
-/// Serves the API on `addr` until the process ends.
+/// Serves the API on `addr` until the process ends; callers are [`admit`]ted on the request
+/// head.
 pub fn serve(
     cp: Arc<ControlPlane>,
     addr: &str,
     tls: Option<&fleetwall_http::TlsFiles>,
 ) -> Result<fleetwall_http::Server, fleetwall_http::Error> {
+    let admission = cp.clone();
+    let admit: fleetwall_http::Admit = Arc::new(move |head| admit(&admission, head));
     let handler: fleetwall_http::Handler = Arc::new(move |req| handle(&cp, req));
-    fleetwall_http::Server::bind(addr, tls, handler)
+    fleetwall_http::Server::bind_with_admission(addr, tls, handler, admit, fleetwall_http::Limits::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_answering_is_counted_as_a_500_on_metrics() {
+        let dir = std::env::temp_dir().join(format!("fw-api-panic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cp = ControlPlane::open(&dir.join("fleet.db").display().to_string(), fleetwall_model::Catalog::builtin())
+            .unwrap();
+        let resp = answer(&cp, "GET", || panic!("a route bug (expected by the test)"));
+        assert_eq!(resp.status, 500);
+        let metrics = Request {
+            method: "GET".into(),
+            path: "/metrics".into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+        };
+        let text = handle(&cp, metrics).text();
+        assert!(text.contains("fleetwall_http_requests_total{method=\"GET\",status=\"500\"} 1\n"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
