@@ -850,10 +850,12 @@ fn load_catalog(path: Option<&Path>) -> Result<fleetwall_model::Catalog> {
 /// `fleetwall serve`.
 pub fn serve(a: ServeArgs) -> Result<Outcome> {
     let catalog = load_catalog(a.catalog.as_deref())?;
+    crate::datadir::private_dir(&a.data_dir)?;
     let url = a.db.clone().unwrap_or_else(|| a.data_dir.join("fleet.db").display().to_string());
     let cp = fleetwall_server::ControlPlane::open(&url, catalog)?;
     // The admin token: registered from the file, or created into it.
     let token_file = a.admin_token_file.clone().unwrap_or_else(|| a.data_dir.join("admin.token"));
+    crate::datadir::tighten_secret(&token_file)?;
     match std::fs::read_to_string(&token_file) {
         Ok(t) if !t.trim().is_empty() => {
             cp.insert_token(None, "admin", "admin", t.trim())?;
@@ -861,9 +863,9 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
         _ if !cp.has_admin()? => {
             let t = fleetwall_server::util::new_token()?;
             if let Some(dir) = token_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                crate::datadir::create_dir(dir)?;
             }
-            write_secret(&token_file, &t)?;
+            crate::datadir::write_secret(&token_file, &t)?;
             cp.insert_token(None, "admin", "admin", &t)?;
             eprintln!("fleetwall serve: new admin token written to {}", token_file.display());
         }
@@ -901,19 +903,6 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
     loop {
         std::thread::park();
     }
-}
-
-fn write_secret(path: &Path, secret: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut f, format!("{secret}\n").as_bytes())?;
-    Ok(())
 }
 
 /// `fleetwall agent`.

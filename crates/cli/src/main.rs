@@ -4,6 +4,7 @@
 mod bench;
 mod commands;
 mod control;
+mod datadir;
 mod rollout;
 mod table;
 mod verify;

@@ -246,12 +246,7 @@ impl Db {
             Db::Postgres(Mutex::new(client), url.to_string())
         } else {
             let path = url.strip_prefix("sqlite:").unwrap_or(url);
-            if let Some(dir) = std::path::Path::new(path).parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| DbError(format!("cannot create {}: {e}", dir.display())))?;
-                }
-            }
+            private_sqlite_files(std::path::Path::new(path))?;
             let conn = rusqlite::Connection::open(path).map_err(|e| DbError(format!("cannot open {path}: {e}")))?;
             conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
                 .map_err(sqlite_err)?;
@@ -356,6 +351,38 @@ impl Db {
             std::thread::sleep(std::time::Duration::from_secs(1));
         });
     }
+}
+
+/// Creates the SQLite file (and a missing directory, 0700) as 0600 before SQLite opens it,
+/// and makes an existing one and its WAL and shared-memory files 0600: the store holds the
+/// fleet, the audit log and token hashes. SQLite gives the WAL and shared-memory files it
+/// creates the mode of the database file, so they are private from the start too.
+fn private_sqlite_files(path: &std::path::Path) -> Result<(), DbError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| DbError(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| DbError(format!("cannot open {}: {e}", path.display())))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(DbError(format!("cannot make {} private (mode 0600): {e}", file.display())));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The URL without its password.
