@@ -5,6 +5,7 @@ mod bench;
 mod commands;
 mod control;
 mod datadir;
+mod pki;
 mod rollout;
 mod table;
 mod verify;

@@ -95,10 +95,75 @@ fn secrets_and_the_store_kept_world_readable_modes() {
     assert_eq!(mode(&data), 0o700, "the data directory");
     assert_eq!(mode(&data.join("admin.token")), 0o600, "the admin token");
     assert_eq!(mode(&data.join("fleet.db")), 0o600, "the SQLite store");
+    assert!(!data.join("ca.pem").exists(), "on loopback serve stays plain HTTP and makes no CA");
     for companion in ["fleet.db-wal", "fleet.db-shm"] {
         let path = data.join(companion);
         if path.exists() {
             assert_eq!(mode(&path), 0o600, "{companion}");
         }
     }
+}
+
+/// The CA fingerprint `serve` printed (the last one, after restarts).
+fn printed_fingerprint(dir: &Path) -> String {
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    let line =
+        log.lines().rfind(|l| l.contains("SHA-256 fingerprint")).unwrap_or_else(|| panic!("no fingerprint:\n{log}"));
+    let (_, rest) = line.split_once("SHA-256 fingerprint ").unwrap();
+    rest.split(';').next().unwrap().to_string()
+}
+
+#[test]
+fn serve_off_loopback_spoke_plain_http() {
+    let scratch = Scratch::new("serve-tls");
+    let dir = &scratch.0;
+    let data = dir.join(".fleetwall");
+    let ca = data.join("ca.pem");
+    let port = free_port();
+    // Bound on every address, reached only through 127.0.0.1.
+    let serve_tls = serve(dir, &["--listen", &format!("0.0.0.0:{port}")]);
+    let https = format!("https://127.0.0.1:{port}");
+    wait_until_up(dir, &["--server", &https, "--ca", ca.to_str().unwrap()]);
+    for key in ["ca-key.pem", "server-key.pem"] {
+        assert_eq!(mode(&data.join(key)), 0o600, "{key}");
+    }
+    let openssl = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&ca)
+        .output()
+        .expect("openssl is needed for this test (scripts/test installs it)");
+    assert!(openssl.status.success(), "{}", String::from_utf8_lossy(&openssl.stderr));
+    let fingerprint = printed_fingerprint(dir);
+    let expected = String::from_utf8(openssl.stdout).unwrap();
+    assert_eq!(expected.trim().rsplit_once('=').unwrap().1, fingerprint, "the printed fingerprint is the CA file's");
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(log.contains("--ca .fleetwall/ca.pem"), "{log}");
+    // In the directory serve ran in, an https URL finds the CA by itself.
+    let out = run(dir, &["status", "--server", &https]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Plain HTTP gets nowhere.
+    let out = run(dir, &["status", "--server", &format!("http://127.0.0.1:{port}")]);
+    assert!(!out.status.success(), "plain HTTP to the TLS port must fail");
+
+    // A restart reuses the CA and, for the same names, the server certificate.
+    let server_pem = std::fs::read(data.join("server.pem")).unwrap();
+    drop(serve_tls);
+    let port = free_port();
+    let restarted = serve(dir, &["--listen", &format!("0.0.0.0:{port}")]);
+    wait_until_up(dir, &["--server", &format!("https://127.0.0.1:{port}")]);
+    assert_eq!(printed_fingerprint(dir), fingerprint);
+    assert_eq!(std::fs::read(data.join("server.pem")).unwrap(), server_pem);
+    drop(restarted);
+    // A new name: a new server certificate from the same CA.
+    let port = free_port();
+    let renamed = serve(dir, &["--listen", &format!("0.0.0.0:{port}"), "--tls-san", "cp.example.net"]);
+    wait_until_up(dir, &["--server", &format!("https://127.0.0.1:{port}")]);
+    assert_eq!(printed_fingerprint(dir), fingerprint);
+    assert_ne!(std::fs::read(data.join("server.pem")).unwrap(), server_pem);
+    drop(renamed);
+
+    // Plain HTTP off loopback only when asked for.
+    let port = free_port();
+    let _plain = serve(dir, &["--listen", &format!("0.0.0.0:{port}"), "--insecure-http"]);
+    wait_until_up(dir, &["--server", &format!("http://127.0.0.1:{port}")]);
 }
