@@ -20,6 +20,7 @@ mod wire;
 
 pub use client::Client;
 pub use server::{Limits, Server};
+pub use tls::{client_tls_config, ServerTrust};
 
 use std::fmt;
 use std::io;
