@@ -22,7 +22,7 @@ pub struct ClientArgs {
     /// Bearer token (default: $FLEETWALL_TOKEN, else .fleetwall/admin.token if readable).
     #[arg(long, env = "FLEETWALL_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// CA certificate (PEM) to trust for an https server.
+    /// CA certificate (PEM) to trust for an https server (default: .fleetwall/ca.pem if it exists).
     #[arg(long, env = "FLEETWALL_CA", global = true)]
     pub ca: Option<PathBuf>,
     /// Print the server's JSON instead of a table.
@@ -42,12 +42,19 @@ pub struct ServeArgs {
     /// Directory for the SQLite file and the admin token.
     #[arg(long, default_value = ".fleetwall")]
     pub data_dir: PathBuf,
-    /// TLS certificate chain (PEM); with --tls-key, serve https.
+    /// TLS certificate chain (PEM); with --tls-key, serve https with it. Without them, serve
+    /// listens off loopback with a certificate from its own CA in DATA_DIR (ca.pem).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Another name (DNS name or IP address) for the generated server certificate; repeatable.
+    #[arg(long = "tls-san", value_name = "NAME", conflicts_with_all = ["tls_cert", "insecure_http"])]
+    pub tls_sans: Vec<String>,
+    /// Serve plain HTTP off loopback: tokens and the fleet cross the network unencrypted.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_http: bool,
     /// Seed an empty store with this fleet file (ignored when the store has a revision).
     #[arg(long, value_name = "FLEET")]
     pub fleet: Option<PathBuf>,
@@ -457,6 +464,12 @@ impl std::fmt::Display for ApiFailure {
 
 impl std::error::Error for ApiFailure {}
 
+/// The CA `serve` made in its default data directory, for an https server.
+fn default_ca(server: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(".fleetwall/ca.pem");
+    (server.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://")) && path.exists()).then_some(path)
+}
+
 fn default_token() -> Option<String> {
     std::fs::read_to_string(".fleetwall/admin.token").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
@@ -470,7 +483,8 @@ const WHOLE_FLEET_RESPONSE_LIMIT: usize = 1 << 30;
 
 impl Api {
     fn new(a: &ClientArgs) -> Result<Api> {
-        let mut client = Client::new(&a.server, a.ca.as_deref()).map_err(|e| ApiFailure(e.to_string()))?;
+        let ca = a.ca.clone().or_else(|| default_ca(&a.server));
+        let mut client = Client::new(&a.server, ca.as_deref()).map_err(|e| ApiFailure(e.to_string()))?;
         if let Some(t) = a.token.clone().or_else(default_token) {
             client = client.with_token(&t);
         }
@@ -953,10 +967,13 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
         eprintln!("fleetwall serve: cannot raise the open files limit: {e}");
     }
     let catalog = load_catalog(a.catalog.as_deref())?;
+    crate::datadir::private_dir(&a.data_dir)?;
+    let tls = serve_tls(&a)?;
     let url = a.db.clone().unwrap_or_else(|| a.data_dir.join("fleet.db").display().to_string());
     let cp = fleetwall_server::ControlPlane::open(&url, catalog)?;
     // The admin token: registered from the file, or created into it.
     let token_file = a.admin_token_file.clone().unwrap_or_else(|| a.data_dir.join("admin.token"));
+    crate::datadir::tighten_secret(&token_file)?;
     let from_file = std::fs::read_to_string(&token_file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
     if let Some(t) = &from_file {
         // Registering never revives a revoked or expired token.
@@ -967,7 +984,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
         Some(_) if file_usable => {}
         Some(_) => {
             let t = fleetwall_server::util::new_token()?;
-            write_secret(&token_file, &t)?;
+            crate::datadir::write_secret(&token_file, &t)?;
             cp.insert_token(None, "admin", "admin", &t, None)?;
             eprintln!(
                 "fleetwall serve: the admin token in {0} was revoked or has expired; a new one was written to {0}",
@@ -977,9 +994,9 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
         None if !cp.has_admin()? => {
             let t = fleetwall_server::util::new_token()?;
             if let Some(dir) = token_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                crate::datadir::create_dir(dir)?;
             }
-            write_secret(&token_file, &t)?;
+            crate::datadir::write_secret(&token_file, &t)?;
             cp.insert_token(None, "admin", "admin", &t, None)?;
             eprintln!("fleetwall serve: new admin token written to {}", token_file.display());
         }
@@ -999,10 +1016,6 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
             }
         }
     }
-    let tls = match (&a.tls_cert, &a.tls_key) {
-        (Some(cert), Some(key)) => Some(fleetwall_http::TlsFiles { cert: cert.clone(), key: key.clone() }),
-        _ => None,
-    };
     let server = fleetwall_server::api::serve(cp.clone(), &a.listen, tls.as_ref()).map_err(|e| anyhow!("{e}"))?;
     let snap = cp.snapshot();
     eprintln!(
@@ -1019,17 +1032,44 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
     }
 }
 
-fn write_secret(path: &Path, secret: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut f, format!("{secret}\n").as_bytes())?;
-    Ok(())
+/// What `serve` speaks: TLS with the given certificate; plain HTTP on loopback or when told
+/// to; else TLS with a certificate from its own CA, whose fingerprint is printed for those
+/// who hand `ca.pem` to agents and the CLI.
+fn serve_tls(a: &ServeArgs) -> Result<Option<fleetwall_http::TlsFiles>> {
+    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
+        return Ok(Some(fleetwall_http::TlsFiles { cert: cert.clone(), key: key.clone() }));
+    }
+    if a.insecure_http {
+        return Ok(None);
+    }
+    if crate::pki::is_loopback(&a.listen) {
+        if !a.tls_sans.is_empty() {
+            bail!("--tls-san names the certificate serve makes off loopback, but {} is loopback", a.listen);
+        }
+        return Ok(None);
+    }
+    let names = crate::pki::names_for(&a.listen, &a.tls_sans)?;
+    let tls = crate::pki::ensure(&a.data_dir, &names).with_context(|| {
+        format!(
+            "cannot set up TLS in {} for --listen {} (give --tls-cert and --tls-key, or --insecure-http to serve plain HTTP off loopback)",
+            a.data_dir.display(),
+            a.listen
+        )
+    })?;
+    if tls.new_ca {
+        eprintln!("fleetwall serve: new CA {}", tls.ca.display());
+    }
+    if tls.issued {
+        let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+        eprintln!("fleetwall serve: new server certificate {} for {}", tls.files.cert.display(), names.join(", "));
+    }
+    eprintln!(
+        "fleetwall serve: TLS CA {} with SHA-256 fingerprint {}; give agents and the CLI --ca {}",
+        tls.ca.display(),
+        tls.fingerprint,
+        tls.ca.display()
+    );
+    Ok(Some(tls.files))
 }
 
 /// `fleetwall agent`.

@@ -4,6 +4,8 @@
 mod bench;
 mod commands;
 mod control;
+mod datadir;
+mod pki;
 mod rollout;
 mod table;
 mod verify;

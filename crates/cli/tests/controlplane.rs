@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const GATEWAY: &str = "198.51.100.10";
-const SERVER: &str = "http://198.51.100.10:8181";
+const SERVER: &str = "https://198.51.100.10:8181";
 const NODES: [(&str, &str, &str); 4] = [
     ("k1", "10.30.0.1", "203.0.113.31"),
     ("k2", "10.30.0.2", "203.0.113.32"),
@@ -59,13 +59,14 @@ fn spawn_in(ns: &str, args: &[&str], log: &Path) -> Child {
     Command::new("ip").args(["netns", "exec", ns, bin()]).args(args).stdout(Stdio::null()).stderr(f).spawn().unwrap()
 }
 
-/// Runs the CLI inside the gateway namespace (where the server listens).
-fn cli(gw: &str, token: &str, args: &[&str]) -> (bool, String, String) {
+/// Runs the CLI inside the gateway namespace (where the server listens), trusting `ca`.
+fn cli(gw: &str, ca: &Path, token: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("ip")
         .args(["netns", "exec", gw, bin()])
         .args(args)
         .env("FLEETWALL_SERVER", SERVER)
         .env("FLEETWALL_TOKEN", token)
+        .env("FLEETWALL_CA", ca)
         .output()
         .unwrap();
     (
@@ -155,7 +156,9 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
     let token_file = data.join("admin.token");
     wait_for("the server's admin token", || std::fs::read_to_string(&token_file).is_ok_and(|t| t.ends_with('\n')));
     let admin = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
-    wait_for("the server to answer", || cli(&gw, &admin, &["status"]).0);
+    // Off loopback the server speaks TLS with a certificate from its own CA.
+    let ca = data.join("ca.pem");
+    wait_for("the server to answer", || cli(&gw, &ca, &admin, &["status"]).0);
 
     let start_agent = |procs: &mut Procs, n: &str, token: &str| {
         let state = scratch.0.join(format!("state-{n}"));
@@ -166,6 +169,8 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
                 "agent",
                 "--server",
                 SERVER,
+                "--ca",
+                ca.to_str().unwrap(),
                 "--node",
                 n,
                 "--token",
@@ -181,7 +186,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
     };
     let mut tokens = std::collections::HashMap::new();
     for (n, _, _) in NODES {
-        let (ok, out, err) = cli(&gw, &admin, &["token", "create", "--node", n]);
+        let (ok, out, err) = cli(&gw, &ca, &admin, &["token", "create", "--node", n]);
         assert!(ok, "{err}");
         tokens.insert(n, out.trim().to_string());
     }
@@ -189,7 +194,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
         start_agent(&mut procs, n, &tokens[n]);
     }
     let in_sync = |want: usize| {
-        let (ok, out, _) = cli(&gw, &admin, &["status", "--json"]);
+        let (ok, out, _) = cli(&gw, &ca, &admin, &["status", "--json"]);
         let v: serde_json::Value = if ok { serde_json::from_str(&out).unwrap() } else { serde_json::Value::Null };
         let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
         nodes.len() == want && nodes.iter().all(|n| n["state"] == "in-sync")
@@ -217,6 +222,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
     // A fourth node: every peer opens its cluster listeners to it.
     let (ok, out, err) = cli(
         &gw,
+        &ca,
         &admin,
         &["node", "add", "acme", "kafka-e2e", "k4", "--private", "10.30.0.4", "--public", "203.0.113.34"],
     );
@@ -237,7 +243,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
     wait_for("4 agents in sync", || in_sync(4));
 
     // Removing it closes them again.
-    let (ok, _, err) = cli(&gw, &admin, &["node", "remove", "acme", "kafka-e2e", "k4"]);
+    let (ok, _, err) = cli(&gw, &ca, &admin, &["node", "remove", "acme", "kafka-e2e", "k4"]);
     assert!(ok, "{err}");
     procs.kill("agent-k4");
     for (n, _, public) in &NODES[..3] {
@@ -250,7 +256,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
 
     // An ip_filter change made with the CLI reaches the kernel of every node.
     let (ok, out, err) =
-        cli(&gw, &admin, &["service", "update", "acme", "kafka-e2e", "-c", "ip_filter=['203.0.113.96/28']"]);
+        cli(&gw, &ca, &admin, &["service", "update", "acme", "kafka-e2e", "-c", "ip_filter=['203.0.113.96/28']"]);
     assert!(ok, "{err}");
     assert!(out.contains("3 node rulesets changed"), "{out}");
     for (n, _, public) in &NODES[..3] {
@@ -266,7 +272,8 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
         );
     }
     wait_for("3 agents in sync after the update", || in_sync(3));
-    let (ok, _, err) = cli(&gw, &admin, &["service", "update", "acme", "kafka-e2e", "-c", "ip_filter=['not-a-cidr']"]);
+    let (ok, _, err) =
+        cli(&gw, &ca, &admin, &["service", "update", "acme", "kafka-e2e", "-c", "ip_filter=['not-a-cidr']"]);
     assert!(!ok);
     assert!(
         err.contains("Invalid 'user_config': Invalid input for ip_filter") && err.contains("(status 400)"),

@@ -25,6 +25,7 @@ mod wire;
 
 pub use client::Client;
 pub use server::{raise_open_files_limit, Limits, Server};
+pub use tls::{client_tls_config, ServerTrust};
 
 use std::fmt;
 use std::io;

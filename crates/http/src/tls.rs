@@ -1,4 +1,5 @@
-//! rustls configuration from PEM files, always with the ring provider.
+//! rustls configuration from PEM files, always with the ring provider: the HTTP server and
+//! client here, and TLS clients elsewhere (the PostgreSQL store) through [`client_tls_config`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_name, WebPkiServerVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
@@ -53,26 +55,42 @@ pub(crate) fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, Error
     Ok(Arc::new(config))
 }
 
-/// The client configuration trusting exactly the certificates in `ca`.
+/// The HTTP client configuration trusting exactly the certificates in `ca`.
 pub(crate) fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, Error> {
-    let pinned = load_certs(ca, "CA certificates")?;
-    let mut roots = RootCertStore::empty();
-    for cert in &pinned {
-        roots
-            .add(cert.clone())
-            .map_err(|e| Error::Tls(format!("cannot use a certificate in {} as a trust anchor: {e}", ca.display())))?;
-    }
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-        .build()
-        .map_err(|e| Error::Tls(format!("cannot use the certificates in {}: {e}", ca.display())))?;
+    client_tls_config(ServerTrust::CaFile(ca), b"http/1.1").map(Arc::new)
+}
+
+/// How a TLS client decides whether to trust a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerTrust<'a> {
+    /// A certificate that chains to a CA in the file (or is itself in the file) and names the
+    /// server.
+    CaFile(&'a Path),
+    /// Like `CaFile`, whatever names the certificate carries (PostgreSQL's `verify-ca`).
+    CaFileAnyName(&'a Path),
+    /// Any certificate: the connection is encrypted but the server is not authenticated, so it
+    /// keeps out eavesdroppers, not impostors (PostgreSQL's `require` and `prefer`).
+    Unauthenticated,
+}
+
+/// A client configuration with the ring provider, trusting servers as `trust` says and
+/// offering the application protocol `alpn`.
+pub fn client_tls_config(trust: ServerTrust<'_>, alpn: &[u8]) -> Result<ClientConfig, Error> {
+    let verifier: Arc<dyn ServerCertVerifier> = match trust {
+        ServerTrust::CaFile(ca) => Arc::new(Verifier::new(ca, true)?),
+        ServerTrust::CaFileAnyName(ca) => Arc::new(Verifier::new(ca, false)?),
+        ServerTrust::Unauthenticated => {
+            Arc::new(AnyCertificate { algorithms: provider().signature_verification_algorithms })
+        }
+    };
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Verifier { webpki, pinned }))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
 }
 
 /// The standard WebPKI verification against the CA file, plus one case it refuses: a server
@@ -80,10 +98,29 @@ pub(crate) fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, Error> {
 /// its own trust anchor, as `openssl req -x509` makes them: these are marked as CA certificates,
 /// which WebPKI does not accept as a server's own). Such a pinned certificate is accepted when
 /// it is valid now and names the server.
+/// With `check_name` off, a certificate for other names is accepted too.
 #[derive(Debug)]
 struct Verifier {
     webpki: Arc<WebPkiServerVerifier>,
     pinned: Vec<CertificateDer<'static>>,
+    check_name: bool,
+}
+
+impl Verifier {
+    /// A verifier trusting exactly the certificates in `ca`.
+    fn new(ca: &Path, check_name: bool) -> Result<Verifier, Error> {
+        let pinned = load_certs(ca, "CA certificates")?;
+        let mut roots = RootCertStore::empty();
+        for cert in &pinned {
+            roots.add(cert.clone()).map_err(|e| {
+                Error::Tls(format!("cannot use a certificate in {} as a trust anchor: {e}", ca.display()))
+            })?;
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| Error::Tls(format!("cannot use the certificates in {}: {e}", ca.display())))?;
+        Ok(Verifier { webpki, pinned, check_name })
+    }
 }
 
 impl ServerCertVerifier for Verifier {
@@ -96,7 +133,13 @@ impl ServerCertVerifier for Verifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         if !self.pinned.iter().any(|pinned| pinned.as_ref() == end_entity.as_ref()) {
-            return self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+            // WebPKI checks the name last, after the chain and its validity.
+            return match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+                )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+                verified => verified,
+            };
         }
         let (not_before, not_after) =
             validity(end_entity).ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
@@ -109,7 +152,9 @@ impl ServerCertVerifier for Verifier {
             let not_after = UnixTime::since_unix_epoch(Duration::from_secs(not_after));
             return Err(CertificateError::ExpiredContext { time: now, not_after }.into());
         }
-        verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+        if self.check_name {
+            verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -133,6 +178,48 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Accepts any certificate, but still checks that the server holds its key (the handshake
+/// signatures), so the session keys are shared with whoever presented it and no one else.
+#[derive(Debug)]
+struct AnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
     }
 }
 

@@ -1,6 +1,11 @@
 //! One SQL dialect over two databases: SQLite (embedded, the default) and PostgreSQL
 //! (for replicas). Statements are written once with `?` placeholders and use only
 //! `BIGINT` and `TEXT` columns, so the same schema and migrations run on both.
+//!
+//! PostgreSQL connections speak TLS through rustls as libpq's `sslmode` says (`prefer` when
+//! the URL does not say): `disable`, `prefer` and `require` encrypt without authenticating
+//! the server (`require` with `sslrootcert=PATH` checks the chain, as libpq does),
+//! `verify-ca` checks the chain to the CAs in `sslrootcert`, `verify-full` also the host name.
 
 use std::sync::Mutex;
 
@@ -86,8 +91,84 @@ pub trait Tx {
 pub enum Db {
     /// An SQLite file.
     Sqlite(Mutex<rusqlite::Connection>),
-    /// A PostgreSQL server; the URL is kept for the LISTEN connection.
-    Postgres(Mutex<postgres::Client>, String),
+    /// A PostgreSQL server; where and how to reach it is kept for the LISTEN connection.
+    Postgres(Mutex<postgres::Client>, Box<PgTarget>),
+}
+
+/// How the store reaches PostgreSQL: the connection settings and the TLS its URL asks for.
+#[derive(Clone)]
+pub struct PgTarget {
+    url: String,
+    config: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+impl PgTarget {
+    /// Reads a `postgres://` URL. tokio-postgres knows `sslmode` `disable`, `prefer` and
+    /// `require` and no `sslrootcert`, so those two are taken off the URL here and become the
+    /// TLS configuration; everything else is tokio-postgres's to read.
+    pub fn parse(url: &str) -> Result<PgTarget, DbError> {
+        use fleetwall_http::ServerTrust;
+        use postgres::config::SslMode;
+        let bad = |m: String| DbError(format!("{}: {m}", redact(url)));
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let (mut mode, mut root, mut rest) = (None, None, Vec::new());
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded =
+                || fleetwall_http::percent_decode(value, true).ok_or_else(|| bad(format!("bad escape in {key}")));
+            match key {
+                "sslmode" => mode = Some(decoded()?),
+                "sslrootcert" => root = Some(std::path::PathBuf::from(decoded()?)),
+                _ => rest.push(pair),
+            }
+        }
+        let mode = mode.unwrap_or_else(|| "prefer".into());
+        let needs_root = || {
+            root.as_deref()
+                .ok_or_else(|| bad(format!("sslmode={mode} needs sslrootcert=PATH (the CA certificates to trust)")))
+        };
+        let (ssl_mode, trust) = match mode.as_str() {
+            "disable" => (SslMode::Disable, ServerTrust::Unauthenticated),
+            "prefer" => (SslMode::Prefer, ServerTrust::Unauthenticated),
+            "require" => {
+                (SslMode::Require, root.as_deref().map_or(ServerTrust::Unauthenticated, ServerTrust::CaFileAnyName))
+            }
+            "verify-ca" => (SslMode::Require, ServerTrust::CaFileAnyName(needs_root()?)),
+            "verify-full" => (SslMode::Require, ServerTrust::CaFile(needs_root()?)),
+            other => {
+                return Err(bad(format!(
+                    "sslmode={other} is not supported (disable, prefer, require, verify-ca or verify-full)"
+                )))
+            }
+        };
+        let rest = if rest.is_empty() { String::new() } else { format!("?{}", rest.join("&")) };
+        let mut config: postgres::Config = format!("{base}{rest}").parse().map_err(|e| bad(format!("{e}")))?;
+        config.ssl_mode(ssl_mode);
+        let tls = fleetwall_http::client_tls_config(trust, b"postgresql").map_err(|e| bad(e.to_string()))?;
+        Ok(PgTarget { url: url.to_string(), config, tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls) })
+    }
+
+    /// A new connection.
+    pub fn connect(&self) -> Result<postgres::Client, DbError> {
+        self.config.connect(self.tls.clone()).map_err(|e| {
+            let untrusted = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|tls| matches!(tls, rustls::Error::InvalidCertificate(_)));
+            let hint =
+                if untrusted { " (the server's certificate does not pass the check sslmode asks for)" } else { "" };
+            // A refusal by the server (pg_hba.conf) reads "db error" unless its message is taken,
+            // and a TLS failure only "error performing TLS handshake" without its cause.
+            let why = match (e.as_db_error(), std::error::Error::source(&e)) {
+                (Some(db), _) => db.message().to_string(),
+                (None, Some(cause)) => format!("{e}: {cause}"),
+                (None, None) => e.to_string(),
+            };
+            DbError(format!("cannot connect to {}: {why}{hint}", redact(&self.url)))
+        })
+    }
 }
 
 /// The schema, one migration per entry; applied in order, each once.
@@ -248,17 +329,11 @@ impl Db {
     /// `sqlite:PATH`). Runs the migrations.
     pub fn open(url: &str) -> Result<Db, DbError> {
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let client = postgres::Client::connect(url, postgres::NoTls)
-                .map_err(|e| DbError(format!("cannot connect to {}: {e}", redact(url))))?;
-            Db::Postgres(Mutex::new(client), url.to_string())
+            let target = PgTarget::parse(url)?;
+            Db::Postgres(Mutex::new(target.connect()?), Box::new(target))
         } else {
             let path = url.strip_prefix("sqlite:").unwrap_or(url);
-            if let Some(dir) = std::path::Path::new(path).parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| DbError(format!("cannot create {}: {e}", dir.display())))?;
-                }
-            }
+            private_sqlite_files(std::path::Path::new(path))?;
             let conn = rusqlite::Connection::open(path).map_err(|e| DbError(format!("cannot open {path}: {e}")))?;
             conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
                 .map_err(sqlite_err)?;
@@ -342,10 +417,10 @@ impl Db {
     /// of its own with its own connection, reconnecting when the connection drops. A no-op
     /// on SQLite, which has one server.
     pub fn listen(&self, on: impl Fn(&str) + Send + 'static) {
-        let Db::Postgres(_, url) = self else { return };
-        let url = url.clone();
+        let Db::Postgres(_, target) = self else { return };
+        let target = PgTarget::clone(target);
         std::thread::spawn(move || loop {
-            match postgres::Client::connect(&url, postgres::NoTls) {
+            match target.connect() {
                 Ok(mut client) => {
                     if client.batch_execute("LISTEN fleetwall").is_ok() {
                         // A notification may have been missed while reconnecting.
@@ -358,11 +433,43 @@ impl Db {
                         }
                     }
                 }
-                Err(e) => eprintln!("fleetwall: LISTEN connection to {}: {e}", redact(&url)),
+                Err(e) => eprintln!("fleetwall: LISTEN connection: {e}"),
             }
             std::thread::sleep(std::time::Duration::from_secs(1));
         });
     }
+}
+
+/// Creates the SQLite file (and a missing directory, 0700) as 0600 before SQLite opens it,
+/// and makes an existing one and its WAL and shared-memory files 0600: the store holds the
+/// fleet, the audit log and token hashes. SQLite gives the WAL and shared-memory files it
+/// creates the mode of the database file, so they are private from the start too.
+fn private_sqlite_files(path: &std::path::Path) -> Result<(), DbError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| DbError(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| DbError(format!("cannot open {}: {e}", path.display())))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(DbError(format!("cannot make {} private (mode 0600): {e}", file.display())));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The URL without its password.
@@ -392,6 +499,26 @@ mod tests {
     fn passwords_are_not_printed() {
         assert_eq!(redact("postgres://fw:secret@127.0.0.1/fw"), "postgres://fw:***@127.0.0.1/fw");
         assert_eq!(redact("postgres://127.0.0.1/fw"), "postgres://127.0.0.1/fw");
+    }
+
+    #[test]
+    fn postgres_tls_options_are_read_off_the_url() {
+        use postgres::config::SslMode;
+        let mode = |url: &str| PgTarget::parse(url).map(|t| t.config.get_ssl_mode()).map_err(|e| e.0);
+        assert_eq!(mode("postgres://fw@127.0.0.1/fw"), Ok(SslMode::Prefer), "prefer when the URL does not say");
+        assert_eq!(mode("postgres://fw@127.0.0.1/fw?sslmode=disable"), Ok(SslMode::Disable));
+        assert_eq!(mode("postgres://fw@127.0.0.1/fw?connect_timeout=3&sslmode=require"), Ok(SslMode::Require));
+        let full =
+            PgTarget::parse("postgres://fw:pw@db/fw?sslmode=verify-full&sslrootcert=%2Fnone.pem&application_name=x");
+        assert_eq!(full.err().map(|e| e.0), Some("postgres://fw:***@db/fw?sslmode=verify-full&sslrootcert=%2Fnone.pem&application_name=x: TLS: cannot read CA certificates /none.pem: I/O error: No such file or directory (os error 2)".to_string()));
+        assert_eq!(
+            mode("postgres://fw@db/fw?sslmode=verify-ca"),
+            Err("postgres://fw@db/fw?sslmode=verify-ca: sslmode=verify-ca needs sslrootcert=PATH (the CA certificates to trust)".into())
+        );
+        assert_eq!(
+            mode("postgres://fw@db/fw?sslmode=allow"),
+            Err("postgres://fw@db/fw?sslmode=allow: sslmode=allow is not supported (disable, prefer, require, verify-ca or verify-full)".into())
+        );
     }
 
     #[test]

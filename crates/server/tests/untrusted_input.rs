@@ -32,7 +32,7 @@ fn start(tag: &str) -> Env {
     let cp =
         ControlPlane::open(&dir.join("fleet.db").display().to_string(), fleetwall_model::Catalog::builtin()).unwrap();
     let admin = fleetwall_server::util::new_token().unwrap();
-    cp.insert_token(None, "admin", "admin", &admin).unwrap();
+    cp.insert_token(None, "admin", "admin", &admin, None).unwrap();
     let server = api::serve(cp, "127.0.0.1:0", None).unwrap();
     Env { dir, server: Some(server), admin }
 }
