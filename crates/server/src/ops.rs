@@ -21,7 +21,12 @@ pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
 }
 
 fn obj<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
-    let map = v.as_object_mut().expect("the fleet document is an object");
+    // A stored document passed validation, where an empty mapping may be written as
+    // null (`acme: ~`): that is the only non-object found here.
+    if v.is_null() {
+        *v = Value::Object(Map::new());
+    }
+    let map = v.as_object_mut().expect("a validated fleet document holds mappings here");
     let entry = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());

@@ -302,8 +302,9 @@ impl ControlPlane {
         let mut refused: Option<ApiError> = None;
         let result = self.db.write(|tx| {
             let rows = tx.query(
-                "SELECT token_hash, kind, revoked_ms, expires_ms FROM tokens WHERE substr(token_hash, 1, ?) = ?",
-                &[V::I(id.len() as i64), V::S(id.clone())],
+                // `id` is hex digits only (checked above), so it holds no LIKE wildcard.
+                "SELECT token_hash, kind, revoked_ms, expires_ms FROM tokens WHERE token_hash LIKE ?",
+                &[V::S(format!("{id}%"))],
             )?;
             let row = match rows.as_slice() {
                 [one] => one.clone(),

@@ -803,3 +803,15 @@ fn reading_a_private_link_writes_nothing() {
     assert_eq!(call(&agent, "PUT", "/v1/nodes/kafka-events-3/status", Some(last)).0, 200);
     assert_eq!(state(), "active");
 }
+
+#[test]
+fn an_edit_inside_a_project_written_as_null_was_a_500() {
+    let env = start("null-project", None);
+    let a = env.admin();
+    let (s, v) = put_text(&a, "version: 1\nplatform:\n  management_gateways: [198.51.100.10]\nprojects:\n  empty: ~\n");
+    assert_eq!(s, 200, "{v}");
+    let body =
+        json!({"name": "db", "type": "pg", "cloud": "aws-eu-west-1", "nodes": {"db-1": {"public": ["203.0.113.5"]}}});
+    let (s, v) = call(&a, "POST", "/v1/projects/empty/services", Some(body));
+    assert_eq!(s, 201, "{v}");
+}
