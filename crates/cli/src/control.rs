@@ -788,7 +788,11 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
         }
         ClientCmd::Token(TokenCmd::Revoke { id }) => {
             let v = api.call("DELETE", &format!("/v1/tokens/{}", fleetwall_http::percent_encode(&id)), None)?;
-            report(&v, json_out, &format!("Revoked token {}", cell(v.get("id"))))
+            if json_out {
+                show(&v)
+            } else {
+                println!("Revoked token {} ({} {})", cell(v.get("id")), cell(v.get("kind")), cell(v.get("scope")))
+            }
         }
         ClientCmd::Audit { limit, after } => {
             let v = api.call("GET", &format!("/v1/audit?limit={limit}&after={after}"), None)?;

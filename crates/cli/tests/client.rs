@@ -162,6 +162,30 @@ fn client_verbs_speak_the_platforms_dialect() {
     assert!(check.status.success(), "the exported fleet checks: {}", String::from_utf8_lossy(&check.stdout));
     let metrics = fleetwall_http::Client::new(&server, None).unwrap().get("/metrics").unwrap().text();
     assert!(metrics.contains("fleetwall_writes_total ") && metrics.contains("fleetwall_fleet_revision "), "{metrics}");
+
+    // Tokens: made with a lifetime, listed without their secret, revoked by id.
+    let made = run(&scratch.0, &server, &["token", "create", "--project", "acme-stream", "--ttl", "2h"]);
+    assert!(made.status.success());
+    let secret = text(&made).trim().to_string();
+    let list = text(&run(&scratch.0, &server, &["token", "list"]));
+    assert!(list.starts_with("ID") && list.contains("STATE") && list.contains("acme-stream"), "{list}");
+    assert!(!list.contains(&secret), "the list shows a secret: {list}");
+    let listed = run(&scratch.0, &server, &["token", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let id = v["tokens"].as_array().unwrap().iter().find(|t| t["kind"] == "project").unwrap()["id"].clone();
+    let out = run(&scratch.0, &server, &["token", "revoke", id.as_str().unwrap()]);
+    assert_eq!(text(&out).trim(), format!("Revoked token {} (project acme-stream)", id.as_str().unwrap()));
+    let refused = Command::new(env!("CARGO_BIN_EXE_fleetwall"))
+        .args(["status"])
+        .current_dir(&scratch.0)
+        .env("FLEETWALL_SERVER", &server)
+        .env("FLEETWALL_TOKEN", &secret)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&refused.stderr).trim(), "this token was revoked (status 401)");
+    let bad_ttl = run(&scratch.0, &server, &["token", "create", "--admin", "x", "--ttl", "3w"]);
+    assert_eq!(bad_ttl.status.code(), Some(2), "a bad --ttl is a usage error");
 }
 
 #[test]
