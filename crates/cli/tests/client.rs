@@ -2,22 +2,9 @@
 
 mod common;
 
-use common::{root, Scratch};
-use std::process::{Child, Command, Output};
+use common::{free_port, root, Scratch, Serve};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn run(dir: &std::path::Path, server: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fleetwall"))

@@ -80,3 +80,47 @@ pub fn kernel_available() -> bool {
     }
     panic!("{msg}");
 }
+
+/// Network namespaces of one test, named `fwl<pid>x<n>-<tag>` (the lab's prefix, so a
+/// crashed run's are swept by the next), all deleted on drop, also when the test fails.
+pub struct Namespaces(pub String);
+
+impl Default for Namespaces {
+    fn default() -> Namespaces {
+        Namespaces(fleetwall_lab::netns::run_prefix())
+    }
+}
+
+impl Namespaces {
+    pub fn new() -> Namespaces {
+        Namespaces::default()
+    }
+
+    /// Creates the namespace `<prefix><tag>`; returns its name.
+    pub fn create(&self, tag: &str) -> String {
+        let name = format!("{}{tag}", self.0);
+        fleetwall_lab::netns::create(std::slice::from_ref(&name)).expect("create a namespace");
+        name
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        fleetwall_lab::netns::delete_all(&self.0);
+    }
+}
+
+/// A child process (a `fleetwall serve`), killed on drop.
+pub struct Serve(pub std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

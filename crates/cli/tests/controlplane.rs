@@ -373,16 +373,9 @@ fn the_agent_token_was_visible_in_its_command_line() {
     if !kernel_available() {
         return;
     }
-    struct Gone(String);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            netns::delete_all(&self.0);
-        }
-    }
     let scratch = Scratch::new("cp-token-file");
-    let ns = Gone(netns::run_prefix());
-    let ns_name = format!("{}lo", ns.0);
-    netns::create(std::slice::from_ref(&ns_name)).unwrap();
+    let ns = common::Namespaces::new();
+    let ns_name = ns.create("lo");
     fleetwall_apply::run(Some(&ns_name), "ip", &["link", "set", "lo", "up"], None).unwrap();
     // Server and agent share the namespace's loopback; k1's ruleset admits loopback.
     let server = "http://127.0.0.1:8181";

@@ -164,14 +164,6 @@ fn mutate(r: &mut Rng, v: &mut Value) {
     }
 }
 
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = fleetwall_apply::run(None, "ip", &["netns", "del", &self.0], None);
-    }
-}
-
 #[test]
 fn random_and_mutated_rulesets_never_panic_and_what_validates_passes_nft_check() {
     if !kernel_available() {
@@ -183,8 +175,8 @@ fn random_and_mutated_rulesets_never_panic_and_what_validates_passes_nft_check()
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
     });
     eprintln!("fuzz_render: seed {seed} (FLEETWALL_FUZZ_SEED={seed} replays it), {secs} s");
-    let ns = Ns(format!("fw-fuzz-{}", std::process::id()));
-    fleetwall_apply::run(None, "ip", &["netns", "add", &ns.0], None).expect("create the namespace");
+    let guard = common::Namespaces::new();
+    let ns = guard.create("fuzz");
 
     let text = std::fs::read_to_string(root().join("examples/kafka-vpc.yaml")).unwrap();
     let fleet = fleetwall_model::load(&text, &fleetwall_model::Catalog::builtin()).0.expect("the example loads");
@@ -219,7 +211,7 @@ fn random_and_mutated_rulesets_never_panic_and_what_validates_passes_nft_check()
             Ok(Ok(t)) => t,
         };
         checked += 1;
-        if let Err(e) = fleetwall_apply::run(Some(&ns.0), "nft", &["-c", "-f", "-"], Some(&rendered)) {
+        if let Err(e) = fleetwall_apply::run(Some(&ns), "nft", &["-c", "-f", "-"], Some(&rendered)) {
             let file = std::env::temp_dir().join(format!("fleetwall-fuzz-render-{seed}.nft"));
             std::fs::write(&file, &rendered).unwrap();
             panic!("seed {seed} case {cases}: a validated ruleset fails `nft -c` ({e}); written to {}", file.display());

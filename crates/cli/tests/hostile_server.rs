@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{kernel_available, root, Scratch};
+use common::{kernel_available, root, Namespaces, Scratch};
 use fleetwall_agent::{Agent, Config, NftKernel};
 use fleetwall_http::{Handler, Request, Response, Server};
 use serde_json::{json, Value};
@@ -20,24 +20,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A namespace removed on drop, also when the test fails.
-struct Ns(String);
+/// A namespace of this test, removed on drop (also when the test fails).
+struct Ns {
+    name: String,
+    _all: Namespaces,
+}
 
 impl Ns {
     fn new(tag: &str) -> Ns {
-        let name = format!("fw-hostile-{}-{tag}", std::process::id());
-        let _ = fleetwall_apply::run(None, "ip", &["netns", "del", &name], None);
-        fleetwall_apply::run(None, "ip", &["netns", "add", &name], None).expect("create the namespace");
-        Ns(name)
+        let all = Namespaces::new();
+        Ns { name: all.create(tag), _all: all }
     }
     fn nft(&self, args: &[&str]) -> String {
-        fleetwall_apply::run(Some(&self.0), "nft", args, None).expect("nft in the test namespace")
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = fleetwall_apply::run(None, "ip", &["netns", "del", &self.0], None);
+        fleetwall_apply::run(Some(&self.name), "nft", args, None).expect("nft in the test namespace")
     }
 }
 
@@ -128,7 +123,7 @@ fn a_hostile_server_cannot_touch_another_table_or_read_files() {
         return;
     }
     let ns = Ns::new("n");
-    fleetwall_apply::run(Some(&ns.0), "nft", &["-f", "-"], Some(HOSTFW)).expect("load the foreign table");
+    fleetwall_apply::run(Some(&ns.name), "nft", &["-f", "-"], Some(HOSTFW)).expect("load the foreign table");
     let foreign = ns.nft(&["list", "table", "inet", "hostfw"]);
     let secret = Scratch::new("hostile");
     let secret_file = secret.0.join("secret.nft");
@@ -150,7 +145,8 @@ fn a_hostile_server_cannot_touch_another_table_or_read_files() {
         poll: Duration::from_millis(300),
         gateways: Vec::new(),
     };
-    let mut agent = Agent::new(cfg, Box::new(NftKernel::new(Some(ns.0.clone()))), Box::new(|_| {})).expect("an agent");
+    let mut agent =
+        Agent::new(cfg, Box::new(NftKernel::new(Some(ns.name.clone()))), Box::new(|_| {})).expect("an agent");
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let runner = std::thread::spawn(move || agent.run(&stop2));

@@ -302,16 +302,8 @@ fn revoking_many_flows_spawned_a_conntrack_per_flow() {
     if !kernel_available() {
         return;
     }
-    struct Gone(String);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            netns::delete_all(&self.0);
-        }
-    }
-    let prefix = netns::run_prefix();
-    let guard = Gone(prefix.clone());
-    let ns = format!("{}ct", guard.0);
-    netns::create(std::slice::from_ref(&ns)).unwrap();
+    let guard = common::Namespaces::new();
+    let ns = guard.create("ct");
     // 500 connections from 5 clients (pools of 100) to a refused port, 20 to an allowed one.
     let flow = |src: usize, sport: usize, dport: u16| {
         format!(

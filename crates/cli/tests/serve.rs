@@ -3,25 +3,11 @@
 
 mod common;
 
-use common::Scratch;
+use common::{free_port, Scratch, Serve};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// A running `fleetwall serve`, killed on drop.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// Starts `fleetwall serve ARGS` in `dir`, its stderr going to `dir/serve.log`.
 fn serve(dir: &Path, args: &[&str]) -> Serve {

@@ -4,28 +4,19 @@
 
 mod common;
 
-use common::{root, Scratch};
+use common::{free_port, root, Scratch, Serve};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const CONNECTIONS: usize = 16;
 const ANNOUNCED: usize = 62_914_560;
 
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `fleetwall serve` with the kafka example on a free loopback port.
 fn serve(scratch: &Scratch) -> (Serve, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let fleet = root().join("examples/kafka-vpc.yaml");
     let child = Command::new(env!("CARGO_BIN_EXE_fleetwall"))

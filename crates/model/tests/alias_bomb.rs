@@ -6,31 +6,8 @@
 //! the peak of live heap bytes during `load` is deterministic, unlike a timing.
 
 use fleetwall_model::{load, Catalog, DiagCode};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+mod heap;
 
 #[test]
 fn billion_laughs_is_refused_with_less_than_64_mib() {
@@ -39,10 +16,7 @@ fn billion_laughs_is_refused_with_less_than_64_mib() {
         src.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 10].join(",")));
     }
     let catalog = Catalog::builtin();
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let (fleet, diags) = load(&src, &catalog);
-    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let ((fleet, diags), peak) = heap::peak_during(|| load(&src, &catalog));
     assert!(fleet.is_none());
     assert_eq!(diags.items.len(), 1, "{:#?}", diags.items);
     let d = &diags.items[0];

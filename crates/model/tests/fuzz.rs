@@ -18,33 +18,10 @@
 use fleetwall_model::yaml::{self, NodeKind, MAX_DEPTH};
 use fleetwall_model::{load, Catalog, Severity};
 use fleetwall_synth::Rng;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+mod heap;
 
 /// Heap a case may peak at: a node budget's worth of tree (and its anchor copies) per
 /// byte, and a fixed allowance for the catalog and the validator's tables.
@@ -217,10 +194,7 @@ fn size(root: &yaml::Node) -> (usize, usize) {
 
 /// Loads `src` and checks the loader's promises; a message on a broken one.
 fn check(src: &str, catalog: &Catalog) -> Result<(), String> {
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let (fleet, diags) = load(src, catalog);
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+    let ((fleet, diags), peak) = heap::peak_during(|| load(src, catalog));
     if peak > heap_bound(src.len()) {
         return Err(format!("load peaked at {peak} bytes of heap for {} bytes of input", src.len()));
     }

@@ -1,58 +1,14 @@
 //! The control plane over real HTTP, on a real SQLite file (and PostgreSQL when the test
 //! environment provides one: FLEETWALL_TEST_PG, set by scripts/test).
 
-use fleetwall_http::{Client, Server};
+use fleetwall_http::Client;
 use fleetwall_server::{api, ControlPlane};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
-struct Env {
-    dir: PathBuf,
-    server: Option<Server>,
-    admin: String,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn catalog() -> fleetwall_model::Catalog {
-    fleetwall_model::Catalog::builtin()
-}
-
-fn start(tag: &str, db: Option<String>) -> Env {
-    let dir = std::env::temp_dir().join(format!("fw-api-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = db.unwrap_or_else(|| dir.join("fleet.db").display().to_string());
-    let cp = ControlPlane::open(&url, catalog()).unwrap();
-    let admin = fleetwall_server::util::new_token().unwrap();
-    cp.insert_token(None, "admin", "admin", &admin, None).unwrap();
-    let server = api::serve(cp.clone(), "127.0.0.1:0", None).unwrap();
-    Env { dir, server: Some(server), admin }
-}
-
-impl Env {
-    fn url(&self) -> String {
-        format!("http://{}", self.server.as_ref().unwrap().local_addr())
-    }
-    fn client(&self, token: &str) -> Client {
-        Client::new(&self.url(), None).unwrap().with_token(token)
-    }
-    fn admin(&self) -> Client {
-        self.client(&self.admin)
-    }
-}
+use common::{catalog, root, start};
 
 fn call(c: &Client, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let r = match body {

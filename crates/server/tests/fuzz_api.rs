@@ -8,11 +8,13 @@
 //! By default it runs for 15 seconds or 3,000 requests; `FLEETWALL_FUZZ_SECS=600` runs
 //! longer, `FLEETWALL_FUZZ_SEED=<n>` replays a run (the seed is printed).
 
+mod common;
+
+use common::root;
 use fleetwall_http::{Request, Response};
 use fleetwall_server::{api, ControlPlane};
 use fleetwall_synth::Rng;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,10 +79,6 @@ fn mutate(r: &mut Rng, v: &mut Value) {
         }
         _ => *v = nasty(r),
     }
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn peak_rss_kb() -> u64 {

@@ -2,49 +2,15 @@
 //! to panic the handler, and requests without a valid token that announce a body. Each test is
 //! named after what used to break.
 
-use fleetwall_http::{Client, Server};
-use fleetwall_server::{api, ControlPlane};
+use fleetwall_http::Client;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-struct Env {
-    dir: PathBuf,
-    server: Option<Server>,
-    admin: String,
-}
+mod common;
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start(tag: &str) -> Env {
-    let dir = std::env::temp_dir().join(format!("fw-untrusted-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let cp =
-        ControlPlane::open(&dir.join("fleet.db").display().to_string(), fleetwall_model::Catalog::builtin()).unwrap();
-    let admin = fleetwall_server::util::new_token().unwrap();
-    cp.insert_token(None, "admin", "admin", &admin, None).unwrap();
-    let server = api::serve(cp, "127.0.0.1:0", None).unwrap();
-    Env { dir, server: Some(server), admin }
-}
-
-impl Env {
-    fn url(&self) -> String {
-        format!("http://{}", self.server.as_ref().unwrap().local_addr())
-    }
-    fn admin(&self) -> Client {
-        Client::new(&self.url(), None).unwrap().with_token(&self.admin)
-    }
-}
+use common::{start, Env};
 
 /// GETs `path` as the admin; the status and the error message.
 fn get(env: &Env, path: &str) -> (u16, String) {
@@ -54,7 +20,7 @@ fn get(env: &Env, path: &str) -> (u16, String) {
 }
 
 fn assert_bad_wait(value: &str) {
-    let env = start(&format!("wait-{}", value.replace(['.', '-', '+'], "_")));
+    let env = start(&format!("wait-{}", value.replace(['.', '-', '+'], "_")), None);
     let (status, message) = get(&env, &format!("/v1/nodes/web-1/ruleset?after=0&wait={value}"));
     assert_eq!(status, 400, "wait={value}: {message}");
     assert_eq!(message, format!("query parameter 'wait' must be a number of seconds from 0 to 60, got '{value}'"));
@@ -87,7 +53,7 @@ fn a_wait_over_the_maximum_is_a_400_not_silently_shortened() {
 
 #[test]
 fn bad_after_revision_and_limit_values_are_400s_naming_the_parameter() {
-    let env = start("numbers");
+    let env = start("numbers", None);
     for (path, name, range) in [
         ("/v1/nodes/web-1/ruleset?after=x", "after", "-1 to 9223372036854775807"),
         ("/v1/nodes/web-1/ruleset?after=-2", "after", "-1 to 9223372036854775807"),
@@ -110,7 +76,7 @@ fn bad_after_revision_and_limit_values_are_400s_naming_the_parameter() {
 
 #[test]
 fn a_request_without_a_valid_token_gets_401_before_its_body_is_sent() {
-    let env = start("admit");
+    let env = start("admit", None);
     let addr = env.server.as_ref().unwrap().local_addr();
     for auth in ["", "Authorization: Bearer not-a-token\r\n"] {
         let mut s = TcpStream::connect(addr).unwrap();
