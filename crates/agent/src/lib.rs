@@ -15,139 +15,20 @@
 #![warn(missing_docs)]
 
 mod baseline;
+mod kernel;
+mod stats;
 
 pub use baseline::{baseline, Management, DEFAULT_MANAGEMENT_PORTS};
 use fleetwall_http::{Client, Response};
 use fleetwall_ir::NodeRuleset;
-use fleetwall_render::nft::TABLE;
 use ipnet::IpNet;
+pub use kernel::{ruleset_hash, sha256_hex, Applied, Kernel, MemoryKernel, NftKernel};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
+pub use stats::Stats;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// SHA-256 hex of `data`.
-pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The hash the server publishes for a ruleset: SHA-256 of its nft rendering.
-pub fn ruleset_hash(rs: &NodeRuleset) -> String {
-    sha256_hex(fleetwall_render::nft::render(rs).as_bytes())
-}
-
-/// What an apply put into the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    /// The fingerprint our table has while it holds exactly the ruleset applied.
-    pub fingerprint: String,
-    /// Something secondary (revoking connections) failed.
-    pub warning: Option<String>,
-}
-
-/// Where rulesets go.
-pub trait Kernel: Send + Sync {
-    /// Enforces `rs` atomically.
-    fn apply(&self, rs: &NodeRuleset) -> Result<Applied, String>;
-    /// A fingerprint of what the kernel holds of ours now (None: our table is missing).
-    fn fingerprint(&self) -> Result<Option<String>, String>;
-}
-
-/// Loads a ruleset into an empty network namespace of its own and lists it back: the
-/// listing our table must have, whatever has happened to the real one since.
-const SCRATCH_LISTING: &str = "nft -f - && exec nft -s list table inet fleetwall";
-
-/// nftables, in the agent's own network namespace or (for tests) in `netns`.
-pub struct NftKernel {
-    netns: Option<String>,
-    /// The expected fingerprint of the last ruleset written, by the hash of its text:
-    /// drift repairs write the same ruleset again.
-    expected: Mutex<Option<(String, String)>>,
-}
-
-impl NftKernel {
-    /// Programs `netns` (None: the namespace the agent runs in).
-    pub fn new(netns: Option<String>) -> NftKernel {
-        NftKernel { netns, expected: Mutex::new(None) }
-    }
-
-    fn list(&self) -> Result<String, String> {
-        // -s: without counters or other state, so traffic does not look like drift.
-        fleetwall_apply::run(self.netns.as_deref(), "nft", &["-s", "list", "table", "inet", TABLE], None)
-            .map_err(|e| e.to_string())
-    }
-
-    fn expected(&self, text: &str) -> Result<String, String> {
-        let key = sha256_hex(text.as_bytes());
-        let mut cache = self.expected.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, fp)) = cache.as_ref().filter(|(k, _)| *k == key) {
-            return Ok(fp.clone());
-        }
-        let listing = fleetwall_apply::run(None, "unshare", &["--net", "sh", "-c", SCRATCH_LISTING], Some(text))
-            .map_err(|e| format!("cannot list the ruleset in a scratch namespace: {e}"))?;
-        let fp = sha256_hex(listing.as_bytes());
-        *cache = Some((key, fp.clone()));
-        Ok(fp)
-    }
-}
-
-impl Kernel for NftKernel {
-    fn apply(&self, rs: &NodeRuleset) -> Result<Applied, String> {
-        let ns = self.netns.as_deref();
-        let text = fleetwall_render::nft::render(rs);
-        fleetwall_apply::run(ns, "nft", &["-f", "-"], Some(&text)).map_err(|e| e.to_string())?;
-        let mut warnings = Vec::new();
-        // Enforcing the ruleset matters more than watching it: without a scratch listing,
-        // the table as found now stands in (and a rule slipped in just now would stay).
-        let fingerprint = match self.expected(&text) {
-            Ok(fp) => fp,
-            Err(e) => {
-                warnings.push(format!("{e}; drift is judged against the table as found after the apply"));
-                sha256_hex(self.list()?.as_bytes())
-            }
-        };
-        if let Err(e) = fleetwall_apply::revoke(ns, rs) {
-            warnings.push(format!("applied, but revoking connections failed: {e}"));
-        }
-        Ok(Applied { fingerprint, warning: (!warnings.is_empty()).then(|| warnings.join("; ")) })
-    }
-
-    fn fingerprint(&self) -> Result<Option<String>, String> {
-        let tables = fleetwall_apply::run(self.netns.as_deref(), "nft", &["list", "tables", "inet"], None)
-            .map_err(|e| e.to_string())?;
-        if !tables.lines().any(|l| l.trim() == format!("table inet {TABLE}")) {
-            return Ok(None);
-        }
-        Ok(Some(sha256_hex(self.list()?.as_bytes())))
-    }
-}
-
-/// A kernel that only remembers what it was given (simulated agents in benchmarks and tests).
-#[derive(Default)]
-pub struct MemoryKernel {
-    held: Mutex<Option<String>>,
-}
-
-impl MemoryKernel {
-    /// Forgets what it holds (simulates someone deleting our table).
-    pub fn wipe(&self) {
-        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-}
-
-impl Kernel for MemoryKernel {
-    fn apply(&self, rs: &NodeRuleset) -> Result<Applied, String> {
-        let fingerprint = ruleset_hash(rs);
-        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(fingerprint.clone());
-        Ok(Applied { fingerprint, warning: None })
-    }
-    fn fingerprint(&self) -> Result<Option<String>, String> {
-        Ok(self.held.lock().unwrap_or_else(|p| p.into_inner()).clone())
-    }
-}
 
 /// How to run.
 pub struct Config {
@@ -189,95 +70,6 @@ struct Fetched<R = serde_json::Value> {
     revision: i64,
     hash: String,
     ruleset: R,
-}
-
-/// Counters for `/metrics`, shared with the metrics server.
-#[derive(Default)]
-pub struct Stats {
-    /// The revision in force.
-    pub applied_revision: AtomicI64,
-    /// Successful applies.
-    pub applies: AtomicU64,
-    /// Failed applies.
-    pub apply_errors: AtomicU64,
-    /// Drift repairs.
-    pub drift_repairs: AtomicU64,
-    /// Applies of the last good ruleset because the server was unreachable.
-    pub fail_static: AtomicU64,
-    /// Whether the fail-closed baseline is in force.
-    pub baseline_active: AtomicBool,
-    /// Applies of the fail-closed baseline (drift repairs of it included).
-    pub baseline_applies: AtomicU64,
-    /// Whether the last request reached the server.
-    pub server_up: AtomicBool,
-    /// Duration of the last apply, microseconds.
-    pub last_apply_us: AtomicU64,
-}
-
-impl Stats {
-    /// The Prometheus exposition.
-    pub fn render(&self, node: &str) -> String {
-        let mut o = String::new();
-        let l = format!("{{node=\"{node}\"}}");
-        let mut g = |name: &str, kind: &str, help: &str, v: String| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{l} {v}");
-        };
-        g(
-            "fleetwall_agent_applied_revision",
-            "gauge",
-            "The fleet revision in force.",
-            self.applied_revision.load(Ordering::Relaxed).to_string(),
-        );
-        g(
-            "fleetwall_agent_applies_total",
-            "counter",
-            "Rulesets applied.",
-            self.applies.load(Ordering::Relaxed).to_string(),
-        );
-        g(
-            "fleetwall_agent_apply_errors_total",
-            "counter",
-            "Applies that failed.",
-            self.apply_errors.load(Ordering::Relaxed).to_string(),
-        );
-        g(
-            "fleetwall_agent_drift_repairs_total",
-            "counter",
-            "Times our table was found changed or missing and restored.",
-            self.drift_repairs.load(Ordering::Relaxed).to_string(),
-        );
-        g(
-            "fleetwall_agent_fail_static_total",
-            "counter",
-            "Last-good applies while the server was unreachable.",
-            self.fail_static.load(Ordering::Relaxed).to_string(),
-        );
-        g(
-            "fleetwall_agent_baseline_active",
-            "gauge",
-            "1 while the fail-closed baseline is in force (no ruleset from the server, no usable last good one).",
-            u8::from(self.baseline_active.load(Ordering::Relaxed)).to_string(),
-        );
-        g(
-            "fleetwall_agent_baseline_applies_total",
-            "counter",
-            "Applies of the fail-closed baseline.",
-            self.baseline_applies.load(Ordering::Relaxed).to_string(),
-        );
-        g(
-            "fleetwall_agent_server_up",
-            "gauge",
-            "1 when the last request reached the server.",
-            u8::from(self.server_up.load(Ordering::Relaxed)).to_string(),
-        );
-        g(
-            "fleetwall_agent_last_apply_seconds",
-            "gauge",
-            "How long the last apply took.",
-            format!("{:.6}", self.last_apply_us.load(Ordering::Relaxed) as f64 / 1e6),
-        );
-        o
-    }
 }
 
 fn now_ms() -> i64 {
@@ -686,7 +478,9 @@ fn server_message(r: &Response) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleetwall_render::nft::TABLE;
     use std::path::Path;
+    use std::sync::Mutex;
 
     fn ruleset(node: &str) -> NodeRuleset {
         NodeRuleset {
