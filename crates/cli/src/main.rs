@@ -4,6 +4,7 @@
 mod bench;
 mod commands;
 mod control;
+mod daemons;
 mod datadir;
 mod pki;
 mod rollout;
@@ -161,10 +162,10 @@ enum Command {
     ///
     /// With no flags: SQLite in .fleetwall/fleet.db, http://127.0.0.1:8181, and a new
     /// admin token in .fleetwall/admin.token (the client verbs read it from there).
-    Serve(control::ServeArgs),
+    Serve(daemons::ServeArgs),
     /// Run a node agent: watch this node's ruleset, apply it as one nftables transaction,
     /// keep the last good one (re-applied when the server is unreachable), repair drift.
-    Agent(control::AgentArgs),
+    Agent(daemons::AgentArgs),
     /// Rollout view from the control plane: per node the desired and applied revision,
     /// ruleset hash, state and lag.
     Status {
@@ -318,8 +319,8 @@ fn main() -> ExitCode {
             json: format == CheckFormat::Json,
         }),
         Command::Bench { runs, quick, format, .. } => bench::run(runs.max(1), quick, format),
-        Command::Serve(a) => control::serve(a),
-        Command::Agent(a) => control::agent(a),
+        Command::Serve(a) => daemons::serve(a),
+        Command::Agent(a) => daemons::agent(a),
         Command::Status { client } => control::client(&client, control::ClientCmd::Status),
         Command::Project { client, cmd } => control::client(&client, control::ClientCmd::Project(cmd)),
         Command::Vpc { client, cmd } => control::client(&client, control::ClientCmd::Vpc(cmd)),

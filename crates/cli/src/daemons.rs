@@ -1,0 +1,297 @@
+//! The two long-running commands: `fleetwall serve` (the control plane: store, admin
+//! token, TLS off loopback) and `fleetwall agent` (a node's agent, with its token read
+//! from a file or the environment, never needed on the command line).
+
+use crate::commands::Outcome;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `fleetwall serve` options.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Store: a SQLite file path (default: DATA_DIR/fleet.db) or postgres://user:pass@host/db.
+    #[arg(long, env = "FLEETWALL_DB")]
+    pub db: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8181")]
+    pub listen: String,
+    /// Directory for the SQLite file and the admin token.
+    #[arg(long, default_value = ".fleetwall")]
+    pub data_dir: PathBuf,
+    /// TLS certificate chain (PEM); with --tls-key, serve https with it. Without them, serve
+    /// listens off loopback with a certificate from its own CA in DATA_DIR (ca.pem).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Another name (DNS name or IP address) for the generated server certificate; repeatable.
+    #[arg(long = "tls-san", value_name = "NAME", conflicts_with_all = ["tls_cert", "insecure_http"])]
+    pub tls_sans: Vec<String>,
+    /// Serve plain HTTP off loopback: tokens and the fleet cross the network unencrypted.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_http: bool,
+    /// Seed an empty store with this fleet file (ignored when the store has a revision).
+    #[arg(long, value_name = "FLEET")]
+    pub fleet: Option<PathBuf>,
+    /// The admin token file: created (mode 0600) with a new token when the store has no
+    /// admin token; an existing file's token is registered.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Use this service catalog instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+}
+
+/// `fleetwall agent` options.
+#[derive(Args)]
+pub struct AgentArgs {
+    /// The control plane's URL.
+    #[arg(long, env = "FLEETWALL_SERVER")]
+    pub server: String,
+    /// This node's name in the fleet.
+    #[arg(long)]
+    pub node: String,
+    /// The node's agent token (`fleetwall token create --node NAME`). Visible to every
+    /// user of the machine in the process list: prefer --token-file or $FLEETWALL_TOKEN.
+    #[arg(long, env = "FLEETWALL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the node's agent token, read once at start; it must not be
+    /// accessible to group or others (chmod 600).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for an https server.
+    #[arg(long, env = "FLEETWALL_CA")]
+    pub ca: Option<PathBuf>,
+    /// Where the last good ruleset is kept.
+    #[arg(long, default_value = "/var/lib/fleetwall")]
+    pub state_dir: PathBuf,
+    /// Seconds between drift checks of our nftables table.
+    #[arg(long, default_value_t = 10.0)]
+    pub resync: f64,
+    /// Prometheus metrics address, or `off`.
+    #[arg(long, default_value = "127.0.0.1:9301")]
+    pub metrics_listen: String,
+    /// Program the kernel of this network namespace (`ip netns exec`) instead of the agent's own.
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// A management gateway (CIDR; repeatable) admitted to SSH and the platform port by
+    /// the fail-closed baseline, the ruleset enforced while there is none from the server
+    /// and no usable last good one (default: the gateways of the last ruleset applied).
+    #[arg(long = "gateway", value_name = "CIDR")]
+    pub gateways: Vec<ipnet::IpNet>,
+}
+
+/// The agent's token: from --token-file, else --token or $FLEETWALL_TOKEN.
+fn agent_token(a: &AgentArgs) -> Result<String> {
+    let token = match (&a.token_file, &a.token) {
+        (Some(_), Some(_)) => {
+            bail!("give the agent token with --token-file or with --token/$FLEETWALL_TOKEN, not both")
+        }
+        (Some(path), None) => read_token_file(path)?,
+        (None, Some(t)) => t.trim().to_string(),
+        (None, None) => bail!("the agent needs its token: --token-file PATH (or $FLEETWALL_TOKEN, or --token)"),
+    };
+    if token.is_empty() {
+        bail!("the agent token is empty");
+    }
+    Ok(token)
+}
+
+/// A token file's token (trimmed); refused when group or others may access the file.
+fn read_token_file(path: &Path) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!("{} is accessible to group or others (mode {:o}); chmod 600 it", path.display(), mode & 0o777);
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("{} holds no token", path.display());
+    }
+    Ok(token.to_string())
+}
+
+fn load_catalog(path: Option<&Path>) -> Result<fleetwall_model::Catalog> {
+    crate::commands::catalog(path)
+}
+
+/// `fleetwall serve`.
+pub fn serve(a: ServeArgs) -> Result<Outcome> {
+    // Every agent's long-poll holds a descriptor: the default soft limit (1024) would refuse
+    // agents long before the server's connection cap.
+    if let Err(e) = fleetwall_http::raise_open_files_limit() {
+        eprintln!("fleetwall serve: cannot raise the open files limit: {e}");
+    }
+    let catalog = load_catalog(a.catalog.as_deref())?;
+    crate::datadir::private_dir(&a.data_dir)?;
+    let tls = serve_tls(&a)?;
+    let url = a.db.clone().unwrap_or_else(|| a.data_dir.join("fleet.db").display().to_string());
+    let cp = fleetwall_server::ControlPlane::open(&url, catalog)?;
+    // The admin token: registered from the file, or created into it.
+    let token_file = a.admin_token_file.clone().unwrap_or_else(|| a.data_dir.join("admin.token"));
+    crate::datadir::tighten_secret(&token_file)?;
+    let from_file = std::fs::read_to_string(&token_file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    if let Some(t) = &from_file {
+        // Registering never revives a revoked or expired token.
+        cp.insert_token(None, "admin", "admin", t, None)?;
+    }
+    let file_usable = from_file.as_deref().is_some_and(|t| cp.token_usable(t));
+    match from_file {
+        Some(_) if file_usable => {}
+        Some(_) => {
+            let t = fleetwall_server::util::new_token()?;
+            crate::datadir::write_secret(&token_file, &t)?;
+            cp.insert_token(None, "admin", "admin", &t, None)?;
+            eprintln!(
+                "fleetwall serve: the admin token in {0} was revoked or has expired; a new one was written to {0}",
+                token_file.display()
+            );
+        }
+        None if !cp.has_admin()? => {
+            let t = fleetwall_server::util::new_token()?;
+            if let Some(dir) = token_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::datadir::create_dir(dir)?;
+            }
+            crate::datadir::write_secret(&token_file, &t)?;
+            cp.insert_token(None, "admin", "admin", &t, None)?;
+            eprintln!("fleetwall serve: new admin token written to {}", token_file.display());
+        }
+        None => {}
+    }
+    if let Some(f) = &a.fleet {
+        if cp.snapshot().revision == 0 {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            match fleetwall_server::fleet_file(&text, &cp.catalog) {
+                Ok(doc) => {
+                    cp.replace(&fleetwall_server::Actor::Admin("seed".into()), "fleet.seed", doc)?;
+                }
+                Err(diags) => {
+                    eprint!("{}", fleetwall_model::diag::render_human(&diags.items, &f.display().to_string(), &text));
+                    return Ok(Outcome::Invalid);
+                }
+            }
+        }
+    }
+    let server = fleetwall_server::api::serve(cp.clone(), &a.listen, tls.as_ref()).map_err(|e| anyhow!("{e}"))?;
+    let snap = cp.snapshot();
+    eprintln!(
+        "fleetwall serve: listening on {}://{} (store {} {}, fleet revision {}, {} nodes)",
+        if tls.is_some() { "https" } else { "http" },
+        server.local_addr(),
+        cp.db.kind(),
+        fleetwall_server::db::redact(&url),
+        snap.revision,
+        snap.nodes.len()
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
+/// What `serve` speaks: TLS with the given certificate; plain HTTP on loopback or when told
+/// to; else TLS with a certificate from its own CA, whose fingerprint is printed for those
+/// who hand `ca.pem` to agents and the CLI.
+fn serve_tls(a: &ServeArgs) -> Result<Option<fleetwall_http::TlsFiles>> {
+    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
+        return Ok(Some(fleetwall_http::TlsFiles { cert: cert.clone(), key: key.clone() }));
+    }
+    if a.insecure_http {
+        return Ok(None);
+    }
+    if crate::pki::is_loopback(&a.listen) {
+        if !a.tls_sans.is_empty() {
+            bail!("--tls-san names the certificate serve makes off loopback, but {} is loopback", a.listen);
+        }
+        return Ok(None);
+    }
+    let names = crate::pki::names_for(&a.listen, &a.tls_sans)?;
+    let tls = crate::pki::ensure(&a.data_dir, &names).with_context(|| {
+        format!(
+            "cannot set up TLS in {} for --listen {} (give --tls-cert and --tls-key, or --insecure-http to serve plain HTTP off loopback)",
+            a.data_dir.display(),
+            a.listen
+        )
+    })?;
+    if tls.new_ca {
+        eprintln!("fleetwall serve: new CA {}", tls.ca.display());
+    }
+    if tls.issued {
+        let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+        eprintln!("fleetwall serve: new server certificate {} for {}", tls.files.cert.display(), names.join(", "));
+    }
+    eprintln!(
+        "fleetwall serve: TLS CA {} with SHA-256 fingerprint {}; give agents and the CLI --ca {}",
+        tls.ca.display(),
+        tls.fingerprint,
+        tls.ca.display()
+    );
+    Ok(Some(tls.files))
+}
+
+/// `fleetwall agent`.
+pub fn agent(a: AgentArgs) -> Result<Outcome> {
+    let node = a.node.clone();
+    let cfg = fleetwall_agent::Config {
+        server: a.server.clone(),
+        node: a.node.clone(),
+        token: agent_token(&a)?,
+        ca: a.ca.clone(),
+        state_dir: Some(a.state_dir.clone()),
+        resync: Duration::from_secs_f64(a.resync.max(0.05)),
+        poll: Duration::from_secs(30),
+        gateways: a.gateways.clone(),
+    };
+    let log_node = node.clone();
+    let log = Box::new(move |e: &fleetwall_agent::Event| {
+        let t = fleetwall_server::util::rfc3339(fleetwall_server::util::now_ms());
+        match e {
+            fleetwall_agent::Event::Applied { revision, from_disk: true } => {
+                eprintln!("{t} {log_node}: re-applied the last good ruleset (revision {revision})")
+            }
+            fleetwall_agent::Event::Applied { revision, .. } => {
+                eprintln!("{t} {log_node}: applied revision {revision}")
+            }
+            fleetwall_agent::Event::Baseline { gateways } if gateways.is_empty() => eprintln!(
+                "{t} {log_node}: FAIL-CLOSED BASELINE applied WITHOUT ANY MANAGEMENT GATEWAY: no ruleset from the \
+                 server, no usable last good one, no --gateway and none learnt; only loopback reaches this node"
+            ),
+            fleetwall_agent::Event::Baseline { gateways } => {
+                let list: Vec<String> = gateways.iter().map(ToString::to_string).collect();
+                eprintln!(
+                    "{t} {log_node}: fail-closed baseline applied (no ruleset from the server, no usable last good \
+                     one); management from {}",
+                    list.join(", ")
+                )
+            }
+            fleetwall_agent::Event::DriftRepaired => eprintln!("{t} {log_node}: our table had drifted; restored"),
+            fleetwall_agent::Event::Error(m) => eprintln!("{t} {log_node}: error: {m}"),
+            fleetwall_agent::Event::Unreachable(m) => eprintln!("{t} {log_node}: server unreachable: {m}"),
+        }
+    });
+    let kernel = Box::new(fleetwall_agent::NftKernel::new(a.netns.clone()));
+    let mut agent = fleetwall_agent::Agent::new(cfg, kernel, log).map_err(|e| anyhow!(e))?;
+    let _metrics = if a.metrics_listen != "off" {
+        let stats = agent.stats.clone();
+        let n = node.clone();
+        let h: fleetwall_http::Handler = Arc::new(move |req| match req.path.as_str() {
+            "/metrics" => fleetwall_http::Response::new(200, "text/plain; version=0.0.4", stats.render(&n)),
+            _ => fleetwall_http::Response::new(404, "text/plain", "see /metrics\n"),
+        });
+        Some(
+            fleetwall_http::Server::bind(&a.metrics_listen, None, h)
+                .map_err(|e| anyhow!("metrics on {}: {e}", a.metrics_listen))?,
+        )
+    } else {
+        None
+    };
+    eprintln!("fleetwall agent: node {node}, server {}, state {}", a.server, a.state_dir.display());
+    let stop = AtomicBool::new(false);
+    agent.run(&stop);
+    Ok(Outcome::Ok)
+}
