@@ -298,8 +298,22 @@ pub enum PlanFormat {
     Json,
 }
 
+/// Lets a closed pipe end a printing command quietly, as it ends `cat` or `ls`: the
+/// default action of SIGPIPE (Rust ignores it, so `println!` would panic on EPIPE).
+/// Not for the daemons, the lab or the benchmarks: they write into pipes of `nft` and
+/// other tools, whose early exit must be an error they report, not their own death.
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: restoring a signal's default disposition has no memory-safety effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Agent(_) | Command::Lab { .. } | Command::Bench { .. }) {
+        die_quietly_on_a_closed_pipe();
+    }
     let result = match cli.command {
         Command::Check { fleet, format } => commands::check(&fleet, format),
         Command::Ports { fleet, format, node } => commands::ports(&fleet, format, node.as_deref()),

@@ -120,3 +120,23 @@ fn check_refuses_an_alias_bomb_within_512_mib_of_address_space() {
     assert!(text.contains("bomb.yaml:4:29"), "{text}");
     assert!(text.contains("= hint: write the values out, or use fewer nested aliases"), "{text}");
 }
+
+#[test]
+fn a_closed_pipe_panicked_with_failed_printing_to_stdout() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["synth", "--nodes", "3000"][..], &["plan", "examples/kafka-vpc.yaml", "--format", "json"][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetwall"))
+            .args(args)
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away at once, like `| head -0`.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.stderr.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        // Ended by SIGPIPE like any Unix tool (or done before it noticed), never a panic (101).
+        assert!(out.status.signal() == Some(libc::SIGPIPE) || out.status.success(), "{args:?}: {:?}", out.status);
+    }
+}
