@@ -2,7 +2,7 @@
 
 use crate::{table, CheckFormat, FleetArgs, LabBackend, PlanFormat, TableFormat};
 use anyhow::{bail, Context, Result};
-use fleetwall_model::diag::{render_human, DiagnosticJson};
+use fleetwall_model::diag::{render_human, render_human_with, DiagnosticJson};
 use fleetwall_model::{Catalog, Diagnostics, Fleet};
 use fleetwall_render::{backend, summary, Artifact};
 use std::path::Path;
@@ -48,7 +48,11 @@ pub fn load(args: &FleetArgs) -> Result<Loaded> {
 pub fn load_valid(args: &FleetArgs) -> Result<std::result::Result<(Loaded, Fleet), Outcome>> {
     let mut l = load(args)?;
     if !l.diags.items.is_empty() {
-        eprint!("{}", render_human(&l.diags.items, &l.name, &l.src));
+        eprint!("{}", render_human_with(&l.diags.items, &l.name, &l.src, args.show()));
+    }
+    if args.deny_warnings && l.diags.warnings() > 0 {
+        eprintln!("{}: {} warning(s), refused by --deny-warnings", l.name, l.diags.warnings());
+        return Ok(Err(Outcome::Invalid));
     }
     match l.fleet.take() {
         Some(f) => Ok(Ok((l, f))),
@@ -103,7 +107,7 @@ pub fn check(args: &FleetArgs, format: CheckFormat) -> Result<Outcome> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         CheckFormat::Text => {
-            print!("{}", render_human(&l.diags.items, &l.name, &l.src));
+            print!("{}", render_human_with(&l.diags.items, &l.name, &l.src, args.show()));
             let warn = match l.diags.warnings() {
                 0 => String::new(),
                 1 => ", 1 warning".into(),
@@ -121,7 +125,8 @@ pub fn check(args: &FleetArgs, format: CheckFormat) -> Result<Outcome> {
             }
         }
     }
-    Ok(if l.fleet.is_some() { Outcome::Ok } else { Outcome::Invalid })
+    let denied = args.deny_warnings && l.diags.warnings() > 0;
+    Ok(if l.fleet.is_some() && !denied { Outcome::Ok } else { Outcome::Invalid })
 }
 
 pub fn ports(args: &FleetArgs, format: TableFormat, node: Option<&str>) -> Result<Outcome> {

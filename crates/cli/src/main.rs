@@ -36,6 +36,32 @@ pub struct FleetArgs {
     /// Use this service catalog instead of the built-in one (see catalog/services.yaml).
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
+    /// Show every warning (by default the first 5 of each kind, then how many more).
+    #[arg(long, conflicts_with = "quiet")]
+    pub all_warnings: bool,
+    /// Show no warnings, only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Treat warnings as errors: exit 1 when there is any.
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+impl FleetArgs {
+    /// Just the file (and catalog), with the default warning output.
+    pub fn file(fleet: PathBuf, catalog: Option<PathBuf>) -> FleetArgs {
+        FleetArgs { fleet, catalog, all_warnings: false, quiet: false, deny_warnings: false }
+    }
+
+    /// Which diagnostics to print.
+    pub fn show(&self) -> fleetwall_model::diag::Show {
+        use fleetwall_model::diag::Show;
+        match (self.quiet, self.all_warnings) {
+            (true, _) => Show::ErrorsOnly,
+            (false, true) => Show::All,
+            (false, false) => Show::Grouped,
+        }
+    }
 }
 
 #[derive(Subcommand)]

@@ -138,7 +138,7 @@ pub fn test(args: &FleetArgs, format: CheckFormat, verbose: bool) -> Result<Outc
 pub fn diff(old: &Path, new: &Path, catalog: Option<&Path>, format: CheckFormat) -> Result<Outcome> {
     let mut fleets = Vec::new();
     for path in [old, new] {
-        let args = FleetArgs { fleet: path.to_path_buf(), catalog: catalog.map(Path::to_path_buf) };
+        let args = FleetArgs::file(path.to_path_buf(), catalog.map(Path::to_path_buf));
         let l = load(&args)?;
         match l.fleet {
             Some(f) => fleets.push(f),

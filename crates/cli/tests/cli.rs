@@ -140,3 +140,26 @@ fn a_closed_pipe_panicked_with_failed_printing_to_stdout() {
         assert!(out.status.signal() == Some(libc::SIGPIPE) || out.status.success(), "{args:?}: {:?}", out.status);
     }
 }
+
+#[test]
+fn a_big_fleet_flooded_the_terminal_with_warnings() {
+    let s = Scratch::new("flood");
+    let f = s.0.join("big.yaml");
+    std::fs::write(&f, ok(&["synth", "--nodes", "1000"])).unwrap();
+    let path = f.to_str().unwrap();
+    let out = fleetwall(&["plan", path, "--node", "p0-s0-n0"]);
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.lines().count() < 100, "{} lines of warnings for one node", err.lines().count());
+    assert!(err.contains("warnings not shown (`--all-warnings` lists them)"), "{err}");
+    assert_eq!(err.matches("warning[unreachable-entry]").count(), 5, "the first 5 of a kind in full");
+    let all = fleetwall(&["plan", path, "--node", "p0-s0-n0", "--all-warnings"]);
+    assert!(String::from_utf8(all.stderr).unwrap().matches("warning[unreachable-entry]").count() > 5);
+    let quiet = fleetwall(&["check", path, "-q"]);
+    assert_eq!(quiet.status.code(), Some(0));
+    let text = String::from_utf8(quiet.stdout).unwrap();
+    assert!(!text.contains("warning["), "{text}");
+    assert!(text.contains(": ok: "), "the summary stays: {text}");
+    assert_eq!(fleetwall(&["check", path, "--deny-warnings", "-q"]).status.code(), Some(1));
+    assert_eq!(fleetwall(&["plan", path, "--node", "p0-s0-n0", "--deny-warnings"]).status.code(), Some(1));
+}

@@ -7,6 +7,7 @@
 
 use crate::yaml::Span;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// How bad a diagnostic is: errors make `check` exit 1, warnings do not.
@@ -198,12 +199,52 @@ impl Diagnostics {
     }
 }
 
-/// Renders diagnostics for a terminal: `file:line:col`, the source line with a caret
-/// under the value, the value and the hint.
+/// How many warnings of one code `render_human` shows in full before it sums up the rest.
+pub const WARNINGS_SHOWN_PER_CODE: usize = 5;
+
+/// The widest part of a source line shown under a diagnostic; longer lines are cut
+/// around the column, as rustc does.
+const SOURCE_WINDOW: usize = 100;
+
+/// Which diagnostics a terminal rendering shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Show {
+    /// Every error; the first `WARNINGS_SHOWN_PER_CODE` warnings of each code, then one
+    /// line with how many more there are.
+    #[default]
+    Grouped,
+    /// Everything.
+    All,
+    /// Errors only.
+    ErrorsOnly,
+}
+
+/// Renders diagnostics for a terminal: `file:line:col`, the source line (cut around the
+/// column when long) with a caret under the value, the value and the hint.
 pub fn render_human(diags: &[Diagnostic], file: &str, src: &str) -> String {
+    render_human_with(diags, file, src, Show::Grouped)
+}
+
+/// `render_human` with an explicit choice of what to show.
+pub fn render_human_with(diags: &[Diagnostic], file: &str, src: &str, show: Show) -> String {
     let lines: Vec<&str> = src.lines().collect();
     let mut out = String::new();
+    let mut shown: BTreeMap<DiagCode, usize> = BTreeMap::new();
+    let mut hidden: BTreeMap<DiagCode, usize> = BTreeMap::new();
     for d in diags {
+        if d.severity == Severity::Warning {
+            let n = shown.entry(d.code).or_default();
+            let over = match show {
+                Show::All => false,
+                Show::ErrorsOnly => true,
+                Show::Grouped => *n >= WARNINGS_SHOWN_PER_CODE,
+            };
+            if over {
+                *hidden.entry(d.code).or_default() += 1;
+                continue;
+            }
+            *n += 1;
+        }
         let sev = match d.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
@@ -221,14 +262,10 @@ pub fn render_human(diags: &[Diagnostic], file: &str, src: &str) -> String {
                     } else {
                         line.chars().count().saturating_sub(span.start.col as usize - 1).max(1)
                     };
+                    let (text, col) = window(line, span.start.col as usize - 1);
                     let _ = writeln!(out, "{pad} |");
-                    let _ = writeln!(out, "{n} | {line}");
-                    let _ = writeln!(
-                        out,
-                        "{pad} | {}{}",
-                        " ".repeat(span.start.col as usize - 1),
-                        "^".repeat(width.min(80))
-                    );
+                    let _ = writeln!(out, "{n} | {text}");
+                    let _ = writeln!(out, "{pad} | {}{}", " ".repeat(col), "^".repeat(width.clamp(1, 80)));
                 }
             }
             None => {
@@ -236,14 +273,47 @@ pub fn render_human(diags: &[Diagnostic], file: &str, src: &str) -> String {
             }
         }
         if let Some(v) = &d.value {
-            let _ = writeln!(out, "   = value: {v}");
+            let _ = writeln!(out, "   = value: {}", cut(v, 200));
         }
         if let Some(h) = &d.hint {
             let _ = writeln!(out, "   = hint: {h}");
         }
         out.push('\n');
     }
+    if !hidden.is_empty() {
+        let list: Vec<String> = hidden.iter().map(|(c, n)| format!("{n} more `{}`", c.as_str())).collect();
+        let how = if show == Show::ErrorsOnly { "" } else { " (`--all-warnings` lists them)" };
+        let _ = writeln!(out, "... and {} warnings not shown{how}\n", list.join(", "));
+    }
     out
+}
+
+/// The part of `line` shown around the 0-based character column `col`, and the column
+/// of the caret in it.
+fn window(line: &str, col: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= SOURCE_WINDOW {
+        return (line.to_string(), col);
+    }
+    let start = col.saturating_sub(SOURCE_WINDOW / 2).min(chars.len().saturating_sub(SOURCE_WINDOW));
+    let end = (start + SOURCE_WINDOW).min(chars.len());
+    let mut text = String::new();
+    if start > 0 {
+        text.push_str("...");
+    }
+    text.extend(&chars[start..end]);
+    if end < chars.len() {
+        text.push_str("...");
+    }
+    (text, col - start + if start > 0 { 3 } else { 0 })
+}
+
+/// `s`, cut to `max` characters with `...` after.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 /// The JSON shape of one diagnostic (`fleetwall check --format json`).
@@ -315,6 +385,22 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_diagnostic_on_a_100_kb_line_printed_the_whole_line() {
+        let line = format!("a: [{}bad, x]", "x, ".repeat(30_000));
+        let col = line.find("bad").unwrap() as u32 + 1;
+        let d = Diagnostic::warning(DiagCode::Type, "m")
+            .at(Span { start: crate::yaml::Pos { line: 1, col }, end: crate::yaml::Pos { line: 1, col: col + 3 } });
+        let out = render_human(&[d], "f.yaml", &line);
+        assert!(out.len() < 400, "{} bytes", out.len());
+        let shown = out.lines().find(|l| l.starts_with("1 | ")).unwrap();
+        let caret = out.lines().find(|l| l.contains('^')).unwrap();
+        // The caret still points at the value inside the window.
+        let at = caret.find('^').unwrap();
+        assert_eq!(&shown[at..at + 3], "bad", "{shown}\n{caret}");
+    }
+
     use crate::yaml::Pos;
 
     #[test]
