@@ -38,8 +38,16 @@ pub fn catalog(path: Option<&Path>) -> Result<Catalog> {
 
 pub fn load(args: &FleetArgs) -> Result<Loaded> {
     let catalog = catalog(args.catalog.as_deref())?;
-    let name = args.fleet.display().to_string();
-    let src = std::fs::read_to_string(&args.fleet).with_context(|| format!("cannot read fleet file {name}"))?;
+    // `-` is standard input (`fleetwall fleet get | fleetwall check -`).
+    let (name, src) = if args.fleet.as_os_str() == "-" {
+        let mut src = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut src).context("cannot read the fleet from stdin")?;
+        ("<stdin>".to_string(), src)
+    } else {
+        let name = args.fleet.display().to_string();
+        let src = std::fs::read_to_string(&args.fleet).with_context(|| format!("cannot read fleet file {name}"))?;
+        (name, src)
+    };
     let (fleet, diags) = fleetwall_model::load(&src, &catalog);
     Ok(Loaded { name, src, fleet, diags })
 }
@@ -230,6 +238,11 @@ pub fn plan(args: &FleetArgs, node: Option<&str>, format: Option<PlanFormat>, ou
         return Ok(Outcome::Ok);
     }
     let format = format.unwrap_or(if node.is_some() { PlanFormat::Nft } else { PlanFormat::Summary });
+    if format == PlanFormat::Json && node.is_none() {
+        // One JSON document for the whole fleet, not one per node back to back.
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "nodes": rulesets }))?);
+        return Ok(Outcome::Ok);
+    }
     let mut stdout = String::new();
     for (i, rs) in rulesets.iter().enumerate() {
         if i > 0 {

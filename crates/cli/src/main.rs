@@ -30,7 +30,7 @@ struct Cli {
 /// Options every fleet-reading command takes.
 #[derive(clap::Args, Clone)]
 pub struct FleetArgs {
-    /// The fleet file (YAML, fleet file v1).
+    /// The fleet file (YAML, fleet file v1); `-` reads it from standard input.
     #[arg(value_name = "FLEET")]
     pub fleet: PathBuf,
     /// Use this service catalog instead of the built-in one (see catalog/services.yaml).
@@ -134,6 +134,8 @@ enum Command {
     ///
     /// --to takes a node (every address of the source's family), `node.route` (dynamic,
     /// public, privatelink, cluster: that route's addresses) or one node address.
+    ///
+    /// Exits 0 when every traced address accepts, 1 when any refuses, 2 on an error.
     Trace {
         #[command(flatten)]
         fleet: FleetArgs,
@@ -174,6 +176,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+        /// Exit 1 when the change opens any flow (like `git diff --exit-code`).
+        #[arg(long)]
+        exit_code: bool,
     },
     /// Write a synthetic fleet file (for benchmarks and experiments) to stdout.
     Synth {
@@ -346,7 +351,9 @@ fn main() -> ExitCode {
         Command::Plan { fleet, node, format, out } => commands::plan(&fleet, node.as_deref(), format, out.as_deref()),
         Command::Trace { fleet, from, to, port, format } => verify::trace(&fleet, from, &to, &port, format),
         Command::Test { fleet, format, verbose } => verify::test(&fleet, format, verbose),
-        Command::Diff { old, new, catalog, format } => verify::diff(&old, &new, catalog.as_deref(), format),
+        Command::Diff { old, new, catalog, format, exit_code } => {
+            verify::diff(&old, &new, catalog.as_deref(), format, exit_code)
+        }
         Command::Lab { fleet, backend, format } => commands::lab(&fleet, backend, format),
         Command::Synth { nodes, ip_filter } => {
             print!("{}", fleetwall_synth::generate(&fleetwall_synth::Spec::fleet(nodes, ip_filter)));

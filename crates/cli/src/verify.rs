@@ -92,7 +92,7 @@ pub fn trace(args: &FleetArgs, from: IpAddr, to: &str, port: &str, format: Check
             }
         }
     }
-    Ok(Outcome::Ok)
+    Ok(if traces.iter().all(|(_, t)| t.verdict == "accept") { Outcome::Ok } else { Outcome::Invalid })
 }
 
 pub fn test(args: &FleetArgs, format: CheckFormat, verbose: bool) -> Result<Outcome> {
@@ -135,7 +135,7 @@ pub fn test(args: &FleetArgs, format: CheckFormat, verbose: bool) -> Result<Outc
     Ok(if failed == 0 { Outcome::Ok } else { Outcome::Invalid })
 }
 
-pub fn diff(old: &Path, new: &Path, catalog: Option<&Path>, format: CheckFormat) -> Result<Outcome> {
+pub fn diff(old: &Path, new: &Path, catalog: Option<&Path>, format: CheckFormat, exit_code: bool) -> Result<Outcome> {
     let mut fleets = Vec::new();
     for path in [old, new] {
         let args = FleetArgs::file(path.to_path_buf(), catalog.map(Path::to_path_buf));
@@ -153,12 +153,10 @@ pub fn diff(old: &Path, new: &Path, catalog: Option<&Path>, format: CheckFormat)
     match format {
         CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
         CheckFormat::Text => {
-            let text = fdiff::render(&d);
-            print!("{text}");
-            for w in &d.warnings {
-                eprintln!("fleetwall diff: WARNING: {w}");
-            }
+            // The warnings lead the rendering (once); `--format json` has them as a list.
+            print!("{}", fdiff::render(&d));
         }
     }
-    Ok(Outcome::Ok)
+    let opened = d.nodes.iter().any(|n| !n.opened.is_empty());
+    Ok(if exit_code && opened { Outcome::Invalid } else { Outcome::Ok })
 }

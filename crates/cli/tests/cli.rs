@@ -163,3 +163,27 @@ fn a_big_fleet_flooded_the_terminal_with_warnings() {
     assert_eq!(fleetwall(&["check", path, "--deny-warnings", "-q"]).status.code(), Some(1));
     assert_eq!(fleetwall(&["plan", path, "--node", "p0-s0-n0", "--deny-warnings"]).status.code(), Some(1));
 }
+
+#[test]
+fn plan_json_for_a_whole_fleet_was_not_one_json_document() {
+    let out = ok(&["plan", "examples/kafka-vpc.yaml", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    let nodes: Vec<&str> = v["nodes"].as_array().unwrap().iter().map(|n| n["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, ["kafka-events-1", "kafka-events-2", "kafka-events-3"]);
+}
+
+#[test]
+fn check_could_not_read_a_fleet_from_stdin() {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetwall"))
+        .args(["check", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let src = std::fs::read(root().join("examples/public-pg.yaml")).unwrap();
+    child.stdin.take().unwrap().write_all(&src).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("<stdin>: ok: "));
+}

@@ -15,7 +15,7 @@ fn trace_names_the_rule_and_the_model_entry() {
 
 #[test]
 fn trace_explains_a_refusal() {
-    let out = ok(&[
+    let refused = fleetwall(&[
         "trace",
         "examples/kafka-vpc.yaml",
         "--from",
@@ -25,6 +25,8 @@ fn trace_explains_a_refusal() {
         "--port",
         "17072",
     ]);
+    assert_eq!(refused.status.code(), Some(1), "a refusal exits 1 (it exited 0)");
+    let out = String::from_utf8(refused.stdout).unwrap();
     assert!(out.starts_with("198.51.100.7 -> kafka-events-1 (10.20.0.11) 17072/tcp: reject with tcp-reset\n"), "{out}");
     assert!(out.contains("not by:   client-kafka-dynamic-v4"), "{out}");
     assert!(
@@ -168,4 +170,23 @@ fn diff_warns_loudly() {
     let out = ok(&["diff", "examples/no-base-port.yaml", &empty]);
     assert!(out.contains("!! WARNING: globex/cache: ip_filter is now empty: every client is locked out"), "{out}");
     assert!(out.contains("- closes tcp/"), "{out}");
+}
+
+#[test]
+fn diff_printed_each_warning_twice_and_exited_0_on_a_new_opening() {
+    let (_a, everyone) = changed("public-pg.yaml", "- 192.0.2.128/25", "- \"::/0\"");
+    let out = fleetwall(&["diff", "examples/public-pg.yaml", &everyone]);
+    assert_eq!(out.status.code(), Some(0), "without --exit-code a diff is only a report");
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let line = "!! WARNING: pg-main-1: tcp/12691 on 2001:db8:5::5 is newly open to ::/0";
+    assert_eq!(all.matches("tcp/12691 on 2001:db8:5::5 is newly open to ::/0").count(), 1, "once, not twice: {all}");
+    assert!(all.starts_with(line), "{all}");
+    let gate = fleetwall(&["diff", "examples/public-pg.yaml", &everyone, "--exit-code"]);
+    assert_eq!(gate.status.code(), Some(1), "--exit-code: 1 when anything opens");
+    let (_b, narrower) = changed(
+        "public-pg.yaml",
+        "network: 198.51.100.0/24, description: office",
+        "network: 198.51.100.0/25, description: office",
+    );
+    assert_eq!(fleetwall(&["diff", "examples/public-pg.yaml", &narrower, "--exit-code"]).status.code(), Some(0));
 }
