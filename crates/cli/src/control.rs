@@ -414,7 +414,8 @@ fn check(resp: Response) -> Result<Value> {
 
 fn cell(v: Option<&Value>) -> String {
     match v {
-        None | Some(Value::Null) => "null".into(),
+        // Blank, as the platform's CLI prints it; `--json` keeps the null.
+        None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(a)) => a.iter().map(|x| cell(Some(x))).collect::<Vec<_>>().join(","),
         Some(other) => other.to_string(),

@@ -157,6 +157,7 @@ fn client_verbs_speak_the_platforms_dialect() {
     let list = text(&run(&scratch.0, &server, &["token", "list"]));
     assert!(list.starts_with("ID") && list.contains("STATE") && list.contains("acme-stream"), "{list}");
     assert!(!list.contains(&secret), "the list shows a secret: {list}");
+    assert!(!list.contains("null"), "empty cells are blank, as in the platform's CLI: {list}");
     let listed = run(&scratch.0, &server, &["token", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     let id = v["tokens"].as_array().unwrap().iter().find(|t| t["kind"] == "project").unwrap()["id"].clone();

@@ -270,10 +270,10 @@ pub fn file_rejection(diags: &fleetwall_model::Diagnostics) -> ApiError {
         .collect();
     let message = match errors.first() {
         Some(d) => format!(
-            "Invalid fleet: {}{} ({} errors)",
+            "Invalid fleet: {}{} ({})",
             d.message,
             d.span.map(|s| format!(" at line {} column {}", s.start.line, s.start.col)).unwrap_or_default(),
-            list.len()
+            if list.len() == 1 { "1 error".to_string() } else { format!("{} errors", list.len()) }
         ),
         None => "Invalid fleet".into(),
     };

@@ -222,7 +222,8 @@ pub fn create_privatelink(doc: &mut Value, p: &str, s: &str, provider: &str, who
     if let Some(existing) = svc.get("privatelink").and_then(Value::as_object).filter(|o| !o.is_empty()) {
         let have = existing.keys().next().cloned().unwrap_or_default();
         return Err(ApiError::conflict(format!(
-            "service '{s}' already has a {have} private link (one endpoint service per service)"
+            "service '{s}' already has {} {have} private link (one endpoint service per service)",
+            article(&have)
         )));
     }
     let o = svc.as_object_mut().ok_or_else(|| ApiError::bad("the service is not an object"))?;
@@ -257,4 +258,13 @@ pub fn put_platform(doc: &mut Value, body: &Value) -> Result<(), ApiError> {
     let b = body_object(body)?;
     doc.as_object_mut().expect("object").insert("platform".into(), Value::Object(b));
     Ok(())
+}
+
+/// "a" or "an" before `word` (`an aws`, `a google`).
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }

@@ -732,6 +732,12 @@ fn reading_a_private_link_writes_nothing() {
     let pl = format!("{svc}/privatelink/aws");
     let (s, v) = call(&a, "POST", &pl, Some(json!({"principals": ["arn:aws:iam::012345678901:user/x"]})));
     assert_eq!(s, 201, "{v}");
+    let (s, v) = call(&a, "POST", &pl, Some(json!({"principals": ["arn:aws:iam::012345678901:user/x"]})));
+    assert_eq!(s, 409);
+    assert_eq!(
+        v["message"], "service 'kafka-events' already has an aws private link (one endpoint service per service)",
+        "not 'a aws'"
+    );
     let db = env.dir.join("fleet.db");
     let sql = || rusqlite::Connection::open(&db).unwrap();
     let state = || sql().query_row("SELECT state FROM privatelinks", [], |r| r.get::<_, String>(0)).unwrap();
