@@ -126,6 +126,9 @@ pub struct Agent {
     /// Check for drift at the next turn of the loop, not at the next resync.
     check_soon: bool,
     on_event: Box<dyn Fn(&Event) + Send>,
+    /// Stop once the token has been refused for this long (None: keep trying).
+    give_up_after: Option<Duration>,
+    gave_up: Option<String>,
 }
 
 impl Agent {
@@ -145,7 +148,20 @@ impl Agent {
             reported: true,
             check_soon: false,
             on_event,
+            give_up_after: None,
+            gave_up: None,
         })
+    }
+
+    /// Makes `run` return once the server has refused the token for `after` (a revoked
+    /// or expired token never heals by retrying); `gave_up` then says why.
+    pub fn give_up_on_auth_failure_after(&mut self, after: Duration) {
+        self.give_up_after = Some(after);
+    }
+
+    /// Why `run` returned on its own, if it did.
+    pub fn gave_up(&self) -> Option<&str> {
+        self.gave_up.as_deref()
     }
 
     fn last_good_path(&self) -> Option<PathBuf> {
@@ -299,6 +315,7 @@ impl Agent {
                 }
                 Ok(Some(LastGood { revision: f.revision, hash: f.hash, applied_ms: 0, ruleset: f.ruleset }))
             }
+            s @ (401 | 403) => Err(FetchError::TokenRefused(format!("{} (status {s})", server_message(&resp)))),
             s => Err(FetchError::Unreachable(format!("{} (status {s})", server_message(&resp)))),
         }
     }
@@ -358,6 +375,10 @@ impl Agent {
                         self.emit(Event::Error(e.clone()));
                         Some(e)
                     }
+                    FetchError::TokenRefused(e) => {
+                        self.emit(Event::Error(format!("the server refused this agent's token: {e}")));
+                        None
+                    }
                 };
                 match self.load_last_good() {
                     Some(lg) => self.apply(lg, From::Disk),
@@ -371,6 +392,7 @@ impl Agent {
         }
         let mut next_resync = Instant::now() + self.cfg.resync;
         let mut backoff = Duration::from_millis(200);
+        let mut token_refused_since: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             if !self.reported {
                 self.report();
@@ -384,7 +406,11 @@ impl Agent {
             let wait = (next_resync - now).min(self.cfg.poll);
             // The baseline is no revision of the server's: any revision replaces it.
             let after = self.current.as_ref().filter(|c| !c.baseline).map(|c| c.lg.revision).unwrap_or(-1);
-            match self.fetch(after, wait) {
+            let fetched = self.fetch(after, wait);
+            if !matches!(fetched, Err(FetchError::TokenRefused(_))) {
+                token_refused_since = None;
+            }
+            match fetched {
                 Ok(Some(lg)) => {
                     backoff = Duration::from_millis(200);
                     if self.current.as_ref().map(|c| &c.lg.hash) == Some(&lg.hash) {
@@ -414,12 +440,25 @@ impl Agent {
                             self.error = Some(e);
                             self.reported = false;
                         }
+                        FetchError::TokenRefused(e) => {
+                            // Reachable, but retrying fast cannot help: slow down, and give
+                            // up when told to. The rules in force stay (fail-static).
+                            let since = *token_refused_since.get_or_insert_with(Instant::now);
+                            let msg = format!("the server refused this agent's token: {e}");
+                            self.emit(Event::Error(msg.clone()));
+                            if self.give_up_after.is_some_and(|limit| since.elapsed() >= limit) {
+                                self.gave_up = Some(msg);
+                                return;
+                            }
+                            backoff = backoff.max(Duration::from_secs(5));
+                        }
                     }
                     let until = Instant::now() + backoff;
                     while Instant::now() < until && !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(50));
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let cap = if token_refused_since.is_some() { 60 } else { 5 };
+                    backoff = (backoff * 2).min(Duration::from_secs(cap));
                 }
             }
         }
@@ -432,6 +471,8 @@ enum FetchError {
     Unreachable(String),
     /// The server answered with a ruleset the agent will not render.
     Refused(String),
+    /// The server refused the agent's token (401 or 403).
+    TokenRefused(String),
 }
 
 /// Where an applied ruleset came from.
@@ -509,6 +550,28 @@ mod tests {
     fn agent(dir: Option<PathBuf>) -> Agent {
         // Nothing listens on port 1 of loopback: every request fails at once.
         Agent::new(config("http://127.0.0.1:1", dir), Box::<MemoryKernel>::default(), Box::new(|_| {})).unwrap()
+    }
+
+    #[test]
+    fn a_refused_token_was_logged_as_an_unreachable_server_and_retried_forever() {
+        let handler: fleetwall_http::Handler =
+            Arc::new(|_| fleetwall_http::Response::error(401, "this token was revoked"));
+        let server = fleetwall_http::Server::bind("127.0.0.1:0", None, handler).unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let mut a = Agent::new(
+            config(&format!("http://{}", server.local_addr()), None),
+            Box::<MemoryKernel>::default(),
+            Box::new(move |e| seen.lock().unwrap().push(e.clone())),
+        )
+        .unwrap();
+        a.give_up_on_auth_failure_after(Duration::ZERO);
+        // Returns by itself: the stop flag is never set.
+        a.run(&AtomicBool::new(false));
+        assert_eq!(a.gave_up(), Some("the server refused this agent's token: this token was revoked (status 401)"));
+        let events = events.lock().unwrap();
+        assert!(!events.iter().any(|e| matches!(e, Event::Unreachable(_))), "{events:?}");
+        assert!(events.iter().any(|e| matches!(e, Event::Error(m) if m.contains("refused this agent's token"))));
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub struct AgentArgs {
     /// Seconds between drift checks of our nftables table.
     #[arg(long, default_value_t = 10.0)]
     pub resync: f64,
+    /// Exit (status 1) once the server has refused the token for this many seconds (a
+    /// revoked or expired token); by default the agent keeps its rules and keeps asking.
+    #[arg(long, value_name = "SECONDS")]
+    pub exit_on_auth_failure: Option<u64>,
     /// Prometheus metrics address, or `off`.
     #[arg(long, default_value = "127.0.0.1:9301")]
     pub metrics_listen: String,
@@ -291,7 +295,16 @@ pub fn agent(a: AgentArgs) -> Result<Outcome> {
         None
     };
     eprintln!("fleetwall agent: node {node}, server {}, state {}", a.server, a.state_dir.display());
+    if let Some(secs) = a.exit_on_auth_failure {
+        agent.give_up_on_auth_failure_after(Duration::from_secs(secs));
+    }
     let stop = AtomicBool::new(false);
     agent.run(&stop);
-    Ok(Outcome::Ok)
+    match agent.gave_up() {
+        Some(why) => {
+            eprintln!("fleetwall agent: giving up: {why}; the rules in force stay (create a new token)");
+            Ok(Outcome::Invalid)
+        }
+        None => Ok(Outcome::Ok),
+    }
 }
