@@ -180,6 +180,12 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
                     return Ok(Outcome::Invalid);
                 }
             }
+        } else {
+            eprintln!(
+                "fleetwall serve: the store already holds revision {}: --fleet {} is ignored (load it with `fleetwall fleet put {0}`)",
+                cp.snapshot().revision,
+                f.display()
+            );
         }
     }
     let server = fleetwall_server::api::serve(cp.clone(), &a.listen, tls.as_ref()).map_err(|e| anyhow!("{e}"))?;

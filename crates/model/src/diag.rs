@@ -76,6 +76,11 @@ codes! {
     /// Free text (an `ip_filter` description) holding a control character such as a line
     /// break: it would end the comment it is rendered into.
     ControlCharacter = "control-character",
+    /// A node address that is a management gateway's (error), or a VPC network that
+    /// covers a gateway (warning).
+    GatewayAddress = "gateway-address",
+    /// A peering CIDR inside (or around) the VPC's own `network_cidr`.
+    PeeringOverlap = "peering-overlap",
     /// An empty `ip_filter`: every client is locked out (warning).
     EmptyIpFilter = "empty-ip-filter",
     /// A service type the catalog does not know.

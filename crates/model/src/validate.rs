@@ -26,7 +26,8 @@ pub const MAX_DESCRIPTION_LEN: usize = 1024;
 /// Validates a decoded fleet against the catalog.
 pub fn validate(raw: &RawFleet, catalog: &Catalog, diags: &mut Diagnostics) -> Option<Fleet> {
     let before = diags.errors();
-    let mut v = Validator { diags, catalog, node_names: HashMap::new(), addresses: HashMap::new() };
+    let mut v =
+        Validator { diags, catalog, node_names: HashMap::new(), addresses: HashMap::new(), gateways: Vec::new() };
     match &raw.version {
         None => v.diags.push(
             Diagnostic::error(DiagCode::Missing, "the fleet file has no `version`")
@@ -42,6 +43,7 @@ pub fn validate(raw: &RawFleet, catalog: &Catalog, diags: &mut Diagnostics) -> O
         Some(_) => {}
     }
     let platform = v.platform(&raw.platform);
+    v.gateways.clone_from(&platform.management_gateways);
     let mut projects: Vec<Project> = raw.projects.iter().filter_map(|(n, p)| v.project(n, p, &platform)).collect();
     projects.sort_by(|a, b| a.name.cmp(&b.name));
     let tests = raw.tests.iter().filter_map(|t| v.test(t, &projects)).collect();
@@ -83,6 +85,8 @@ struct Validator<'a> {
     node_names: HashMap<String, Span>,
     /// Address → the node that has it.
     addresses: HashMap<IpAddr, String>,
+    /// The management gateways, once the platform is read.
+    gateways: Vec<IpAddr>,
 }
 
 fn is_valid_name(s: &str) -> bool {
@@ -332,8 +336,37 @@ impl Validator<'_> {
                 self.err(DiagCode::Missing, p.span, "peering without `peer_cidrs`")
                     .hint("list the customer CIDRs routed over the peering");
             }
-            let peer_cidrs = p.peer_cidrs.iter().filter_map(|c| self.cidr(c, "peer_cidrs")).collect();
+            let mut peer_cidrs = Vec::new();
+            for c in &p.peer_cidrs {
+                let Some(net) = self.cidr(c, "peer_cidrs") else { continue };
+                // A peering routes another network: one inside the VPC's own range never
+                // reaches the VPC over the peering, and widens its ip_filter scope silently.
+                if let Some(own) = network.filter(|n| n.contains(&net) || net.contains(n)) {
+                    self.err(
+                        DiagCode::PeeringOverlap,
+                        c.span,
+                        format!("peer_cidrs: {net} overlaps the VPC's own network {own}"),
+                    )
+                    .value(c.value.clone())
+                    .hint(format!("list the customer's networks behind the peering, outside {own}"));
+                }
+                peer_cidrs.push(net);
+            }
             peerings.push(Peering { peer_vpc, peer_cidrs });
+        }
+        if let (Some(n), Some(span)) = (network, raw.network_cidr.as_ref().map(|c| c.span)) {
+            if let Some(g) = self.gateways.iter().find(|g| n.contains(*g)) {
+                self.diags.push(
+                    Diagnostic::warning(
+                        DiagCode::GatewayAddress,
+                        format!("network_cidr {n} covers management gateway {g}"),
+                    )
+                    .at(span)
+                    .hint(
+                        "the platform's gateways are outside customer networks; a VPC over them shadows their routes",
+                    ),
+                );
+            }
         }
         let (cloud, network) = (cloud?, network?);
         Some(Vpc {
@@ -515,6 +548,11 @@ impl Validator<'_> {
                 let mut out = Vec::new();
                 for a in list {
                     let Some(ip) = v.address(a, &format!("{kind} address of {}", nname.value)) else { continue };
+                    if v.gateways.contains(&ip) {
+                        v.err(DiagCode::GatewayAddress, a.span, "address of a management gateway")
+                            .value(a.value.clone())
+                            .hint("a node cannot have a gateway's address: the platform's management traffic would come from the node itself");
+                    }
                     if let Some(owner) = v.addresses.get(&ip) {
                         let hint = if *owner == nname.value {
                             "listed twice on this node".to_string()

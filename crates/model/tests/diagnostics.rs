@@ -425,3 +425,27 @@ fn a_line_break_in_an_ip_filter_description_reached_the_rendered_comment() {
     assert_eq!(d.value.as_deref(), Some("\"office\\nflush ruleset\""));
     assert_eq!(d.hint.as_deref(), Some("write the description on one line, without control characters"));
 }
+
+#[test]
+fn a_peering_inside_the_vpcs_own_range_was_accepted() {
+    let body = "  p:\n    vpcs:\n      v: { cloud: aws-eu-west-1, network_cidr: 10.30.0.0/20, peerings: [{ peer_vpc: x, peer_cidrs: [10.30.8.0/24] }] }\n";
+    let d = one(body, DiagCode::PeeringOverlap);
+    assert_eq!(d.message, "peer_cidrs: 10.30.8.0/24 overlaps the VPC's own network 10.30.0.0/20");
+    assert_eq!(at(&d), (7, 101));
+    assert_eq!(d.value.as_deref(), Some("10.30.8.0/24"));
+    assert_eq!(d.hint.as_deref(), Some("list the customer's networks behind the peering, outside 10.30.0.0/20"));
+}
+
+#[test]
+fn a_node_with_a_management_gateways_address_was_accepted() {
+    let body = "  p:\n    services:\n      db:\n        type: pg\n        cloud: aws-eu-west-1\n        nodes:\n          db-1: { public: 198.51.100.10 }\n";
+    let d = one(body, DiagCode::GatewayAddress);
+    assert_eq!(d.message, "address of a management gateway");
+    assert_eq!(at(&d), (11, 27));
+    assert_eq!(d.severity, Severity::Error);
+    // A VPC over the gateways: a warning.
+    let vpc = "  p:\n    vpcs:\n      v: { cloud: aws-eu-west-1, network_cidr: 198.51.100.0/24 }\n";
+    let w = one(vpc, DiagCode::GatewayAddress);
+    assert_eq!(w.severity, Severity::Warning);
+    assert_eq!(w.message, "network_cidr 198.51.100.0/24 covers management gateway 198.51.100.10");
+}
