@@ -178,7 +178,9 @@ pub enum ServiceCmd {
         project: String,
         /// Service.
         service: String,
-        /// KEY=VALUE, e.g. -c "ip_filter=['198.51.100.0/24']" or -c public_access.kafka=true.
+        /// KEY=VALUE, e.g. -c "ip_filter=['198.51.100.0/24']" or -c public_access.kafka=true;
+        /// KEY=@FILE takes the value from a file, @FILE.json a JSON object of KEY: VALUE
+        /// (for values too long for a command line).
         #[arg(short = 'c')]
         config: Vec<String>,
         /// Remove a user_config key.
@@ -794,7 +796,7 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
             if config.is_empty() && remove.is_empty() {
                 bail!("nothing to change: give -c KEY=VALUE and/or --remove-option KEY");
             }
-            let body = json!({ "config": config, "remove": remove });
+            let body = json!({ "config": expand_config(&config)?, "remove": remove });
             let v = api.call("PATCH", &format!("{}/user_config", svc_path(&project, &service)), Some(&body))?;
             report(&v, json_out, &format!("Updated {project}/{service}"))
         }
@@ -848,4 +850,29 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `-c` values with their files read: `KEY=@FILE` becomes `KEY=<the file's text>`, and
+/// `@FILE.json` (a JSON object) one `KEY=<JSON value>` per member.
+fn expand_config(config: &[String]) -> Result<Vec<String>> {
+    let read = |path: &str| std::fs::read_to_string(path).with_context(|| format!("cannot read -c file {path}"));
+    let mut out = Vec::new();
+    for c in config {
+        if let Some(path) = c.strip_prefix('@') {
+            let text = read(path)?;
+            let v: Value = serde_json::from_str(&text).with_context(|| format!("{path} is not JSON"))?;
+            let Value::Object(members) = v else { bail!("{path}: give a JSON object of KEY: VALUE") };
+            for (k, v) in members {
+                out.push(match v {
+                    Value::String(s) => format!("{k}={s}"),
+                    other => format!("{k}={other}"),
+                });
+            }
+        } else if let Some((key, path)) = c.split_once("=@") {
+            out.push(format!("{key}={}", read(path)?.trim_end()));
+        } else {
+            out.push(c.clone());
+        }
+    }
+    Ok(out)
 }

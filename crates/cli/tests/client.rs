@@ -150,6 +150,32 @@ fn client_verbs_speak_the_platforms_dialect() {
     let metrics = fleetwall_http::Client::new(&server, None).unwrap().get("/metrics").unwrap().text();
     assert!(metrics.contains("fleetwall_writes_total ") && metrics.contains("fleetwall_fleet_revision "), "{metrics}");
 
+    // A value too long for a command line comes from a file: 7,900 entries, over 128 KiB.
+    // The fleet's own tests need the peering subnet and the office.
+    let mut nets = vec!["'172.31.8.0/21'".to_string(), "'198.51.100.0/24'".to_string()];
+    nets.extend((0..7900).map(|i| format!("'10.{}.{}.0/24'", 100 + i / 256, i % 256)));
+    let big = scratch.0.join("ipf.txt");
+    std::fs::write(&big, format!("[{}]\n", nets.join(", "))).unwrap();
+    assert!(std::fs::metadata(&big).unwrap().len() > 128 << 10);
+    let arg = format!("ip_filter=@{}", big.display());
+    let out = run(&scratch.0, &server, &["service", "update", "acme-stream", "kafka-events", "-c", &arg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ip_filter_len = || {
+        let out = run(&scratch.0, &server, &["service", "get", "acme-stream", "kafka-events", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.pointer("/user_config/ip_filter").unwrap().as_array().unwrap().len()
+    };
+    assert_eq!(ip_filter_len(), 7902);
+    let json = scratch.0.join("cfg.json");
+    std::fs::write(&json, r#"{"ip_filter": ["172.31.8.0/21", "198.51.100.0/24"]}"#).unwrap();
+    let out = run(
+        &scratch.0,
+        &server,
+        &["service", "update", "acme-stream", "kafka-events", "-c", &format!("@{}", json.display())],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ip_filter_len(), 2);
+
     // Tokens: made with a lifetime, listed without their secret, revoked by id.
     let made = run(&scratch.0, &server, &["token", "create", "--project", "acme-stream", "--ttl", "2h"]);
     assert!(made.status.success());
