@@ -1,6 +1,7 @@
 //! The `fleetwall` binary: the only place that reads files, prints, and picks exit codes
 //! (0 ok, 1 invalid input or failed check, 2 usage or environment).
 
+mod backup;
 mod bench;
 mod commands;
 mod control;
@@ -257,6 +258,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         after: i64,
     },
+    /// Backup encryption (seed 004): keygen, encrypt, decrypt, inspect; fleetwall's chunked
+    /// format and rohmu/pghoard's pghoa1 files.
+    Backup {
+        #[command(subcommand)]
+        cmd: backup::BackupCmd,
+    },
     /// Benchmark check + compile + render on synthetic fleets (1,000 and 10,000 nodes,
     /// and one service with an 8,000-entry ip_filter). Build with --release.
     Bench {
@@ -365,6 +372,7 @@ fn main() -> ExitCode {
             writes: writes.max(1),
             json: format == CheckFormat::Json,
         }),
+        Command::Backup { cmd } => backup::run(cmd),
         Command::Bench { runs, quick, format, .. } => bench::run(runs.max(1), quick, format),
         Command::Serve(a) => daemons::serve(a),
         Command::Agent(a) => daemons::agent(a),
