@@ -51,6 +51,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{id}"),
     ("GET", "/v1/nodes/{node}/ruleset"),
+    ("GET", "/v1/nodes/{node}/backup-key"),
+    ("GET", "/v1/projects/{project}/services/{service}/backup-key"),
     ("PUT", "/v1/nodes/{node}/status"),
 ];
 
@@ -311,10 +313,20 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             let body = body_json(req)?;
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let target = format!("/projects/{}/services/{}", ptr(p), ptr(&name));
-            Ok(written(
-                cp.edit(&actor, "service.create", &target, |d| ops::create_service(d, p, &body).map(|_| ()))?,
-                201,
-            ))
+            let w = cp.edit(&actor, "service.create", &target, |d| ops::create_service(d, p, &body).map(|_| ()))?;
+            // The service's backup key pair is made with it (after the write: it is slow).
+            cp.make_key(&actor, p, &name)?;
+            Ok(written(w, 201))
+        }
+        ("GET", ["v1", "projects", p, "services", s, "backup-key"]) => {
+            need_project(&actor, p)?;
+            service_in(&snap.doc, p, s)?;
+            let private = match req.query("private") {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(v) => return Err(ApiError::bad(format!("query parameter 'private' must be true or false, got '{v}'"))),
+            };
+            Ok(Response::json(200, &cp.backup_key(&actor, p, s, private)?))
         }
         ("GET", ["v1", "projects", p, "services", s]) => {
             need_project(&actor, p)?;
@@ -419,6 +431,15 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
         ("DELETE", ["v1", "tokens", id]) => {
             need_admin(&actor)?;
             Ok(Response::json(200, &cp.revoke_token(&actor, id)?))
+        }
+        ("GET", ["v1", "nodes", n, "backup-key"]) => {
+            match &actor {
+                Actor::Admin(_) => {}
+                Actor::Agent(me) if me == n => {}
+                other => return Err(ApiError::forbidden(format!("{} may not read node '{n}'", other.name()))),
+            }
+            let d = snap.nodes.get(*n).ok_or_else(|| ApiError::not_found(format!("no node '{n}'")))?;
+            Ok(Response::json(200, &cp.backup_key(&actor, &d.project, &d.service, false)?))
         }
         ("GET", ["v1", "nodes", n, "ruleset"]) => {
             match &actor {

@@ -188,6 +188,9 @@ pub const MIGRATIONS: &[&str] = &[
      ALTER TABLE tokens ADD COLUMN subject TEXT;
      ALTER TABLE tokens ADD COLUMN expires_ms BIGINT;
      ALTER TABLE tokens ADD COLUMN revoked_ms BIGINT",
+    // 4: each service's backup key pair (RSA-3072); kept after the service is deleted,
+    // since its backups may still need restoring.
+    "CREATE TABLE backup_keys (project TEXT NOT NULL, service TEXT NOT NULL, public_pem TEXT NOT NULL, private_pem TEXT NOT NULL, created_ms BIGINT NOT NULL, PRIMARY KEY (project, service))",
 ];
 
 fn pg_sql(sql: &str) -> String {
