@@ -193,7 +193,8 @@ fn decrypt(key: &Path, expect: Option<Format>, unauthenticated: bool, input: &Pa
 }
 
 /// Runs `f` on stdout, or on a temporary file next to `path` that replaces `path` only
-/// when `f` succeeds.
+/// when `f` succeeds. A file is written by a thread of its own, so that the copy into the
+/// page cache overlaps the crypto on the other core; at most `QUEUE` blocks wait for it.
 fn with_output<T>(path: &Path, f: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<T> {
     if is_dash(path) {
         let mut out = io::stdout().lock();
@@ -207,8 +208,27 @@ fn with_output<T>(path: &Path, f: impl FnOnce(&mut dyn Write) -> Result<T>) -> R
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
-    let result = f(&mut file).and_then(|v| {
-        file.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
+    let result = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE);
+        let writer = scope.spawn(move || -> io::Result<File> {
+            for block in rx {
+                file.write_all(&block)?;
+            }
+            file.sync_all()?;
+            Ok(file)
+        });
+        let mut queue = Queued { tx, block: Vec::with_capacity(BLOCK) };
+        let value = f(&mut queue).and_then(|v| {
+            queue.flush()?;
+            Ok(v)
+        });
+        drop(queue);
+        let written = writer.join().expect("the writer thread does not panic");
+        let value = value?;
+        written.with_context(|| format!("cannot write {}", tmp.display()))?;
+        Ok(value)
+    })
+    .and_then(|v| {
         std::fs::rename(&tmp, path)
             .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
         Ok(v)
@@ -217,6 +237,35 @@ fn with_output<T>(path: &Path, f: impl FnOnce(&mut dyn Write) -> Result<T>) -> R
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+const BLOCK: usize = 1 << 20;
+const QUEUE: usize = 4;
+
+/// Collects writes into 1 MiB blocks for the writer thread.
+struct Queued {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    block: Vec<u8>,
+}
+
+impl Write for Queued {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(BLOCK - self.block.len());
+        self.block.extend_from_slice(&buf[..n]);
+        if self.block.len() == BLOCK {
+            self.flush()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
+        // A send fails only when the writer stopped on an error, which its join reports.
+        self.tx.send(block).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the output writer stopped"))
+    }
 }
 
 fn inspect(path: &Path) -> Result<()> {

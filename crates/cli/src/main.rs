@@ -2,12 +2,14 @@
 //! (0 ok, 1 invalid input or failed check, 2 usage or environment).
 
 mod backup;
+mod backup_bench;
 mod bench;
 mod commands;
 mod control;
 mod daemons;
 mod datadir;
 mod pki;
+mod rohmu_venv;
 mod rollout;
 mod table;
 mod verify;
@@ -286,6 +288,15 @@ enum Command {
         /// With --rollout: writes measured.
         #[arg(long, default_value_t = 20)]
         writes: usize,
+        /// Instead: backup encrypt/decrypt throughput against openssl and rohmu.
+        #[arg(long)]
+        backup: bool,
+        /// With --backup: the size of the generated file, MiB.
+        #[arg(long, default_value_t = 1024)]
+        backup_mib: u64,
+        /// With --backup: the virtualenv with rohmu (created when missing).
+        #[arg(long, value_name = "DIR", default_value = "target/tmp/rohmu-venv")]
+        rohmu_venv: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
@@ -373,6 +384,9 @@ fn main() -> ExitCode {
             json: format == CheckFormat::Json,
         }),
         Command::Backup { cmd } => backup::run(cmd),
+        Command::Bench { backup: true, backup_mib, rohmu_venv, format, .. } => {
+            backup_bench::run(&rohmu_venv, backup_mib.max(1), format)
+        }
         Command::Bench { runs, quick, format, .. } => bench::run(runs.max(1), quick, format),
         Command::Serve(a) => daemons::serve(a),
         Command::Agent(a) => daemons::agent(a),
