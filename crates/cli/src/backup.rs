@@ -62,6 +62,19 @@ pub enum BackupCmd {
         /// Encrypted file, or `-`.
         file: PathBuf,
     },
+    /// Print a service's backup key from the control plane (PEM): the public key, or with
+    /// --private the private one (admin token only; every read is audited).
+    Key {
+        #[command(flatten)]
+        client: crate::control::ClientArgs,
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+        /// The private key, for a restore.
+        #[arg(long)]
+        private: bool,
+    },
 }
 
 /// The file formats, as the CLI names them.
@@ -92,6 +105,9 @@ pub fn run(cmd: BackupCmd) -> Result<Outcome> {
             decrypt(&private_key, format.map(Format::from), unauthenticated_stream, &input, &output)
         }
         BackupCmd::Inspect { file } => inspect(&file),
+        BackupCmd::Key { client, project, service, private } => {
+            return crate::control::client(&client, crate::control::ClientCmd::BackupKey { project, service, private });
+        }
     };
     match result {
         Ok(()) => Ok(Outcome::Ok),

@@ -50,6 +50,15 @@ pub enum ClientCmd {
         /// Only entries after this id.
         after: i64,
     },
+    /// A service's backup key: the public key, or with `private` the private one.
+    BackupKey {
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+        /// The private key (admin only; audited).
+        private: bool,
+    },
 }
 
 /// `project` verbs.
@@ -685,6 +694,17 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 show(&v)
             } else {
                 println!("Revoked token {} ({} {})", cell(v.get("id")), cell(v.get("kind")), cell(v.get("scope")))
+            }
+        }
+        ClientCmd::BackupKey { project, service, private } => {
+            let path =
+                format!("/v1/projects/{}/services/{}/backup-key?private={private}", enc(&project), enc(&service));
+            let v = api.call("GET", &path, None)?;
+            if json_out {
+                show(&v)
+            } else {
+                let pem = if private { v.get("private_key") } else { v.get("public_key") };
+                print!("{}", cell(pem));
             }
         }
         ClientCmd::Audit { limit, after } => {

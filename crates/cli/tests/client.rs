@@ -176,6 +176,12 @@ fn client_verbs_speak_the_platforms_dialect() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(ip_filter_len(), 2);
 
+    // The service's backup key: the public one for encrypting, the private one (admin) to restore.
+    let public = text(&run(&scratch.0, &server, &["backup", "key", "acme-stream", "kafka-events"]));
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
+    let private = text(&run(&scratch.0, &server, &["backup", "key", "acme-stream", "kafka-events", "--private"]));
+    assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"), "{private}");
+
     // Tokens: made with a lifetime, listed without their secret, revoked by id.
     let made = run(&scratch.0, &server, &["token", "create", "--project", "acme-stream", "--ttl", "2h"]);
     assert!(made.status.success());

@@ -324,7 +324,9 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             let private = match req.query("private") {
                 None | Some("false") => false,
                 Some("true") => true,
-                Some(v) => return Err(ApiError::bad(format!("query parameter 'private' must be true or false, got '{v}'"))),
+                Some(v) => {
+                    return Err(ApiError::bad(format!("query parameter 'private' must be true or false, got '{v}'")))
+                }
             };
             Ok(Response::json(200, &cp.backup_key(&actor, p, s, private)?))
         }

@@ -33,7 +33,10 @@ impl ControlPlane {
     /// private key too, which only an admin may read, audited as `backup.key.read-private`.
     pub fn backup_key(&self, actor: &Actor, p: &str, s: &str, private: bool) -> Result<BackupKey, ApiError> {
         if private && !matches!(actor, Actor::Admin(_)) {
-            return Err(ApiError::forbidden(format!("{} may not read a private backup key (admin only)", actor.name())));
+            return Err(ApiError::forbidden(format!(
+                "{} may not read a private backup key (admin only)",
+                actor.name()
+            )));
         }
         let (public_pem, private_pem, created_ms) = match self.stored_key(p, s)? {
             Some(k) => k,

@@ -777,3 +777,55 @@ fn an_edit_inside_a_project_written_as_null_was_a_500() {
     let (s, v) = call(&a, "POST", "/v1/projects/empty/services", Some(body));
     assert_eq!(s, 201, "{v}");
 }
+
+#[test]
+fn backup_keys_are_made_with_the_service_agents_read_the_public_key_and_only_admins_the_private_one() {
+    use fleetwall_backup::{Format, PrivateKey, PublicKey};
+    let env = start("backup-keys", None);
+    let a = env.admin();
+    assert_eq!(put_text(&a, TWO_TENANTS).0, 200);
+    let body =
+        json!({"name": "db-c", "type": "pg", "cloud": "aws-eu-west-1", "nodes": {"c-1": {"public": ["203.0.113.8"]}}});
+    assert_eq!(call(&a, "POST", "/v1/projects/tenant-a/services", Some(body)).0, 201);
+    let entries = || call(&a, "GET", "/v1/audit?limit=1000", None).1["entries"].as_array().unwrap().clone();
+    assert!(
+        entries().iter().any(|e| e["action"] == "backup.key.create" && e["target"] == "/projects/tenant-a/services/db-c/backup-key"),
+        "the key is made with the service"
+    );
+    let ta = env.client(&token(&a, json!({"kind": "project", "project": "tenant-a"})));
+    let tb = env.client(&token(&a, json!({"kind": "project", "project": "tenant-b"})));
+    let key = "/v1/projects/tenant-a/services/db-c/backup-key";
+    let (s, public) = call(&ta, "GET", key, None);
+    assert_eq!(s, 200, "{public}");
+    assert!(public.get("private_key").is_none(), "{public}");
+    let pk = PublicKey::from_pem(public["public_key"].as_str().unwrap()).unwrap();
+    assert_eq!(pk.bits(), 3072);
+    assert_eq!(call(&ta, "GET", &format!("{key}?private=true"), None).0, 403, "a customer never reads the private key");
+    assert_eq!(call(&tb, "GET", key, None).0, 403, "nor another tenant the public one");
+    let reads_before = entries().iter().filter(|e| e["action"] == "backup.key.read-private").count();
+    let (s, private) = call(&a, "GET", &format!("{key}?private=true"), None);
+    assert_eq!(s, 200);
+    assert_eq!(
+        entries().iter().filter(|e| e["action"] == "backup.key.read-private").count(),
+        reads_before + 1,
+        "audited"
+    );
+    // The pair works: what the public key encrypts, the private key decrypts.
+    let sk = PrivateKey::from_pem(private["private_key"].as_str().unwrap()).unwrap();
+    let mut sealed = Vec::new();
+    fleetwall_backup::encrypt(Format::Fleetwall, &pk, &b"base backup"[..], &mut sealed).unwrap();
+    let mut plain = Vec::new();
+    fleetwall_backup::decrypt(&sk, None, std::io::Cursor::new(sealed), &mut plain).unwrap();
+    assert_eq!(plain, b"base backup");
+    // A node's agent reads its own service's public key (made on first use for a service
+    // from a fleet file), and no other node's.
+    let agent = env.client(&token(&a, json!({"kind": "agent", "node": "b-1"})));
+    let (s, mine) = call(&agent, "GET", "/v1/nodes/b-1/backup-key", None);
+    assert_eq!((s, mine["service"].as_str()), (200, Some("db-b")), "{mine}");
+    assert_eq!(call(&agent, "GET", "/v1/nodes/x/backup-key", None).0, 403);
+    assert_eq!(
+        call(&a, "GET", "/v1/projects/tenant-b/services/db-b/backup-key", None).1["public_key"],
+        mine["public_key"]
+    );
+    assert_eq!(call(&a, "GET", &format!("{key}?private=yes"), None).0, 400);
+}
