@@ -363,6 +363,10 @@ fn an_agent_starting_with_nothing_to_enforce_left_the_node_open() {
     assert_eq!(probe_from(gw, GATEWAY, "10.40.0.1", 22), Observed::Connected, "management from the gateway");
     assert_eq!(probe_from(gw, GATEWAY, "10.40.0.1", KAFKA), Observed::Reset, "nothing else from the gateway");
     assert_eq!(probe_from(other, CLIENT_IN, "10.40.0.1", 22), Observed::Reset, "no management from elsewhere");
+    // The agent logs the baseline once it has also fingerprinted it, which can come after
+    // the table is visible: wait for the line before stopping the agent.
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default().contains("fail-closed baseline applied");
+    wait_for("the baseline in the log", logged);
     drop(procs);
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("fail-closed baseline applied") && log.contains(GATEWAY), "{log}");
