@@ -85,21 +85,48 @@ pub(crate) fn encrypt(
 
     let mut cipher = keys.cipher();
     let size = 1usize << chunk_log2;
-    let mut buf = vec![0; size + TAG];
     let mut summary = Summary { format: Format::Fleetwall, plaintext_bytes: 0, file_bytes: header.len() as u64 };
-    for index in 0u64.. {
-        let n = read_full(&mut input, &mut buf[..size])?;
-        let last = n < size;
-        cipher.apply_keystream(&mut buf[..n]);
-        let tag = chunk_tag(&mac, &header_tag, index, last, &buf[..n]).finalize().into_bytes();
-        buf[n..n + TAG].copy_from_slice(&tag);
-        stream::write_all(&mut output, &buf[..n + TAG])?;
-        summary.plaintext_bytes += n as u64;
-        summary.file_bytes += (n + TAG) as u64;
-        if last {
-            break;
+    // HMAC-SHA256 is the slower half: a second thread tags chunk i while this one reads
+    // and encrypts chunk i+1. Two buffers take turns, so memory stays at two chunks.
+    std::thread::scope(|scope| -> Result<(), Error> {
+        let (to_mac, jobs) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize, u64, bool)>(1);
+        let (tagged, done) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize, [u8; TAG])>(1);
+        let (mac, header_tag) = (&mac, &header_tag[..]);
+        scope.spawn(move || {
+            for (buf, n, index, last) in jobs {
+                let tag = chunk_tag(mac, header_tag, index, last, &buf[..n]).finalize().into_bytes();
+                if tagged.send((buf, n, tag.into())).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut spare: Option<Vec<u8>> = None;
+        let mut in_flight = false;
+        let mut write_tagged = |spare: &mut Option<Vec<u8>>, summary: &mut Summary| -> Result<(), Error> {
+            let (buf, n, tag) = done.recv().expect("the tagging thread answers every chunk it is sent");
+            stream::write_all(&mut output, &buf[..n])?;
+            stream::write_all(&mut output, &tag)?;
+            summary.plaintext_bytes += n as u64;
+            summary.file_bytes += (n + TAG) as u64;
+            *spare = Some(buf);
+            Ok(())
+        };
+        for index in 0u64.. {
+            let mut buf = spare.take().unwrap_or_else(|| vec![0; size]);
+            let n = read_full(&mut input, &mut buf[..size])?;
+            let last = n < size;
+            cipher.apply_keystream(&mut buf[..n]);
+            if in_flight {
+                write_tagged(&mut spare, &mut summary)?;
+            }
+            to_mac.send((buf, n, index, last)).expect("the tagging thread runs until its jobs end");
+            in_flight = true;
+            if last {
+                break;
+            }
         }
-    }
+        write_tagged(&mut spare, &mut summary)
+    })?;
     stream::flush(&mut output)?;
     Ok(summary)
 }
