@@ -9,7 +9,7 @@
 use crate::keys::{PrivateKey, PublicKey};
 use crate::stream::{self, read_exact, read_full};
 use crate::{Error, ErrorKind, Format, Inspection, Summary};
-use aes::cipher::{KeyIvInit, StreamCipher};
+use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 use std::io::{Read, Write};
@@ -83,49 +83,60 @@ pub(crate) fn encrypt(
     header.extend_from_slice(&header_tag);
     stream::write_all(&mut output, &header)?;
 
-    let mut cipher = keys.cipher();
     let size = 1usize << chunk_log2;
     let mut summary = Summary { format: Format::Fleetwall, plaintext_bytes: 0, file_bytes: header.len() as u64 };
-    // HMAC-SHA256 is the slower half: a second thread tags chunk i while this one reads
-    // and encrypts chunk i+1. Two buffers take turns, so memory stays at two chunks.
-    std::thread::scope(|scope| -> Result<(), Error> {
-        let (to_mac, jobs) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize, u64, bool)>(1);
-        let (tagged, done) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize, [u8; TAG])>(1);
-        let (mac, header_tag) = (&mac, &header_tag[..]);
-        scope.spawn(move || {
-            for (buf, n, index, last) in jobs {
+    // Chunks are independent (the CTR keystream seeks to each chunk's offset, and each has
+    // its own tag), so every core encrypts and tags chunks while this thread reads them in
+    // and writes them out in order. At most `2 × workers` chunks are in memory.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let (to_work, jobs) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>, usize, bool)>(workers);
+    let (sealed, done) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>, usize, [u8; TAG])>(workers);
+    let jobs = std::sync::Mutex::new(jobs);
+    // The senders move into the scope's closure, so an early error drops them there and the
+    // workers, seeing their channels closed, end before the scope joins them.
+    let (keys, mac, header_tag, jobs) = (&keys, &mac, &header_tag[..], &jobs);
+    let (reader, writer, totals) = (&mut input, &mut output, &mut summary);
+    std::thread::scope(move |scope| -> Result<(), Error> {
+        for _ in 0..workers {
+            let sealed = sealed.clone();
+            scope.spawn(move || loop {
+                let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok((index, mut buf, n, last)) = job else { break };
+                let mut cipher = keys.cipher();
+                cipher.seek(index * size as u64);
+                cipher.apply_keystream(&mut buf[..n]);
                 let tag = chunk_tag(mac, header_tag, index, last, &buf[..n]).finalize().into_bytes();
-                if tagged.send((buf, n, tag.into())).is_err() {
+                if sealed.send((index, buf, n, tag.into())).is_err() {
                     break;
                 }
+            });
+        }
+        drop(sealed);
+        let mut ready = std::collections::BTreeMap::new();
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let (mut sent, mut written, mut ended) = (0u64, 0u64, false);
+        while !ended || written < sent {
+            // Keep every worker busy: read ahead while fewer than 2 × workers are out.
+            if !ended && sent - written < 2 * workers as u64 {
+                let mut buf = spare.pop().unwrap_or_else(|| vec![0; size]);
+                let n = read_full(&mut *reader, &mut buf[..size])?;
+                ended = n < size;
+                to_work.send((sent, buf, n, ended)).expect("the workers run until their jobs end");
+                sent += 1;
+                continue;
             }
-        });
-        let mut spare: Option<Vec<u8>> = None;
-        let mut in_flight = false;
-        let mut write_tagged = |spare: &mut Option<Vec<u8>>, summary: &mut Summary| -> Result<(), Error> {
-            let (buf, n, tag) = done.recv().expect("the tagging thread answers every chunk it is sent");
-            stream::write_all(&mut output, &buf[..n])?;
-            stream::write_all(&mut output, &tag)?;
-            summary.plaintext_bytes += n as u64;
-            summary.file_bytes += (n + TAG) as u64;
-            *spare = Some(buf);
-            Ok(())
-        };
-        for index in 0u64.. {
-            let mut buf = spare.take().unwrap_or_else(|| vec![0; size]);
-            let n = read_full(&mut input, &mut buf[..size])?;
-            let last = n < size;
-            cipher.apply_keystream(&mut buf[..n]);
-            if in_flight {
-                write_tagged(&mut spare, &mut summary)?;
-            }
-            to_mac.send((buf, n, index, last)).expect("the tagging thread runs until its jobs end");
-            in_flight = true;
-            if last {
-                break;
+            let (index, buf, n, tag) = done.recv().expect("a worker answers every chunk it is sent");
+            ready.insert(index, (buf, n, tag));
+            while let Some((buf, n, tag)) = ready.remove(&written) {
+                stream::write_all(&mut *writer, &buf[..n])?;
+                stream::write_all(&mut *writer, &tag)?;
+                totals.plaintext_bytes += n as u64;
+                totals.file_bytes += (n + TAG) as u64;
+                spare.push(buf);
+                written += 1;
             }
         }
-        write_tagged(&mut spare, &mut summary)
+        Ok(())
     })?;
     stream::flush(&mut output)?;
     Ok(summary)

@@ -6,9 +6,10 @@
 //! Every contender runs as a child process timed by wall clock, and its peak RSS comes from
 //! `wait4`, so fleetwall's figure is that of the real `backup encrypt`/`decrypt` commands.
 //! The openssl floor only computes (its ciphertext goes to the HMAC, not to a file), so
-//! fleetwall runs twice per verb: output to stdout (/dev/null here), the floor's job, and
-//! to a file (temporary file, fsync, rename), which rohmu's figures also include (without
-//! the fsync). "pghoard" rows are fleetwall writing and reading rohmu's format.
+//! fleetwall and rohmu each run twice per verb: output to /dev/null, the floor's job, and
+//! to a file (fleetwall: temporary file, fsync, rename; rohmu: no fsync). Each row is
+//! compared with rohmu writing to the same kind of sink. "pghoard" rows are fleetwall
+//! writing and reading rohmu's format.
 
 use crate::commands::Outcome;
 use crate::CheckFormat;
@@ -122,8 +123,10 @@ pub fn run(venv: &Path, mib: u64, format: CheckFormat) -> Result<Outcome> {
         ("pghoard encrypt to file", fleetwall("encrypt", "--public-key", "pghoard", "plain", "pg")),
         ("pghoard decrypt > /dev/null", fleetwall("decrypt", "--private-key", "", "pg", "-")),
         ("pghoard decrypt to file", fleetwall("decrypt", "--private-key", "", "pg", "pg.out")),
-        ("rohmu encrypt", rohmu("encrypt", "plain", "rohmu")),
-        ("rohmu decrypt", rohmu("decrypt", "rohmu", "rohmu.out")),
+        ("rohmu encrypt > /dev/null", rohmu("encrypt", "plain", "/dev/null")),
+        ("rohmu encrypt to file", rohmu("encrypt", "plain", "rohmu")),
+        ("rohmu decrypt > /dev/null", rohmu("decrypt", "rohmu", "/dev/null")),
+        ("rohmu decrypt to file", rohmu("decrypt", "rohmu", "rohmu.out")),
     ];
     let mut rows = Vec::new();
     for (name, mut cmd) in runs {
@@ -148,8 +151,10 @@ pub fn run(venv: &Path, mib: u64, format: CheckFormat) -> Result<Outcome> {
             let table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
-                    let rohmu_rate =
-                        if r.name.contains("decrypt") { rate("rohmu decrypt") } else { rate("rohmu encrypt") };
+                    // Like with like: rohmu writing where this run writes.
+                    let verb = if r.name.contains("decrypt") { "decrypt" } else { "encrypt" };
+                    let sink = if r.name.contains("to file") { "to file" } else { "> /dev/null" };
+                    let rohmu_rate = rate(&format!("rohmu {verb} {sink}"));
                     vec![
                         r.name.clone(),
                         format!("{:.2}", r.seconds),
