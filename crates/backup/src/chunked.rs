@@ -85,61 +85,81 @@ pub(crate) fn encrypt(
 
     let size = 1usize << chunk_log2;
     let mut summary = Summary { format: Format::Fleetwall, plaintext_bytes: 0, file_bytes: header.len() as u64 };
-    // Chunks are independent (the CTR keystream seeks to each chunk's offset, and each has
-    // its own tag), so every core encrypts and tags chunks while this thread reads them in
-    // and writes them out in order. At most `2 × workers` chunks are in memory.
+    let (plain, file) = on_every_core(&mut input, &mut output, size, TAG, |index, buf, n, last| {
+        let mut cipher = keys.cipher();
+        cipher.seek(index * size as u64);
+        cipher.apply_keystream(&mut buf[..n]);
+        let tag = chunk_tag(&mac, &header_tag, index, last, &buf[..n]).finalize().into_bytes();
+        buf[n..n + TAG].copy_from_slice(&tag);
+        Ok(n + TAG)
+    })?;
+    summary.plaintext_bytes += plain;
+    summary.file_bytes += file;
+    stream::flush(&mut output)?;
+    Ok(summary)
+}
+
+/// Reads `input` in chunks of `chunk` bytes (the last one shorter, possibly empty) and
+/// runs `work(index, buf, len, last)` on each, on every core, writing the first bytes of
+/// each buffer that `work` says (or stopping at its first error) in chunk order: nothing
+/// of a chunk after a failed one is ever written. `spare` is room `work` may use past the
+/// chunk (for a tag). Returns the bytes read and written. At most `2 × cores` chunks are
+/// in memory.
+fn on_every_core(
+    input: &mut impl Read,
+    output: &mut impl Write,
+    chunk: usize,
+    spare: usize,
+    work: impl Fn(u64, &mut [u8], usize, bool) -> Result<usize, Error> + Sync,
+) -> Result<(u64, u64), Error> {
+    type Done = (u64, Vec<u8>, usize, Result<usize, Error>);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
     let (to_work, jobs) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>, usize, bool)>(workers);
-    let (sealed, done) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>, usize, [u8; TAG])>(workers);
+    let (finished, done) = std::sync::mpsc::sync_channel::<Done>(workers);
     let jobs = std::sync::Mutex::new(jobs);
-    // The senders move into the scope's closure, so an early error drops them there and the
-    // workers, seeing their channels closed, end before the scope joins them.
-    let (keys, mac, header_tag, jobs) = (&keys, &mac, &header_tag[..], &jobs);
-    let (reader, writer, totals) = (&mut input, &mut output, &mut summary);
-    std::thread::scope(move |scope| -> Result<(), Error> {
+    let (jobs, work) = (&jobs, &work);
+    // The senders move into the scope's closure, so an early return drops them there and
+    // the workers, seeing their channels closed, end before the scope joins them.
+    std::thread::scope(move |scope| {
         for _ in 0..workers {
-            let sealed = sealed.clone();
+            let finished = finished.clone();
             scope.spawn(move || loop {
                 let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
                 let Ok((index, mut buf, n, last)) = job else { break };
-                let mut cipher = keys.cipher();
-                cipher.seek(index * size as u64);
-                cipher.apply_keystream(&mut buf[..n]);
-                let tag = chunk_tag(mac, header_tag, index, last, &buf[..n]).finalize().into_bytes();
-                if sealed.send((index, buf, n, tag.into())).is_err() {
+                let result = work(index, &mut buf, n, last);
+                if finished.send((index, buf, n, result)).is_err() {
                     break;
                 }
             });
         }
-        drop(sealed);
+        drop(finished);
         let mut ready = std::collections::BTreeMap::new();
-        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let mut free: Vec<Vec<u8>> = Vec::new();
         let (mut sent, mut written, mut ended) = (0u64, 0u64, false);
+        let (mut read_bytes, mut written_bytes) = (0u64, 0u64);
         while !ended || written < sent {
             // Keep every worker busy: read ahead while fewer than 2 × workers are out.
             if !ended && sent - written < 2 * workers as u64 {
-                let mut buf = spare.pop().unwrap_or_else(|| vec![0; size]);
-                let n = read_full(&mut *reader, &mut buf[..size])?;
-                ended = n < size;
+                let mut buf = free.pop().unwrap_or_else(|| vec![0; chunk + spare]);
+                let n = read_full(&mut *input, &mut buf[..chunk])?;
+                ended = n < chunk;
+                read_bytes += n as u64;
                 to_work.send((sent, buf, n, ended)).expect("the workers run until their jobs end");
                 sent += 1;
                 continue;
             }
-            let (index, buf, n, tag) = done.recv().expect("a worker answers every chunk it is sent");
-            ready.insert(index, (buf, n, tag));
-            while let Some((buf, n, tag)) = ready.remove(&written) {
-                stream::write_all(&mut *writer, &buf[..n])?;
-                stream::write_all(&mut *writer, &tag)?;
-                totals.plaintext_bytes += n as u64;
-                totals.file_bytes += (n + TAG) as u64;
-                spare.push(buf);
+            let (index, buf, n, result) = done.recv().expect("a worker answers every chunk it is sent");
+            ready.insert(index, (buf, n, result));
+            while let Some((buf, _, result)) = ready.remove(&written) {
+                let out = result?;
+                stream::write_all(&mut *output, &buf[..out])?;
+                written_bytes += out as u64;
+                free.push(buf);
                 written += 1;
             }
         }
-        Ok(())
-    })?;
-    stream::flush(&mut output)?;
-    Ok(summary)
+        Ok((read_bytes, written_bytes))
+    })
 }
 
 /// The parsed fixed part of a header.
@@ -211,15 +231,11 @@ pub(crate) fn decrypt(key: &PrivateKey, mut input: impl Read, mut output: impl W
         .verify_slice(header_tag)
         .map_err(|_| Error::new(ErrorKind::Tampered, "integrity check failed: the header was altered"))?;
 
-    let mut cipher = keys.cipher();
     let size = 1usize << fixed.chunk_log2;
-    let mut buf = vec![0; size + TAG];
     let mut summary =
         Summary { format: Format::Fleetwall, plaintext_bytes: 0, file_bytes: (FIXED + fixed.wrapped_len + TAG) as u64 };
-    for index in 0u64.. {
-        let got = read_full(&mut input, &mut buf)?;
-        // A full read means more follows: the last chunk is always shorter than a full one.
-        let last = got < size + TAG;
+    // A full read means more follows: the last chunk is always shorter than a full one.
+    let (file, plain) = on_every_core(&mut input, &mut output, size + TAG, 0, |index, buf, got, last| {
         if got < TAG {
             return Err(Error::new(
                 ErrorKind::Truncated,
@@ -233,14 +249,13 @@ pub(crate) fn decrypt(key: &PrivateKey, mut input: impl Read, mut output: impl W
                 format!("integrity check failed at chunk {index}: the file was altered, truncated or reordered"),
             )
         })?;
+        let mut cipher = keys.cipher();
+        cipher.seek(index * size as u64);
         cipher.apply_keystream(&mut buf[..n]);
-        stream::write_all(&mut output, &buf[..n])?;
-        summary.plaintext_bytes += n as u64;
-        summary.file_bytes += got as u64;
-        if last {
-            break;
-        }
-    }
+        Ok(n)
+    })?;
+    summary.plaintext_bytes += plain;
+    summary.file_bytes += file;
     stream::flush(&mut output)?;
     Ok(summary)
 }
