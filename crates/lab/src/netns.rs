@@ -49,8 +49,14 @@ pub fn delete_all(prefix: &str) {
     }
 }
 
+/// Held while namespaces are being created, and taken for good by the Ctrl-C cleanup: a
+/// namespace an `ip -batch` was still adding when the signal came is then listed and
+/// removed too, and none is created after the cleanup.
+static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Creates the namespaces (one `ip -batch` call).
 pub fn create(names: &[String]) -> Result<(), Error> {
+    let _creating = CREATING.lock().unwrap_or_else(|p| p.into_inner());
     let batch: String = names.iter().map(|n| format!("netns add {n}\n")).collect();
     run(None, "ip", &["-batch", "-"], Some(&batch)).map(|_| ())
 }
@@ -82,6 +88,7 @@ pub fn cleanup_on_signal(prefix: String) {
             let mut sig = 0;
             libc::sigwait(&set, &mut sig);
             eprintln!("\nfleetwall lab: interrupted; removing namespaces {prefix}*");
+            let _no_more = CREATING.lock().unwrap_or_else(|p| p.into_inner());
             delete_all(&prefix);
             std::process::exit(130);
         });
