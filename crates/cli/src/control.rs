@@ -120,6 +120,13 @@ pub enum VpcCmd {
 /// `vpc peering-connection` verbs.
 #[derive(Subcommand)]
 pub enum PeeringCmd {
+    /// The peerings of a VPC.
+    List {
+        /// Project.
+        project: String,
+        /// VPC name.
+        vpc: String,
+    },
     /// Peer a VPC with another network.
     Create {
         /// Project.
@@ -270,6 +277,13 @@ pub enum ConnectionCmd {
 /// `node` verbs.
 #[derive(Subcommand)]
 pub enum NodeCmd {
+    /// The nodes of a service and their addresses.
+    List {
+        /// Project.
+        project: String,
+        /// Service.
+        service: String,
+    },
     /// Add a node to a service.
     Add {
         /// Project.
@@ -553,10 +567,21 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
         },
         ClientCmd::Vpc(c) => match c {
             VpcCmd::List { project } => {
-                let v = api.call("GET", &format!("/v1/projects/{}/vpcs", enc(&project)), None)?;
+                let mut v = api.call("GET", &format!("/v1/projects/{}/vpcs", enc(&project)), None)?;
                 if json_out {
                     show(&v)
                 } else {
+                    // Peerings read as `vpc-0abc (172.31.0.0/16)`, not as JSON.
+                    for vpc in v.get_mut("vpcs").and_then(Value::as_array_mut).into_iter().flatten() {
+                        let text: Vec<String> = vpc
+                            .get("peerings")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .map(|p| format!("{} ({})", cell(p.get("peer_vpc")), cell(p.get("peer_cidrs"))))
+                            .collect();
+                        vpc["peerings"] = json!(text.join(", "));
+                    }
                     print_table(
                         &v,
                         "vpcs",
@@ -582,6 +607,15 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 let v = api.call("DELETE", &format!("/v1/projects/{}/vpcs/{}", enc(&project), enc(&name)), None)?;
                 report(&v, json_out, &format!("Deleted VPC {project}/{name}"))
             }
+            VpcCmd::Peering(PeeringCmd::List { project, vpc }) => {
+                let v = api.call("GET", &format!("/v1/projects/{}/vpcs/{}", enc(&project), enc(&vpc)), None)?;
+                if json_out {
+                    show(&v.get("peerings").cloned().unwrap_or(json!([])))
+                } else {
+                    let rows = json!({ "rows": v.get("peerings").cloned().unwrap_or(json!([])) });
+                    print_table(&rows, "rows", &[("PEER_VPC", "/peer_vpc"), ("PEER_CIDRS", "/peer_cidrs")])
+                }
+            }
             VpcCmd::Peering(PeeringCmd::Create { project, vpc, peer_vpc, peer_cidrs }) => {
                 let body = json!({ "peer_vpc": peer_vpc, "peer_cidrs": peer_cidrs });
                 let v = api.call(
@@ -602,6 +636,26 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
         },
         ClientCmd::Service(c) => service(&api, json_out, c)?,
         ClientCmd::Node(c) => match c {
+            NodeCmd::List { project, service } => {
+                let path = format!("/v1/projects/{}/services/{}", enc(&project), enc(&service));
+                let v = api.call("GET", &path, None)?;
+                let rows: Vec<Value> = v
+                    .get("nodes")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, n)| json!({ "node": name, "private": n.get("private"), "public": n.get("public") }))
+                    .collect();
+                if json_out {
+                    show(&json!(rows))
+                } else {
+                    print_table(
+                        &json!({ "rows": rows }),
+                        "rows",
+                        &[("NODE", "/node"), ("PRIVATE", "/private"), ("PUBLIC", "/public")],
+                    )
+                }
+            }
             NodeCmd::Add { project, service, name, private, public } => {
                 let mut body = json!({ "name": name, "private": private });
                 if !public.is_empty() {

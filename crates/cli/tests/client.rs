@@ -182,6 +182,14 @@ fn client_verbs_speak_the_platforms_dialect() {
     let private = text(&run(&scratch.0, &server, &["backup", "key", "acme-stream", "kafka-events", "--private"]));
     assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"), "{private}");
 
+    // The listing verbs the platform's CLI has: nodes of a service, peerings of a VPC.
+    let nodes = text(&run(&scratch.0, &server, &["node", "list", "acme-stream", "kafka-events"]));
+    assert!(nodes.starts_with("NODE") && nodes.contains("kafka-events-1") && nodes.contains("10.20.0.11"), "{nodes}");
+    let peerings = text(&run(&scratch.0, &server, &["vpc", "peering-connection", "list", "acme-stream", "vpc-eu"]));
+    assert!(peerings.starts_with("PEER_VPC") && peerings.contains("vpc-0abc"), "{peerings}");
+    let vpcs = text(&run(&scratch.0, &server, &["vpc", "list", "acme-stream"]));
+    assert!(vpcs.contains("vpc-0abc (172.31.0.0/16)") && !vpcs.contains("{"), "peerings read as text: {vpcs}");
+
     // Tokens: made with a lifetime, listed without their secret, revoked by id.
     let made = run(&scratch.0, &server, &["token", "create", "--project", "acme-stream", "--ttl", "2h"]);
     assert!(made.status.success());
