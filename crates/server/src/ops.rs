@@ -113,6 +113,18 @@ pub fn create_vpc(doc: &mut Value, p: &str, body: &Value) -> Result<String, ApiE
 /// Removes a VPC (validation refuses it while a service still uses it).
 pub fn delete_vpc(doc: &mut Value, p: &str, v: &str) -> Result<(), ApiError> {
     vpc(doc, p, v)?;
+    // Say who uses it, rather than let validation report the services' `vpc:` as unknown.
+    let users: Vec<String> = obj(project(doc, p)?, "services")
+        .iter()
+        .filter(|(_, svc)| svc.get("vpc").and_then(Value::as_str) == Some(v))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "VPC '{v}' is in use by service(s) {}: delete them or move them out of the VPC first",
+            users.join(", ")
+        )));
+    }
     obj(project(doc, p)?, "vpcs").remove(v);
     Ok(())
 }

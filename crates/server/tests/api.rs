@@ -829,3 +829,27 @@ fn backup_keys_are_made_with_the_service_agents_read_the_public_key_and_only_adm
     );
     assert_eq!(call(&a, "GET", &format!("{key}?private=yes"), None).0, 400);
 }
+
+#[test]
+fn deleting_a_vpc_in_use_said_unknown_vpc() {
+    let env = start("vpc-in-use", None);
+    let a = env.admin();
+    assert_eq!(put_fleet(&a, "examples/kafka-vpc.yaml").0, 200);
+    let (s, v) = call(&a, "DELETE", "/v1/projects/acme-stream/vpcs/vpc-eu", None);
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(
+        v["message"],
+        "VPC 'vpc-eu' is in use by service(s) kafka-events: delete them or move them out of the VPC first"
+    );
+}
+
+#[test]
+fn the_openapi_user_config_example_was_refused() {
+    let env = start("openapi-example", None);
+    let a = env.admin();
+    assert_eq!(put_fleet(&a, "examples/kafka-vpc.yaml").0, 200);
+    let doc: Value = serde_json::from_str(api::OPENAPI).unwrap();
+    let example = doc["components"]["schemas"]["UserConfigEdit"]["example"].clone();
+    let (s, v) = call(&a, "PATCH", "/v1/projects/acme-stream/services/kafka-events/user_config", Some(example));
+    assert_eq!(s, 200, "the documented example applies to the example fleet: {v}");
+}
