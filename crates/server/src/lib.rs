@@ -232,6 +232,17 @@ pub fn redact(e: ApiError, actor: &Actor) -> ApiError {
             "duplicate-node" => Some("node name already in use"),
             _ => None,
         };
+        if path.starts_with("tests[") {
+            // The platform's own assertions: say which one and whose it is, not what it says
+            // (it may name other tenants' nodes).
+            let test = path.split('.').next().unwrap_or(path);
+            list.push(json!({
+                "code": code,
+                "message": format!("the change fails the platform's fleet test {test}, which only the platform operator can change"),
+                "path": test,
+            }));
+            continue;
+        }
         match (mine, in_use) {
             // The other party of a conflict is not named: neither its node nor its line.
             (true, Some(m)) => list.push(json!({ "code": code, "message": m, "path": path, "value": d.get("value") })),

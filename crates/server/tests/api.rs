@@ -126,6 +126,16 @@ fn a_write_that_breaks_the_fleets_own_tests_is_refused() {
     assert_eq!(v["diagnostics"][0]["code"], "test");
     assert!(v["diagnostics"][0]["path"].as_str().unwrap().starts_with("tests[0]"), "{v}");
     assert_eq!(revision(&a), rev, "nothing stored");
+    // A customer cannot see or change the fleet's tests: told which one and whose it is.
+    let cust = env.client(&token(&a, json!({"kind": "project", "project": "acme-stream"})));
+    let (s, v) =
+        call(&cust, "PATCH", &format!("{svc}/user_config"), Some(json!({"config": ["ip_filter=['198.51.100.0/24']"]})));
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(
+        v["diagnostics"][0]["message"],
+        "the change fails the platform's fleet test tests[0], which only the platform operator can change",
+        "{v}"
+    );
     let (s, v) = call(
         &a,
         "PATCH",
