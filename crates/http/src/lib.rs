@@ -49,6 +49,10 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The address of the peer; an IPv4-mapped IPv6 address is reported as IPv4.
     pub peer: SocketAddr,
+    /// Who the admission step found the caller to be ([`Admission::Read::caller`]), so the
+    /// handler need not work it out again; None without an admission step or when it
+    /// named nobody. Never taken from the request's bytes.
+    pub caller: Option<String>,
 }
 
 impl Request {
@@ -111,6 +115,9 @@ pub enum Admission {
     Read {
         /// The largest body accepted for this request.
         max_body: usize,
+        /// Who the caller is, as the admission step found out (e.g. by its token), handed
+        /// to the handler in [`Request::caller`].
+        caller: Option<String>,
     },
     /// Answer with this response without reading the body, then close the connection.
     Refuse(Response),
@@ -335,6 +342,7 @@ mod tests {
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body: Vec::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
+            caller: None,
         }
     }
 

@@ -514,8 +514,8 @@ fn serve_requests(shared: &Shared, id: u64, conn: &mut BufConn<Stream>, peer: So
             Err(message) => return refuse(conn, 400, &message),
         };
         let head_only = method == "HEAD";
-        let max_body = match &shared.admit {
-            None => limits.max_body,
+        let (max_body, caller) = match &shared.admit {
+            None => (limits.max_body, None),
             Some(admit) => {
                 let view = RequestHead {
                     method: &method,
@@ -526,7 +526,7 @@ fn serve_requests(shared: &Shared, id: u64, conn: &mut BufConn<Stream>, peer: So
                     peer,
                 };
                 match catch_unwind(AssertUnwindSafe(|| admit(&view))) {
-                    Ok(Admission::Read { max_body }) => max_body.min(limits.max_body),
+                    Ok(Admission::Read { max_body, caller }) => (max_body.min(limits.max_body), caller),
                     Ok(Admission::Refuse(response)) => return refuse_with(conn, &response, head_only),
                     Err(_) => return refuse(conn, 500, "internal error"),
                 }
@@ -578,7 +578,7 @@ fn serve_requests(shared: &Shared, id: u64, conn: &mut BufConn<Stream>, peer: So
         } else {
             wire::has_token(&headers, "connection", "keep-alive")
         };
-        let request = Request { method, path, query, headers, body, peer };
+        let request = Request { method, path, query, headers, body, peer, caller };
         let handler = &shared.handler;
         let response = catch_unwind(AssertUnwindSafe(|| handler(request)))
             .unwrap_or_else(|_| Response::error(500, "internal error"));

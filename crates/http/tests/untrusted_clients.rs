@@ -19,10 +19,10 @@ fn handler(f: impl Fn(Request) -> Response + Send + Sync + 'static) -> Handler {
 fn bearer_admission() -> Admit {
     Arc::new(|head: &RequestHead<'_>| {
         if head.path == "/public" {
-            return Admission::Read { max_body: 1024 };
+            return Admission::Read { max_body: 1024, caller: None };
         }
         match head.bearer() {
-            Some("good") => Admission::Read { max_body: usize::MAX },
+            Some("good") => Admission::Read { max_body: usize::MAX, caller: None },
             _ => Admission::Refuse(Response::error(401, "no entry").header("www-authenticate", "Bearer")),
         }
     })

@@ -102,6 +102,15 @@ impl Actor {
             Actor::Agent(n) => format!("agent:{n}"),
         }
     }
+    /// The actor `name()` gave (`admin:x`, `project:p`, `agent:n`).
+    pub fn from_name(name: &str) -> Option<Actor> {
+        match name.split_once(':')? {
+            ("admin", n) => Some(Actor::Admin(n.into())),
+            ("project", p) => Some(Actor::Project(p.into())),
+            ("agent", n) => Some(Actor::Agent(n.into())),
+            _ => None,
+        }
+    }
     /// May this caller read and write project `p`?
     pub fn may_project(&self, p: &str) -> bool {
         match self {

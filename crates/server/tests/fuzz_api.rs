@@ -102,6 +102,7 @@ fn request(method: &str, path: &str, token: &str, body: Vec<u8>) -> Request {
         headers: vec![("authorization".into(), format!("Bearer {token}"))],
         body,
         peer: "127.0.0.1:1".parse().unwrap(),
+        caller: None,
     }
 }
 
