@@ -9,7 +9,8 @@
 //! `--gateway` flags or from the last real ruleset (`Management::of`, kept on disk).
 
 use fleetwall_ir::{
-    AddrSet, Addrs, CtState, Family, IcmpType, Match, Member, NodeRuleset, Reject, Rule, SetName, Verdict, L4,
+    AddrSet, Addrs, CtState, Family, IcmpType, IpMatch, L4Ref, Match, Member, NodeRuleset, Proto, Reject, Rule,
+    SetName, Verdict, L4,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -44,9 +45,9 @@ impl Management {
             .input
             .iter()
             .filter(|r| r.verdict == Verdict::Accept)
-            .filter(|r| matches!(&r.matches.saddr, Some(Addrs::Set(n)) if names.contains(&n.as_str())))
-            .filter_map(|r| match &r.matches.l4 {
-                Some(L4::Tcp(p)) => Some(p.clone()),
+            .filter(|r| matches!(r.matches.saddr(), Some(Addrs::Set(n)) if names.contains(&n.as_str())))
+            .filter_map(|r| match r.matches.l4() {
+                Some(L4Ref::Tcp(p)) => Some(p.to_vec()),
                 _ => None,
             })
             .flatten()
@@ -67,23 +68,19 @@ pub fn baseline(node: &str, mgmt: &Management) -> NodeRuleset {
         matches,
         verdict,
     };
-    let icmp = |family: Family, types: Vec<IcmpType>| Match {
-        family: Some(family),
-        l4: Some(L4::Icmp(types)),
-        ..Match::default()
-    };
+    let icmp = |family: Family, types: Vec<IcmpType>| Match::from(IpMatch::new(family).l4(L4::Icmp(types)));
     use IcmpType::*;
     let mut sets = Vec::new();
     let mut input = vec![
-        rule("loopback", Match { loopback: true, ..Match::default() }, Verdict::Accept),
-        rule("established", Match { ct: Some(CtState::EstablishedRelated), ..Match::default() }, Verdict::Accept),
+        rule("loopback", Match::loopback(), Verdict::Accept),
+        rule("established", Match::ct(CtState::EstablishedRelated), Verdict::Accept),
         // Neighbour discovery before the invalid drop: the kernel may see it as invalid.
         rule(
             "icmp-nd-v6",
             icmp(Family::V6, vec![NdRouterAdvert, NdNeighborSolicit, NdNeighborAdvert]),
             Verdict::Accept,
         ),
-        rule("invalid", Match { ct: Some(CtState::Invalid), ..Match::default() }, Verdict::Drop),
+        rule("invalid", Match::ct(CtState::Invalid), Verdict::Drop),
         rule(
             "icmp-errors-v4",
             icmp(Family::V4, vec![DestinationUnreachable, TimeExceeded, ParameterProblem]),
@@ -107,23 +104,14 @@ pub fn baseline(node: &str, mgmt: &Management) -> NodeRuleset {
         }
         let name = SetName::new(name).expect("the management set names are slugs");
         sets.push(Arc::new(AddrSet::new(name.clone(), family, format!("management gateways ({WHY})"), members)));
-        let from = |l4: L4| Match {
-            family: Some(family),
-            saddr: Some(Addrs::Set(name.clone())),
-            l4: Some(l4),
-            ..Match::default()
-        };
+        let from = |l4: L4| Match::from(IpMatch::new(family).from(Addrs::Set(name.clone())).l4(l4));
         let f = family.as_str();
         input.push(rule(&format!("echo-mgmt-{f}"), from(L4::Icmp(vec![EchoRequest])), Verdict::Accept));
         input.push(rule(&format!("mgmt-{f}"), from(L4::Tcp(ports.clone())), Verdict::Accept));
     }
     input.extend([
-        rule("reject-tcp", Match { l4: Some(L4::Tcp(vec![])), ..Match::default() }, Verdict::Reject(Reject::TcpReset)),
-        rule(
-            "reject-udp",
-            Match { l4: Some(L4::Udp(vec![])), ..Match::default() },
-            Verdict::Reject(Reject::PortUnreachable),
-        ),
+        rule("reject-tcp", Match::proto(Proto::Tcp(vec![])), Verdict::Reject(Reject::TcpReset)),
+        rule("reject-udp", Match::proto(Proto::Udp(vec![])), Verdict::Reject(Reject::PortUnreachable)),
         rule("reject-other", Match::default(), Verdict::Reject(Reject::AdminProhibited)),
     ]);
     NodeRuleset {

@@ -142,10 +142,11 @@ enum Command {
     Trace {
         #[command(flatten)]
         fleet: FleetArgs,
-        /// Source address.
+        /// Source: an address (inbound to the `--to` node), or a NODE (outbound from it,
+        /// through its output chain, to the `--to` address).
         #[arg(long)]
-        from: std::net::IpAddr,
-        /// Destination: NODE, NODE.ROUTE or a node address.
+        from: String,
+        /// Destination: NODE, NODE.ROUTE or a node address (inbound); an address (outbound).
         #[arg(long)]
         to: String,
         /// Destination port and protocol: 12691/tcp, 500/udp (a bare number is TCP).
@@ -367,7 +368,7 @@ fn main() -> ExitCode {
         Command::Check { fleet, format } => commands::check(&fleet, format),
         Command::Ports { fleet, format, node } => commands::ports(&fleet, format, node.as_deref()),
         Command::Plan { fleet, node, format, out } => commands::plan(&fleet, node.as_deref(), format, out.as_deref()),
-        Command::Trace { fleet, from, to, port, format } => verify::trace(&fleet, from, &to, &port, format),
+        Command::Trace { fleet, from, to, port, format } => verify::trace(&fleet, &from, &to, &port, format),
         Command::Test { fleet, format, verbose } => verify::test(&fleet, format, verbose),
         Command::Diff { old, new, catalog, format, exit_code } => {
             verify::diff(&old, &new, catalog.as_deref(), format, exit_code)

@@ -5,7 +5,7 @@ use crate::commands::{load, load_valid, Outcome};
 use crate::{CheckFormat, FleetArgs};
 use anyhow::{bail, Result};
 use fleetwall_model::{Diagnostics, Fleet, Protocol};
-use fleetwall_verify::{assertions, diff as fdiff, trace as ftrace, Packet, Transport};
+use fleetwall_verify::{assertions, diff as fdiff, trace as ftrace, Direction, Packet, Transport};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -42,13 +42,8 @@ fn destinations(fleet: &Fleet, to: &str, from: IpAddr) -> Result<(String, Vec<Ip
         Some((n, r)) => (n, Some(r)),
         None => (to, None),
     };
-    let Some((_, s, n)) = fleet.nodes().find(|(_, _, n)| n.name == name) else {
-        let names: Vec<&str> = fleet.nodes().map(|(_, _, n)| n.name.as_str()).collect();
-        let hint = fleetwall_model::diag::did_you_mean(name, names.iter().copied())
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default();
-        bail!("no node `{name}` in the fleet{hint}");
-    };
+    let n = node_named(fleet, name)?;
+    let s = fleet.nodes().find(|(_, _, x)| x.name == n.name).map(|(_, s, _)| s).expect("the node's service");
     let addrs = fleetwall_compile::route_addresses(n, s.vpc.is_some(), route);
     let addrs: Vec<IpAddr> = addrs.into_iter().filter(|a| a.is_ipv4() == from.is_ipv4()).collect();
     if addrs.is_empty() {
@@ -57,31 +52,71 @@ fn destinations(fleet: &Fleet, to: &str, from: IpAddr) -> Result<(String, Vec<Ip
     Ok((n.name.clone(), addrs))
 }
 
-pub fn trace(args: &FleetArgs, from: IpAddr, to: &str, port: &str, format: CheckFormat) -> Result<Outcome> {
+fn node_named<'f>(fleet: &'f Fleet, name: &str) -> Result<&'f fleetwall_model::Node> {
+    match fleet.nodes().find(|(_, _, n)| n.name == name) {
+        Some((_, _, n)) => Ok(n),
+        None => {
+            let names: Vec<&str> = fleet.nodes().map(|(_, _, n)| n.name.as_str()).collect();
+            let hint = fleetwall_model::diag::did_you_mean(name, names.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            bail!("no node `{name}` in the fleet{hint}")
+        }
+    }
+}
+
+/// `trace`: inbound when `--from` is an address, outbound when it names a node.
+pub fn trace(args: &FleetArgs, from: &str, to: &str, port: &str, format: CheckFormat) -> Result<Outcome> {
     let (_, fleet) = match load_valid(args)? {
         Ok(v) => v,
         Err(o) => return Ok(o),
     };
     let (port, proto) = parse_port(port)?;
-    let (node, dsts) = destinations(&fleet, to, from)?;
+    let (direction, node, pairs) = match from.parse::<IpAddr>() {
+        Ok(src) => {
+            let (node, dsts) = destinations(&fleet, to, src)?;
+            (Direction::Ingress, node, dsts.into_iter().map(|d| (src, d)).collect::<Vec<_>>())
+        }
+        Err(_) => {
+            let n = node_named(&fleet, from)?;
+            let Ok(dst) = to.parse::<IpAddr>() else {
+                bail!(
+                    "--to {to}: tracing outbound from node {from} needs a destination address (e.g. --to 192.0.2.10)"
+                );
+            };
+            let srcs: Vec<IpAddr> =
+                n.private.iter().chain(&n.public).filter(|a| a.is_ipv4() == dst.is_ipv4()).copied().collect();
+            if srcs.is_empty() {
+                bail!("{from} has no {} address to reach {dst} from", if dst.is_ipv4() { "IPv4" } else { "IPv6" });
+            }
+            (Direction::Egress, n.name.clone(), srcs.into_iter().map(|s| (s, dst)).collect())
+        }
+    };
     let rs = fleetwall_compile::compile_node(&fleet, &node).expect("node exists");
     let transport = match proto {
         Protocol::Tcp => Transport::Tcp(port),
         Protocol::Udp => Transport::Udp(port),
     };
-    let traces: Vec<(IpAddr, ftrace::Trace)> =
-        dsts.iter().map(|d| (*d, ftrace::trace(&rs, &Packet::new(from, *d, transport)))).collect();
+    let traces: Vec<(IpAddr, IpAddr, ftrace::Trace)> = pairs
+        .iter()
+        .map(|(s, d)| (*s, *d, ftrace::trace_in(&rs, direction, &Packet::new(*s, *d, transport))))
+        .collect();
     match format {
         CheckFormat::Json => {
             let doc: Vec<_> = traces
                 .iter()
-                .map(|(d, t)| serde_json::json!({"from": from, "to": d, "port": port, "protocol": proto, "trace": t}))
+                .map(|(s, d, t)| serde_json::json!({"from": s, "to": d, "port": port, "protocol": proto, "trace": t}))
                 .collect();
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         CheckFormat::Text => {
-            for (d, t) in &traces {
-                println!("{from} -> {node} ({d}) {port}/{}: {}", proto.as_str(), t.verdict);
+            for (s, d, t) in &traces {
+                match direction {
+                    Direction::Ingress => println!("{s} -> {node} ({d}) {port}/{}: {}", proto.as_str(), t.verdict),
+                    Direction::Egress => {
+                        println!("{node} ({s}) -> {d} {port}/{} outbound: {}", proto.as_str(), t.verdict)
+                    }
+                }
                 println!("  rule:     {} — {}", t.rule, t.reason);
                 for b in &t.because {
                     println!("  because:  {b}");
@@ -92,7 +127,7 @@ pub fn trace(args: &FleetArgs, from: IpAddr, to: &str, port: &str, format: Check
             }
         }
     }
-    Ok(if traces.iter().all(|(_, t)| t.verdict == "accept") { Outcome::Ok } else { Outcome::Invalid })
+    Ok(if traces.iter().all(|(_, _, t)| t.verdict == "accept") { Outcome::Ok } else { Outcome::Invalid })
 }
 
 pub fn test(args: &FleetArgs, format: CheckFormat, verbose: bool) -> Result<Outcome> {
@@ -149,7 +184,8 @@ pub fn diff(old: &Path, new: &Path, catalog: Option<&Path>, format: CheckFormat,
             }
         }
     }
-    let d = fdiff::diff(&fleets[0], &fleets[1]);
+    let (ro, rn) = (fleetwall_compile::compile(&fleets[0]), fleetwall_compile::compile(&fleets[1]));
+    let d = fdiff::diff(&fleets[0], &ro, &fleets[1], &rn);
     match format {
         CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
         CheckFormat::Text => {

@@ -14,7 +14,8 @@ mod common;
 
 use common::{kernel_available, root};
 use fleetwall_ir::{
-    AddrSet, Addrs, CtState, Family, IcmpType, Match, Member, NodeRuleset, Reject, Rule, SetName, Verdict, L4,
+    AddrSet, Addrs, CtState, Family, IcmpType, IpMatch, Match, Member, NodeRuleset, Proto, Reject, Rule, SetName,
+    Verdict, L3, L4,
 };
 use fleetwall_synth::Rng;
 use ipnet::IpNet;
@@ -89,7 +90,8 @@ fn ruleset(r: &mut Rng) -> NodeRuleset {
         [IcmpType::EchoRequest, IcmpType::DestinationUnreachable, IcmpType::PacketTooBig, IcmpType::NdNeighborSolicit];
     let rule = |r: &mut Rng, n: usize| {
         let fam = family(r);
-        let mut m = Match { family: Some(fam), ..Match::default() };
+        let mut m = Match::default();
+        let mut ip = IpMatch::new(fam);
         match r.below(4) {
             0 => m.loopback = true,
             1 => m.ct = Some(if r.below(2) == 0 { CtState::EstablishedRelated } else { CtState::Invalid }),
@@ -97,25 +99,38 @@ fn ruleset(r: &mut Rng) -> NodeRuleset {
         }
         let pick = sets.iter().filter(|s| s.family == fam).nth(r.below(3) as usize).map(|s| s.name.clone());
         if let (Some(name), true) = (pick, r.below(2) == 0) {
-            m.saddr = Some(Addrs::Set(name));
+            ip.saddr = Some(Addrs::Set(name));
         } else if r.below(2) == 0 {
-            m.saddr = Some(Addrs::List((0..1 + r.below(3)).map(|_| net(r, fam)).collect()));
+            ip.saddr = Some(Addrs::List((0..1 + r.below(3)).map(|_| net(r, fam)).collect()));
         }
         if r.below(3) == 0 {
-            m.daddr = Some(Addrs::List(vec![net(r, fam)]));
+            ip.daddr = Some(Addrs::List(vec![net(r, fam)]));
         }
         let ports = |r: &mut Rng| (0..r.below(4)).map(|_| 1 + r.below(65535) as u16).collect::<Vec<_>>();
-        m.l4 = match r.below(5) {
+        ip.l4 = match r.below(5) {
             0 => Some(L4::Tcp(ports(r))),
             1 => Some(L4::Udp(ports(r))),
             2 => Some(L4::Esp),
             3 => Some(L4::Icmp(icmp[..1 + r.below(icmp.len() as u64) as usize].to_vec())),
             _ => None,
         };
+        let tcp = matches!(ip.l4, Some(L4::Tcp(_)));
+        // A quarter of the rules name no family (when nothing in them needs one).
+        let family_free = ip.saddr.is_none() && ip.daddr.is_none() && !matches!(ip.l4, Some(L4::Icmp(_)));
+        m.l3 = if family_free && r.below(2) == 0 {
+            L3::Any(match ip.l4 {
+                Some(L4::Tcp(p)) => Some(Proto::Tcp(p)),
+                Some(L4::Udp(p)) => Some(Proto::Udp(p)),
+                Some(L4::Esp) => Some(Proto::Esp),
+                _ => None,
+            })
+        } else {
+            L3::Ip(ip)
+        };
         let verdict = match r.below(4) {
             0 => Verdict::Accept,
             1 => Verdict::Drop,
-            2 if matches!(m.l4, Some(L4::Tcp(_))) => Verdict::Reject(Reject::TcpReset),
+            2 if tcp => Verdict::Reject(Reject::TcpReset),
             _ => Verdict::Reject(if r.below(2) == 0 { Reject::PortUnreachable } else { Reject::AdminProhibited }),
         };
         let id = if r.below(10) == 0 { text(r) } else { format!("rule-{n}") };

@@ -298,7 +298,7 @@ fn a_crashed_runs_namespaces_are_swept() {
 
 #[test]
 fn revoking_many_flows_spawned_a_conntrack_per_flow() {
-    use fleetwall_ir::{Match, NodeRuleset, Reject, Rule, Verdict, L4};
+    use fleetwall_ir::{Match, NodeRuleset, Proto, Reject, Rule, Verdict};
     if !kernel_available() {
         return;
     }
@@ -313,20 +313,16 @@ fn revoking_many_flows_spawned_a_conntrack_per_flow() {
     let mut batch: String = (0..500).map(|i| flow(i % 5 + 1, 20000 + i, 5432)).collect();
     batch += &(0..20).map(|i| flow(7, 30000 + i, 80)).collect::<String>();
     fleetwall_apply::run(Some(&ns), "conntrack", &["-R", "-"], Some(&batch)).unwrap();
-    let rule = |id: &str, l4: L4, verdict| Rule {
-        id: id.into(),
-        reason: id.into(),
-        matches: Match { l4: Some(l4), ..Match::default() },
-        verdict,
-    };
+    let rule =
+        |id: &str, l4: Proto, verdict| Rule { id: id.into(), reason: id.into(), matches: Match::proto(l4), verdict };
     let rs = NodeRuleset {
         node: "n".into(),
         description: "revoke".into(),
         addresses: vec!["203.0.113.5".parse().unwrap()],
         sets: Vec::new(),
         input: vec![
-            rule("web", L4::Tcp(vec![80]), Verdict::Accept),
-            rule("reject-tcp", L4::Tcp(vec![]), Verdict::Reject(Reject::TcpReset)),
+            rule("web", Proto::Tcp(vec![80]), Verdict::Accept),
+            rule("reject-tcp", Proto::Tcp(vec![]), Verdict::Reject(Reject::TcpReset)),
         ],
         output: Vec::new(),
     };

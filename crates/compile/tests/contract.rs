@@ -2,7 +2,7 @@
 //! the CLI harness check the rendered output).
 
 use fleetwall_compile::{compile, compile_node, port_table, Route};
-use fleetwall_ir::{Addrs, Family, NodeRuleset, Verdict, L4};
+use fleetwall_ir::{Addrs, Family, L4Ref, NodeRuleset, Verdict};
 use fleetwall_model::{load, Catalog, Fleet};
 
 fn fleet(src: &str) -> Fleet {
@@ -41,7 +41,7 @@ fn rule<'a>(rs: &'a NodeRuleset, id: &str) -> &'a fleetwall_ir::Rule {
 }
 
 fn src_set<'a>(rs: &'a NodeRuleset, id: &str) -> &'a fleetwall_ir::AddrSet {
-    match &rule(rs, id).matches.saddr {
+    match rule(rs, id).matches.saddr() {
         Some(Addrs::Set(s)) => rs.set(s).unwrap(),
         other => panic!("{id}: {other:?}"),
     }
@@ -62,10 +62,10 @@ fn vpc_dynamic_route_is_ip_filter_within_vpc_and_peerings() {
         .iter()
         .any(|m| m.reason == "ip_filter entry 0.0.0.0/0 of p/db ∩ VPC v network 10.10.0.0/20"));
     // The public route takes ip_filter as it is, on the public address only.
-    assert_eq!(rule(&rs, "client-pg-public-v4").matches.daddr, Some(host("203.0.113.5/32")));
+    assert_eq!(rule(&rs, "client-pg-public-v4").matches.daddr(), Some(&host("203.0.113.5/32")));
     assert_eq!(src_set(&rs, "client-pg-public-v4").elements.len(), 1, "0.0.0.0/0 covers the rest");
     // The dynamic route listens on the private address only.
-    assert_eq!(rule(&rs, "client-pg-dynamic-v4").matches.daddr, Some(host("10.10.0.5/32")));
+    assert_eq!(rule(&rs, "client-pg-dynamic-v4").matches.daddr(), Some(&host("10.10.0.5/32")));
 }
 
 #[test]
@@ -84,8 +84,8 @@ fn management_comes_first_and_ignores_user_input() {
         let mgmt = rs.input.iter().position(|r| r.id == "mgmt-ssh-v4").expect("management rule always present");
         assert!(first_client.is_none_or(|c| mgmt < c));
         assert_eq!(src_set(&rs, "mgmt-ssh-v4").reason, "management gateways");
-        assert_eq!(rule(&rs, "mgmt-ssh-v6").matches.l4, Some(L4::Tcp(vec![22])));
-        assert_eq!(rule(&rs, "mgmt-platform-v4").matches.l4, Some(L4::Tcp(vec![30287])));
+        assert_eq!(rule(&rs, "mgmt-ssh-v6").matches.l4(), Some(L4Ref::Tcp(&[22])));
+        assert_eq!(rule(&rs, "mgmt-platform-v4").matches.l4(), Some(L4Ref::Tcp(&[30287])));
         assert!(rs.input[..mgmt].iter().all(|r| !matches!(r.verdict, Verdict::Reject(_))), "nothing rejects before it");
     }
 }
@@ -112,8 +112,8 @@ fn azure_platform_address_only_on_azure() {
     assert!(aws.input.iter().all(|r| !r.id.starts_with("azure-")));
     let rs = compile_node(&fleet(&VPC.replace("aws-eu-west-1", "azure-westeurope")), "db-1").unwrap();
     let health = rule(&rs, "azure-health-probes");
-    assert_eq!(health.matches.saddr, Some(host("168.63.129.16/32")));
-    assert_eq!(health.matches.l4, Some(L4::Tcp(vec![12691, 12692, 12693])));
+    assert_eq!(health.matches.saddr(), Some(&host("168.63.129.16/32")));
+    assert_eq!(health.matches.l4(), Some(L4Ref::Tcp(&[12691, 12692, 12693])));
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn ipv6_routes_use_ipv6_sources_and_addresses() {
     let src = "version: 1\nplatform: { management_gateways: [198.51.100.10] }\nprojects:\n  p:\n    services:\n      db:\n        type: pg\n        cloud: do-ams3\n        nodes: { db-1: { public: [203.0.113.5, \"2001:db8::5\"] } }\n        user_config: { ip_filter: [\"2001:db8:1::/48\"] }\n";
     let rs = compile_node(&fleet(src), "db-1").unwrap();
     let r = rule(&rs, "client-pg-dynamic-v6");
-    assert_eq!(r.matches.family, Some(Family::V6));
-    assert_eq!(r.matches.daddr, Some(host("2001:db8::5/128")));
+    assert_eq!(r.matches.family(), Some(Family::V6));
+    assert_eq!(r.matches.daddr(), Some(&host("2001:db8::5/128")));
     assert!(rs.input.iter().all(|r| r.id != "client-pg-dynamic-v4"), "no v4 source, no v4 route");
 }

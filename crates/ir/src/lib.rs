@@ -50,6 +50,34 @@ impl Family {
     }
 }
 
+/// Which chain a packet meets: inbound to the node, or outbound from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Arriving at the node (the input chain): `dst` is one of the node's addresses.
+    Ingress,
+    /// Leaving the node (the output chain): `src` is one of the node's addresses.
+    Egress,
+}
+
+impl Direction {
+    /// `ingress` or `egress`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+
+    /// The chain of `rs` packets of this direction meet.
+    pub fn chain(self, rs: &NodeRuleset) -> &[Rule] {
+        match self {
+            Direction::Ingress => &rs.input,
+            Direction::Egress => &rs.output,
+        }
+    }
+}
+
 /// One element of a set and why it is there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
@@ -121,8 +149,8 @@ pub enum IcmpType {
 }
 
 impl IcmpType {
-    /// The name nftables uses (`echo-request`, `nd-neighbor-solicit`, ...).
-    pub fn nft_name(self) -> &'static str {
+    /// The type's name in the IR and in messages (`echo-request`, `nd-neighbor-solicit`, ...).
+    pub fn name(self) -> &'static str {
         match self {
             IcmpType::EchoRequest => "echo-request",
             IcmpType::DestinationUnreachable => "destination-unreachable",
@@ -167,7 +195,8 @@ impl IcmpType {
     }
 }
 
-/// The transport part of a match.
+/// The transport part of a match that names one address family (ICMP types exist only
+/// per family).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "proto", content = "ports")]
 pub enum L4 {
@@ -177,8 +206,66 @@ pub enum L4 {
     Udp(Vec<u16>),
     /// IPsec ESP (IP protocol 50).
     Esp,
-    /// ICMP or ICMPv6 (by the rule's family) of these types.
+    /// ICMP or ICMPv6 (by the match's family) of these types.
     Icmp(Vec<IcmpType>),
+}
+
+/// The transport part of a match for either family: everything but ICMP types, which
+/// need a family to mean anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proto {
+    /// TCP to one of these destination ports (empty: any port).
+    Tcp(Vec<u16>),
+    /// UDP to one of these destination ports (empty: any port).
+    Udp(Vec<u16>),
+    /// IPsec ESP.
+    Esp,
+}
+
+impl From<Proto> for L4 {
+    fn from(p: Proto) -> L4 {
+        match p {
+            Proto::Tcp(p) => L4::Tcp(p),
+            Proto::Udp(p) => L4::Udp(p),
+            Proto::Esp => L4::Esp,
+        }
+    }
+}
+
+/// A borrowed view of a match's transport part, whichever kind of match holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4Ref<'a> {
+    /// TCP to these ports (empty: any).
+    Tcp(&'a [u16]),
+    /// UDP to these ports (empty: any).
+    Udp(&'a [u16]),
+    /// IPsec ESP.
+    Esp,
+    /// ICMP types of the match's family.
+    Icmp(&'a [IcmpType]),
+}
+
+impl L4 {
+    /// A borrowed view.
+    pub fn as_ref(&self) -> L4Ref<'_> {
+        match self {
+            L4::Tcp(p) => L4Ref::Tcp(p),
+            L4::Udp(p) => L4Ref::Udp(p),
+            L4::Esp => L4Ref::Esp,
+            L4::Icmp(t) => L4Ref::Icmp(t),
+        }
+    }
+}
+
+impl Proto {
+    /// A borrowed view.
+    pub fn as_ref(&self) -> L4Ref<'_> {
+        match self {
+            Proto::Tcp(p) => L4Ref::Tcp(p),
+            Proto::Udp(p) => L4Ref::Udp(p),
+            Proto::Esp => L4Ref::Esp,
+        }
+    }
 }
 
 /// Conntrack state matches.
@@ -191,27 +278,172 @@ pub enum CtState {
     Invalid,
 }
 
-/// What a rule matches; every present field must match.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Match {
-    /// Arrived on the loopback interface.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub loopback: bool,
-    /// Conntrack state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ct: Option<CtState>,
-    /// Address family (required when addresses or ICMP types are matched).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family: Option<Family>,
+/// The address part of a match: of one family, with optional source and destination
+/// addresses and a transport part that may name ICMP types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpMatch {
+    /// The family every address and ICMP type here belongs to.
+    pub family: Family,
     /// Source addresses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saddr: Option<Addrs>,
     /// Destination addresses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daddr: Option<Addrs>,
-    /// Transport protocol and ports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Transport protocol and ports or ICMP types.
     pub l4: Option<L4>,
+}
+
+impl IpMatch {
+    /// Packets of `family`.
+    pub fn new(family: Family) -> IpMatch {
+        IpMatch { family, saddr: None, daddr: None, l4: None }
+    }
+    /// From these source addresses.
+    pub fn from(mut self, a: Addrs) -> IpMatch {
+        self.saddr = Some(a);
+        self
+    }
+    /// To these destination addresses.
+    pub fn to(mut self, a: Addrs) -> IpMatch {
+        self.daddr = Some(a);
+        self
+    }
+    /// Of this transport.
+    pub fn l4(mut self, l4: L4) -> IpMatch {
+        self.l4 = Some(l4);
+        self
+    }
+}
+
+/// The network part of a match: either family (then no addresses and no ICMP types can
+/// be named), or one family. An address or ICMP match without a family cannot be built,
+/// so no backend can silently drop one that the evaluator applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum L3 {
+    /// Packets of either family, optionally of one transport.
+    Any(Option<Proto>),
+    /// Packets of one family.
+    Ip(IpMatch),
+}
+
+impl Default for L3 {
+    fn default() -> L3 {
+        L3::Any(None)
+    }
+}
+
+/// What a rule matches; every present part must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "MatchRepr", into = "MatchRepr")]
+pub struct Match {
+    /// Arrived on (inbound) or leaves by (outbound) the loopback interface.
+    pub loopback: bool,
+    /// Conntrack state.
+    pub ct: Option<CtState>,
+    /// Family, addresses and transport.
+    pub l3: L3,
+}
+
+impl Match {
+    /// Loopback traffic.
+    pub fn loopback() -> Match {
+        Match { loopback: true, ..Match::default() }
+    }
+    /// Packets in this conntrack state.
+    pub fn ct(state: CtState) -> Match {
+        Match { ct: Some(state), ..Match::default() }
+    }
+    /// Packets of either family of this transport.
+    pub fn proto(p: Proto) -> Match {
+        Match { l3: L3::Any(Some(p)), ..Match::default() }
+    }
+    /// The family the match is limited to.
+    pub fn family(&self) -> Option<Family> {
+        match &self.l3 {
+            L3::Any(_) => None,
+            L3::Ip(m) => Some(m.family),
+        }
+    }
+    /// Source addresses, if matched.
+    pub fn saddr(&self) -> Option<&Addrs> {
+        match &self.l3 {
+            L3::Any(_) => None,
+            L3::Ip(m) => m.saddr.as_ref(),
+        }
+    }
+    /// Destination addresses, if matched.
+    pub fn daddr(&self) -> Option<&Addrs> {
+        match &self.l3 {
+            L3::Any(_) => None,
+            L3::Ip(m) => m.daddr.as_ref(),
+        }
+    }
+    /// The transport part, if matched.
+    pub fn l4(&self) -> Option<L4Ref<'_>> {
+        match &self.l3 {
+            L3::Any(p) => p.as_ref().map(Proto::as_ref),
+            L3::Ip(m) => m.l4.as_ref().map(L4::as_ref),
+        }
+    }
+    /// The address part, mutably (tests that break rulesets on purpose use it).
+    pub fn ip_mut(&mut self) -> Option<&mut IpMatch> {
+        match &mut self.l3 {
+            L3::Any(_) => None,
+            L3::Ip(m) => Some(m),
+        }
+    }
+}
+
+impl From<IpMatch> for Match {
+    fn from(m: IpMatch) -> Match {
+        Match { l3: L3::Ip(m), ..Match::default() }
+    }
+}
+
+/// The wire and file form of a match: flat, as it has always been serialised.
+#[derive(Serialize, Deserialize)]
+struct MatchRepr {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    loopback: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ct: Option<CtState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    family: Option<Family>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    saddr: Option<Addrs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    daddr: Option<Addrs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    l4: Option<L4>,
+}
+
+impl TryFrom<MatchRepr> for Match {
+    type Error = String;
+    fn try_from(r: MatchRepr) -> Result<Match, String> {
+        let l3 = match r.family {
+            Some(family) => L3::Ip(IpMatch { family, saddr: r.saddr, daddr: r.daddr, l4: r.l4 }),
+            None if r.saddr.is_some() || r.daddr.is_some() => {
+                return Err("a match on addresses needs a family".into());
+            }
+            None => L3::Any(match r.l4 {
+                None => None,
+                Some(L4::Tcp(p)) => Some(Proto::Tcp(p)),
+                Some(L4::Udp(p)) => Some(Proto::Udp(p)),
+                Some(L4::Esp) => Some(Proto::Esp),
+                Some(L4::Icmp(_)) => return Err("a match on ICMP types needs a family".into()),
+            }),
+        };
+        Ok(Match { loopback: r.loopback, ct: r.ct, l3 })
+    }
+}
+
+impl From<Match> for MatchRepr {
+    fn from(m: Match) -> MatchRepr {
+        let (family, saddr, daddr, l4) = match m.l3 {
+            L3::Any(p) => (None, None, None, p.map(L4::from)),
+            L3::Ip(i) => (Some(i.family), i.saddr, i.daddr, i.l4),
+        };
+        MatchRepr { loopback: m.loopback, ct: m.ct, family, saddr, daddr, l4 }
+    }
 }
 
 /// How a packet is refused.

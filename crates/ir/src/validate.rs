@@ -9,7 +9,7 @@
 //! rule's family. The renderers escape free text as well: validation is the gate, the
 //! escaping is the second wall.
 
-use crate::{Addrs, Family, Match, NodeRuleset, Rule, L4};
+use crate::{Addrs, Family, IpMatch, NodeRuleset, Rule, L3, L4};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -194,11 +194,10 @@ fn rule(chain: &str, r: &Rule, sets: &BTreeMap<&str, Family>) -> Result<(), Inva
         return Err(invalid(InvalidKind::RuleId, format!("rule id {:?} in chain {chain} is not a slug", r.id)));
     }
     text(&format!("the reason of rule {}", r.id), &r.reason)?;
-    let Match { family, saddr, daddr, l4, .. } = &r.matches;
+    let L3::Ip(IpMatch { family: fam, saddr, daddr, l4 }) = &r.matches.l3 else {
+        return Ok(());
+    };
     for a in [saddr, daddr].into_iter().flatten() {
-        let Some(fam) = family else {
-            return Err(invalid(InvalidKind::Family, format!("rule {} matches addresses without a family", r.id)));
-        };
         match a {
             Addrs::Set(name) => match sets.get(name.as_str()) {
                 Some(f) if f == fam => {}
@@ -221,16 +220,13 @@ fn rule(chain: &str, r: &Rule, sets: &BTreeMap<&str, Family>) -> Result<(), Inva
         }
     }
     if let Some(L4::Icmp(types)) = l4 {
-        let Some(fam) = family else {
-            return Err(invalid(InvalidKind::Family, format!("rule {} matches ICMP without a family", r.id)));
-        };
         if types.is_empty() {
             return Err(invalid(InvalidKind::Family, format!("rule {} matches ICMP without a type", r.id)));
         }
         if let Some(t) = types.iter().find(|t| !t.exists_in(*fam)) {
             return Err(invalid(
                 InvalidKind::Family,
-                format!("rule {} matches {} which {} does not have", r.id, t.nft_name(), fam.as_str()),
+                format!("rule {} matches {} which {} does not have", r.id, t.name(), fam.as_str()),
             ));
         }
     }
@@ -258,12 +254,10 @@ mod tests {
             input: vec![Rule {
                 id: "client-pg-dynamic-v4".into(),
                 reason: "dynamic route \"quoted\"".into(),
-                matches: Match {
-                    family: Some(Family::V4),
-                    saddr: Some(Addrs::Set(SetName::new("ipf4").unwrap())),
-                    l4: Some(L4::Tcp(vec![5432])),
-                    ..Match::default()
-                },
+                matches: IpMatch::new(Family::V4)
+                    .from(Addrs::Set(SetName::new("ipf4").unwrap()))
+                    .l4(L4::Tcp(vec![5432]))
+                    .into(),
                 verdict: Verdict::Accept,
             }],
             output: Vec::new(),
@@ -273,6 +267,31 @@ mod tests {
     #[test]
     fn a_compiled_shape_ruleset_is_valid() {
         assert_eq!(ruleset().validate(), Ok(()));
+    }
+
+    /// A family-less address or ICMP match cannot be built in Rust, and the wire form
+    /// refuses it too (nft would drop such a match that the evaluator applies).
+    #[test]
+    fn a_family_less_address_or_icmp_match_does_not_deserialize() {
+        let rule = |m: &str| format!(r#"{{"id":"r","reason":"r","match":{m},"verdict":"accept"}}"#);
+        for bad in [
+            r#"{"saddr":{"list":["10.0.0.0/8"]}}"#,
+            r#"{"daddr":{"set":"ipf4"}}"#,
+            r#"{"l4":{"proto":"icmp","ports":["echo-request"]}}"#,
+        ] {
+            let e = serde_json::from_str::<Rule>(&rule(bad)).unwrap_err().to_string();
+            assert!(e.contains("needs a family"), "{bad}: {e}");
+        }
+        let ok: Rule = serde_json::from_str(&rule(
+            r#"{"family":"v4","saddr":{"list":["10.0.0.0/8"]},"l4":{"proto":"tcp","ports":[22]}}"#,
+        ))
+        .unwrap();
+        assert_eq!(ok.matches.family(), Some(Family::V4));
+        assert_eq!(ok.matches.l4(), Some(crate::L4Ref::Tcp(&[22])));
+        let any: Rule = serde_json::from_str(&rule(r#"{"l4":{"proto":"udp","ports":[]}}"#)).unwrap();
+        assert_eq!(any.matches.l3, L3::Any(Some(crate::Proto::Udp(vec![]))));
+        // And it serialises back to the same flat form.
+        assert_eq!(serde_json::to_value(&ok).unwrap()["match"]["family"], "v4");
     }
 
     #[test]
@@ -306,13 +325,10 @@ mod tests {
     #[test]
     fn references_must_resolve_with_the_right_family() {
         let mut rs = ruleset();
-        rs.input[0].matches.saddr = Some(Addrs::Set(SetName::new("nope").unwrap()));
+        rs.input[0].matches.ip_mut().unwrap().saddr = Some(Addrs::Set(SetName::new("nope").unwrap()));
         assert_eq!(rs.validate().unwrap_err().kind, InvalidKind::UnknownSet);
         let mut rs = ruleset();
-        rs.input[0].matches.family = Some(Family::V6);
-        assert_eq!(rs.validate().unwrap_err().kind, InvalidKind::Family);
-        let mut rs = ruleset();
-        rs.input[0].matches.family = None;
+        rs.input[0].matches.ip_mut().unwrap().family = Family::V6;
         assert_eq!(rs.validate().unwrap_err().kind, InvalidKind::Family);
         let mut rs = ruleset();
         rs.sets.push(rs.sets[0].clone());

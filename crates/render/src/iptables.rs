@@ -7,7 +7,7 @@
 //! written as their two halves. Load order: `ipset restore -exist`, then the two tables.
 
 use crate::{comment, one_line};
-use fleetwall_ir::{Addrs, CtState, Family, IcmpType, NodeRuleset, Reject, Rule, Verdict, L4};
+use fleetwall_ir::{Addrs, CtState, Family, IcmpType, L4Ref, NodeRuleset, Reject, Rule, Verdict};
 use ipnet::IpNet;
 use std::fmt::Write as _;
 
@@ -96,37 +96,37 @@ fn icmp_name(t: IcmpType, fam: Family) -> &'static str {
         (IcmpType::NdRouterAdvert, _) => "router-advertisement",
         (IcmpType::NdNeighborSolicit, _) => "neighbour-solicitation",
         (IcmpType::NdNeighborAdvert, _) => "neighbour-advertisement",
-        (t, _) => t.nft_name(),
+        (t, _) => crate::nft::icmp_name(t),
     }
 }
 
 fn rule(o: &mut String, chain: &str, fam: Family, r: &Rule) {
     let m = &r.matches;
-    if m.family.is_some_and(|f| f != fam) {
+    if m.family().is_some_and(|f| f != fam) {
         return;
     }
     let mut head = String::new();
     if m.loopback {
-        head.push_str("-i lo ");
+        head.push_str(if chain == OUTPUT_CHAIN { "-o lo " } else { "-i lo " });
     }
     match m.ct {
         Some(CtState::EstablishedRelated) => head.push_str("-m conntrack --ctstate RELATED,ESTABLISHED "),
         Some(CtState::Invalid) => head.push_str("-m conntrack --ctstate INVALID "),
         None => {}
     }
-    if let Some(a) = &m.saddr {
+    if let Some(a) = m.saddr() {
         head.push_str(&addrs("-s", "src", a));
     }
-    if let Some(a) = &m.daddr {
+    if let Some(a) = m.daddr() {
         head.push_str(&addrs("-d", "dst", a));
     }
     let v6 = fam == Family::V6;
-    let protos: Vec<String> = match &m.l4 {
+    let protos: Vec<String> = match m.l4() {
         None => vec![String::new()],
-        Some(L4::Tcp(p)) => port_matches("tcp", p),
-        Some(L4::Udp(p)) => port_matches("udp", p),
-        Some(L4::Esp) => vec!["-p esp ".into()],
-        Some(L4::Icmp(types)) => types
+        Some(L4Ref::Tcp(p)) => port_matches("tcp", p),
+        Some(L4Ref::Udp(p)) => port_matches("udp", p),
+        Some(L4Ref::Esp) => vec!["-p esp ".into()],
+        Some(L4Ref::Icmp(types)) => types
             .iter()
             .map(|t| match fam {
                 Family::V4 => format!("-p icmp --icmp-type {} ", icmp_name(*t, fam)),

@@ -109,7 +109,7 @@ pub(crate) fn comment(id: &str, reason: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleetwall_ir::{AddrSet, Addrs, Family, Match, Member, Rule, SetName, Verdict, L4};
+    use fleetwall_ir::{AddrSet, Addrs, Family, IpMatch, Member, Rule, SetName, Verdict, L4};
     use std::sync::Arc;
 
     fn ruleset(text: &str) -> NodeRuleset {
@@ -127,12 +127,10 @@ mod tests {
             input: vec![Rule {
                 id: text.into(),
                 reason: text.into(),
-                matches: Match {
-                    family: Some(Family::V4),
-                    saddr: Some(Addrs::Set(SetName::new("ipf4").unwrap())),
-                    l4: Some(L4::Tcp(vec![22])),
-                    ..Match::default()
-                },
+                matches: IpMatch::new(Family::V4)
+                    .from(Addrs::Set(SetName::new("ipf4").unwrap()))
+                    .l4(L4::Tcp(vec![22]))
+                    .into(),
                 verdict: Verdict::Accept,
             }],
             output: Vec::new(),

@@ -6,7 +6,9 @@
 //! `id: reason` (nftables keeps at most 128 bytes of a comment).
 
 use crate::{comment, one_line};
-use fleetwall_ir::{AddrSet, Addrs, CtState, Family, Match, NodeRuleset, Reject, Rule, Verdict, L4};
+use fleetwall_ir::{
+    AddrSet, Addrs, CtState, Family, IcmpType, L4Ref, Match, NodeRuleset, Reject, Rule, Verdict, L3, L4,
+};
 use std::fmt::Write as _;
 
 /// The table every fleetwall ruleset owns.
@@ -71,7 +73,7 @@ fn chain(o: &mut String, name: &str, hook: &str, rules: &[Rule]) {
     let _ = writeln!(o, "\t\ttype filter hook {hook} priority filter; policy accept;");
     for r in rules {
         o.push_str("\t\t");
-        rule(o, r);
+        rule(o, hook, r);
         o.push('\n');
     }
     o.push_str("\t}\n");
@@ -119,37 +121,25 @@ fn ports(o: &mut String, proto: &str, p: &[u16]) {
     }
 }
 
-fn matches(o: &mut String, m: &Match) {
-    if m.loopback {
-        o.push_str("iif \"lo\" ");
-    }
-    match m.ct {
-        Some(CtState::EstablishedRelated) => o.push_str("ct state established,related "),
-        Some(CtState::Invalid) => o.push_str("ct state invalid "),
+/// The name nftables (and iptables, for most types) gives an ICMP type.
+pub(crate) fn icmp_name(t: IcmpType) -> &'static str {
+    t.name()
+}
+
+fn transport(o: &mut String, fam: Option<Family>, l4: Option<L4Ref<'_>>) {
+    match l4 {
         None => {}
-    }
-    let fam = m.family;
-    if let (Some(f), Some(a)) = (fam, &m.saddr) {
-        addr_match(o, f, "saddr", a);
-    }
-    if let (Some(f), Some(a)) = (fam, &m.daddr) {
-        addr_match(o, f, "daddr", a);
-    }
-    match &m.l4 {
-        None => {}
-        Some(L4::Tcp(p)) => ports(o, "tcp", p),
-        Some(L4::Udp(p)) => ports(o, "udp", p),
-        Some(L4::Esp) => match fam {
+        Some(L4Ref::Tcp(p)) => ports(o, "tcp", p),
+        Some(L4Ref::Udp(p)) => ports(o, "udp", p),
+        Some(L4Ref::Esp) => match fam {
             Some(Family::V4) => o.push_str("ip protocol esp "),
             Some(Family::V6) => o.push_str("ip6 nexthdr esp "),
             None => o.push_str("meta l4proto esp "),
         },
-        Some(L4::Icmp(types)) => {
-            let kw = match fam {
-                Some(Family::V6) => "icmpv6",
-                _ => "icmp",
-            };
-            let names: Vec<&str> = types.iter().map(|t| t.nft_name()).collect();
+        Some(L4Ref::Icmp(types)) => {
+            // The IR cannot hold ICMP types without a family.
+            let kw = if fam == Some(Family::V6) { "icmpv6" } else { "icmp" };
+            let names: Vec<&str> = types.iter().map(|t| icmp_name(*t)).collect();
             if names.len() == 1 {
                 let _ = write!(o, "{kw} type {} ", names[0]);
             } else {
@@ -159,8 +149,35 @@ fn matches(o: &mut String, m: &Match) {
     }
 }
 
-fn rule(o: &mut String, r: &Rule) {
-    matches(o, &r.matches);
+fn matches(o: &mut String, hook: &str, m: &Match) {
+    if m.loopback {
+        o.push_str(if hook == "output" { "oif \"lo\" " } else { "iif \"lo\" " });
+    }
+    match m.ct {
+        Some(CtState::EstablishedRelated) => o.push_str("ct state established,related "),
+        Some(CtState::Invalid) => o.push_str("ct state invalid "),
+        None => {}
+    }
+    match &m.l3 {
+        L3::Any(_) => {}
+        L3::Ip(ip) => {
+            if let Some(a) = &ip.saddr {
+                addr_match(o, ip.family, "saddr", a);
+            }
+            if let Some(a) = &ip.daddr {
+                addr_match(o, ip.family, "daddr", a);
+            }
+            if ip.saddr.is_none() && ip.daddr.is_none() && !matches!(ip.l4, Some(L4::Icmp(_)) | Some(L4::Esp)) {
+                // A family match with no address: say the family, or nft would match both.
+                o.push_str(if ip.family == Family::V4 { "meta nfproto ipv4 " } else { "meta nfproto ipv6 " });
+            }
+        }
+    }
+    transport(o, m.family(), m.l4());
+}
+
+fn rule(o: &mut String, hook: &str, r: &Rule) {
+    matches(o, hook, &r.matches);
     match r.verdict {
         Verdict::Accept => o.push_str("accept"),
         Verdict::Drop => o.push_str("drop"),

@@ -9,7 +9,7 @@
 
 use crate::trace::{trace, Trace};
 use crate::{Packet, Transport};
-use fleetwall_compile::{node_listeners, route_addresses, Route};
+use fleetwall_intent::{node_listeners, route_addresses, Route};
 use fleetwall_ir::NodeRuleset;
 use fleetwall_model::{Fleet, Probe, Protocol};
 use serde::Serialize;

@@ -1,12 +1,14 @@
 //! `diff`: which flows a fleet change opens and closes, node by node, in words a
 //! reviewer can read, with loud warnings for the changes that deserve a second look.
 //!
-//! A flow is (node address, protocol, port) → the source networks its accept rules
-//! admit. Opened = new − old, closed = old − new, as CIDR set differences, so narrowing
-//! 10.0.0.0/8 to 10.0.0.0/9 reports exactly 10.128.0.0/9 closed.
+//! A flow is (direction, node address, protocol, port) → the remote networks its accept
+//! rules admit (sources inbound, destinations outbound). Opened = new − old, closed =
+//! old − new, as CIDR set differences, so narrowing 10.0.0.0/8 to 10.0.0.0/9 reports
+//! exactly 10.128.0.0/9 closed. It compares two sets of compiled rulesets; it never
+//! compiles a fleet itself.
 
 use crate::cidr::{is_everything, subtract};
-use fleetwall_ir::{Addrs, Family, NodeRuleset, SetName, Verdict, L4};
+use fleetwall_ir::{Addrs, Direction, Family, L4Ref, NodeRuleset, SetName, Verdict};
 use fleetwall_model::Fleet;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -16,6 +18,8 @@ use std::net::IpAddr;
 /// Where a flow goes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct FlowKey {
+    /// `ingress` or `egress`.
+    pub direction: Direction,
     /// Node address.
     pub dst: IpAddr,
     /// `tcp`, `udp`, `esp` or `icmp echo-request`.
@@ -30,7 +34,7 @@ pub struct Change {
     /// Where.
     #[serde(flatten)]
     pub key: FlowKey,
-    /// The source networks newly admitted (opened) or no longer admitted (closed).
+    /// The remote networks newly admitted (opened) or no longer admitted (closed).
     pub sources: Vec<IpNet>,
     /// Everything the flow admits after the change (before it, for a closed flow).
     pub admitted: Vec<IpNet>,
@@ -71,39 +75,59 @@ struct Flow {
 
 fn flows(rs: &NodeRuleset) -> BTreeMap<FlowKey, Flow> {
     let mut out: BTreeMap<FlowKey, Flow> = BTreeMap::new();
-    for r in rs.input.iter().filter(|r| r.verdict == Verdict::Accept) {
-        let Some(saddr) = &r.matches.saddr else { continue };
-        let sources: Vec<IpNet> = match saddr {
-            Addrs::Set(name) => rs.set(name).map(|s| s.elements.clone()).unwrap_or_default(),
-            Addrs::List(n) => n.clone(),
-        };
-        let fam = r.matches.family;
-        let dsts: Vec<IpAddr> = match &r.matches.daddr {
-            Some(Addrs::List(n)) => n.iter().map(|x| x.addr()).collect(),
-            _ => {
-                rs.addresses.iter().filter(|a| fam.is_none_or(|f| (f == Family::V4) == a.is_ipv4())).copied().collect()
+    for direction in [Direction::Ingress, Direction::Egress] {
+        for r in direction.chain(rs).iter().filter(|r| r.verdict == Verdict::Accept) {
+            if r.matches.loopback || r.matches.ct.is_some() {
+                continue;
             }
-        };
-        let protos: Vec<(String, Option<u16>)> = match &r.matches.l4 {
-            None => vec![("any".into(), None)],
-            Some(L4::Tcp(p)) if p.is_empty() => vec![("tcp".into(), None)],
-            Some(L4::Udp(p)) if p.is_empty() => vec![("udp".into(), None)],
-            Some(L4::Tcp(p)) => p.iter().map(|x| ("tcp".to_string(), Some(*x))).collect(),
-            Some(L4::Udp(p)) => p.iter().map(|x| ("udp".to_string(), Some(*x))).collect(),
-            Some(L4::Esp) => vec![("esp".into(), None)],
-            Some(L4::Icmp(t)) => {
-                vec![(format!("icmp {}", t.iter().map(|x| x.nft_name()).collect::<Vec<_>>().join(",")), None)]
-            }
-        };
-        for dst in dsts {
-            for (proto, port) in &protos {
-                let e = out.entry(FlowKey { dst, proto: proto.clone(), port: *port }).or_default();
-                if let Addrs::Set(name) = saddr {
-                    e.sets.insert(name.clone());
+            let (remote, local) = match direction {
+                Direction::Ingress => (r.matches.saddr(), r.matches.daddr()),
+                Direction::Egress => (r.matches.daddr(), r.matches.saddr()),
+            };
+            let fam = r.matches.family();
+            // Inbound, only rules naming their sources count as flows (the base rules are
+            // the same on every node); outbound, an accept of anything is a flow to everyone.
+            let remotes: Vec<IpNet> = match (remote, direction) {
+                (Some(Addrs::Set(name)), _) => rs.set(name.as_str()).map(|s| s.elements.clone()).unwrap_or_default(),
+                (Some(Addrs::List(n)), _) => n.clone(),
+                (None, Direction::Ingress) => continue,
+                (None, Direction::Egress) => match fam {
+                    Some(Family::V4) => vec!["0.0.0.0/0".parse().expect("literal")],
+                    Some(Family::V6) => vec!["::/0".parse().expect("literal")],
+                    None => vec!["0.0.0.0/0".parse().expect("literal"), "::/0".parse().expect("literal")],
+                },
+            };
+            let locals: Vec<IpAddr> = match local {
+                Some(Addrs::List(n)) => n.iter().map(|x| x.addr()).collect(),
+                _ => rs
+                    .addresses
+                    .iter()
+                    .filter(|a| fam.is_none_or(|f| (f == Family::V4) == a.is_ipv4()))
+                    .copied()
+                    .collect(),
+            };
+            let protos: Vec<(String, Option<u16>)> = match r.matches.l4() {
+                None => vec![("any".into(), None)],
+                Some(L4Ref::Tcp([])) => vec![("tcp".into(), None)],
+                Some(L4Ref::Udp([])) => vec![("udp".into(), None)],
+                Some(L4Ref::Tcp(p)) => p.iter().map(|x| ("tcp".to_string(), Some(*x))).collect(),
+                Some(L4Ref::Udp(p)) => p.iter().map(|x| ("udp".to_string(), Some(*x))).collect(),
+                Some(L4Ref::Esp) => vec![("esp".into(), None)],
+                Some(L4Ref::Icmp(t)) => {
+                    vec![(format!("icmp {}", t.iter().map(|x| x.name()).collect::<Vec<_>>().join(",")), None)]
                 }
-                e.sources.extend(sources.iter().copied());
-                e.sources = IpNet::aggregate(&e.sources);
-                e.rules.insert(format!("{}: {}", r.id, r.reason));
+            };
+            for dst in locals {
+                for (proto, port) in &protos {
+                    let e = out.entry(FlowKey { direction, dst, proto: proto.clone(), port: *port }).or_default();
+                    if let Some(Addrs::Set(name)) = remote {
+                        e.sets.insert(name.clone());
+                    }
+                    // Only the remotes of this node address's family.
+                    e.sources.extend(remotes.iter().filter(|n| n.addr().is_ipv4() == dst.is_ipv4()).copied());
+                    e.sources = IpNet::aggregate(&e.sources);
+                    e.rules.insert(format!("{}: {}", r.id, r.reason));
+                }
             }
         }
     }
@@ -150,16 +174,32 @@ fn compare(node: &str, status: &'static str, old: Option<&NodeRuleset>, new: Opt
     NodeDiff { node: node.to_string(), status, opened, closed }
 }
 
-/// Diffs two fleets.
-pub fn diff(old: &Fleet, new: &Fleet) -> FleetDiff {
-    let (ro, rn) = (fleetwall_compile::compile(old), fleetwall_compile::compile(new));
-    let by = |v: &[NodeRuleset]| v.iter().map(|r| (r.node.clone(), r.clone())).collect::<BTreeMap<_, _>>();
-    let (mo, mn) = (by(&ro), by(&rn));
-    let names: BTreeSet<&String> = mo.keys().chain(mn.keys()).collect();
+/// Diffs two fleets by their compiled rulesets (`old_rs` of `old`, `new_rs` of `new`):
+/// the rulesets' flows, plus the warnings only the fleets can give.
+pub fn diff(old: &Fleet, old_rs: &[NodeRuleset], new: &Fleet, new_rs: &[NodeRuleset]) -> FleetDiff {
+    let mut d = diff_rulesets(old_rs, new_rs);
+    for (p, s) in new.services() {
+        let was = old.services().find(|(op, os)| op.name == p.name && os.name == s.name);
+        if let Some((_, os)) = was {
+            if !os.ip_filter.is_empty() && s.ip_filter.is_empty() {
+                d.warnings.push(format!("{}/{}: ip_filter is now empty: every client is locked out", p.name, s.name));
+            }
+        }
+    }
+    d
+}
+
+/// Diffs two sets of rulesets, node by node (by name).
+pub fn diff_rulesets(ro: &[NodeRuleset], rn: &[NodeRuleset]) -> FleetDiff {
+    fn by(v: &[NodeRuleset]) -> BTreeMap<&str, &NodeRuleset> {
+        v.iter().map(|r| (r.node.as_str(), r)).collect()
+    }
+    let (mo, mn) = (by(ro), by(rn));
+    let names: BTreeSet<&str> = mo.keys().chain(mn.keys()).copied().collect();
     let mut nodes = Vec::new();
     let mut warnings = Vec::new();
     for name in names {
-        let (o, n) = (mo.get(name), mn.get(name));
+        let (o, n) = (mo.get(name).copied(), mn.get(name).copied());
         let status = match (o, n) {
             (Some(_), Some(_)) => "changed",
             (None, _) => "added",
@@ -168,7 +208,7 @@ pub fn diff(old: &Fleet, new: &Fleet) -> FleetDiff {
         let d = compare(name, status, o, n);
         for c in &d.opened {
             // Newly open to everyone: it admits a /0 now and did not before.
-            if is_everything(&c.admitted) {
+            if c.key.direction == Direction::Ingress && is_everything(&c.admitted) {
                 let was_everything =
                     o.map(flows).and_then(|f| f.get(&c.key).map(|x| is_everything(&x.sources))).unwrap_or(false);
                 if !was_everything {
@@ -192,14 +232,6 @@ pub fn diff(old: &Fleet, new: &Fleet) -> FleetDiff {
         }
         if !d.opened.is_empty() || !d.closed.is_empty() || status != "changed" {
             nodes.push(d);
-        }
-    }
-    for (p, s) in new.services() {
-        let was = old.services().find(|(op, os)| op.name == p.name && os.name == s.name);
-        if let Some((_, os)) = was {
-            if !os.ip_filter.is_empty() && s.ip_filter.is_empty() {
-                warnings.push(format!("{}/{}: ip_filter is now empty: every client is locked out", p.name, s.name));
-            }
         }
     }
     FleetDiff { warnings, nodes }
@@ -236,7 +268,14 @@ pub fn render(d: &FleetDiff) -> String {
                         if c.admitted.len() > 4 { ", ..." } else { "" }
                     )
                 };
-                let _ = writeln!(o, "  {sign} {verb} {}{port} on {} to {who}", c.key.proto, c.key.dst);
+                match c.key.direction {
+                    Direction::Ingress => {
+                        let _ = writeln!(o, "  {sign} {verb} {}{port} on {} to {who}", c.key.proto, c.key.dst);
+                    }
+                    Direction::Egress => {
+                        let _ = writeln!(o, "  {sign} {verb} egress {}{port} from {} to {who}", c.key.proto, c.key.dst);
+                    }
+                }
                 for r in &c.rules {
                     let _ = writeln!(o, "      rule: {r}");
                 }

@@ -7,7 +7,7 @@
 //! must admit gateway addresses only.
 
 use crate::{evaluate, Packet, Transport};
-use fleetwall_ir::{Addrs, NodeRuleset, Verdict, L4};
+use fleetwall_ir::{Addrs, L4Ref, NodeRuleset, Verdict};
 use fleetwall_model::Fleet;
 use ipnet::IpNet;
 
@@ -31,18 +31,18 @@ pub fn management(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<String> {
         for r in
             rs.input.iter().filter(|r| r.verdict == Verdict::Accept && !r.matches.loopback && r.matches.ct.is_none())
         {
-            let reaches = match &r.matches.l4 {
+            let reaches = match r.matches.l4() {
                 None => true,
-                Some(L4::Tcp(list)) => list.is_empty() || ports.iter().any(|p| list.contains(p)),
+                Some(L4Ref::Tcp(list)) => list.is_empty() || ports.iter().any(|p| list.contains(p)),
                 _ => false,
             };
             if !reaches {
                 continue;
             }
-            let sources: Vec<IpNet> = match &r.matches.saddr {
+            let sources: Vec<IpNet> = match r.matches.saddr() {
                 None => vec!["0.0.0.0/0".parse().expect("literal"), "::/0".parse().expect("literal")],
                 Some(Addrs::List(n)) => n.clone(),
-                Some(Addrs::Set(name)) => rs.set(name).map(|s| s.elements.clone()).unwrap_or_default(),
+                Some(Addrs::Set(name)) => rs.set(name.as_str()).map(|s| s.elements.clone()).unwrap_or_default(),
             };
             let outside = crate::cidr::subtract(&sources, &gateways);
             if !outside.is_empty() {
@@ -69,7 +69,7 @@ mod tests {
         assert!(management(&fleet, &rs).is_empty());
         // A client rule widened to port 22: exclusivity fails.
         let client = rs[0].input.iter_mut().find(|r| r.id == "client-pg-dynamic-v4").unwrap();
-        client.matches.l4 = Some(L4::Tcp(vec![22, 12000]));
+        client.matches.ip_mut().unwrap().l4 = Some(fleetwall_ir::L4::Tcp(vec![22, 12000]));
         let problems = management(&fleet, &rs);
         assert_eq!(
             problems,

@@ -1,4 +1,6 @@
-//! CIDR set arithmetic for diffs: difference of two lists of networks.
+//! CIDR arithmetic, in one place: intersection of two networks (the compiler scopes
+//! ip_filter entries to a VPC with it), difference of two lists (diffs and the
+//! management proof), and "everything".
 
 use ipnet::IpNet;
 
@@ -13,6 +15,17 @@ pub fn subtract(a: &[IpNet], b: &[IpNet]) -> Vec<IpNet> {
         out.extend(pieces);
     }
     IpNet::aggregate(&out)
+}
+
+/// The intersection of two networks (prefix networks either nest or are disjoint).
+pub fn intersect(a: &IpNet, b: &IpNet) -> Option<IpNet> {
+    if a.contains(b) {
+        Some(*b)
+    } else if b.contains(a) {
+        Some(*a)
+    } else {
+        None
+    }
 }
 
 /// `p − y` for one network.
@@ -46,5 +59,14 @@ mod tests {
         assert_eq!(subtract(&nets(&["10.0.0.0/24"]), &nets(&["10.0.0.0/8"])), vec![]);
         assert_eq!(subtract(&nets(&["10.0.0.0/24", "::/0"]), &nets(&["192.0.2.0/24"])), nets(&["10.0.0.0/24", "::/0"]));
         assert_eq!(subtract(&nets(&["0.0.0.0/0"]), &nets(&["128.0.0.0/1"])), nets(&["0.0.0.0/1"]));
+    }
+
+    #[test]
+    fn intersection_of_nested_disjoint_and_cross_family_networks() {
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
+        assert_eq!(intersect(&n("10.0.0.0/8"), &n("10.30.0.0/20")), Some(n("10.30.0.0/20")));
+        assert_eq!(intersect(&n("10.30.0.0/20"), &n("10.0.0.0/8")), Some(n("10.30.0.0/20")));
+        assert_eq!(intersect(&n("10.0.0.0/16"), &n("10.1.0.0/16")), None);
+        assert_eq!(intersect(&n("0.0.0.0/0"), &n("::/0")), None);
     }
 }

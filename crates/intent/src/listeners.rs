@@ -1,10 +1,11 @@
 //! Which listeners a node has: component × route (and cluster listeners), on which of
 //! its addresses, on which port.
 //!
-//! `fleetwall ports` prints exactly these, and the compiler turns exactly these into
-//! client and cluster rules, so the port table and the firewall cannot disagree.
+//! `fleetwall ports` prints exactly these, and the standard service module turns exactly
+//! these into client and cluster flows, so the port table and the firewall cannot disagree.
 
-use fleetwall_model::{Fleet, ListenerKey, Node, Project, Protocol, Service, Vpc};
+use crate::AddressClass;
+use fleetwall_model::{Fleet, ListenerKey, Node, Project, Protocol, Service};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -56,75 +57,71 @@ pub struct Listener {
     pub web: bool,
 }
 
-/// The addresses cluster listeners and the dynamic route use: private in a VPC, public otherwise.
-pub fn home_addresses<'n>(node: &'n Node, vpc: Option<&Vpc>) -> &'n [IpAddr] {
-    if vpc.is_some() {
-        &node.private
-    } else {
-        &node.public
+impl Route {
+    /// The class of node addresses the route listens on.
+    pub fn class(self, in_vpc: bool) -> AddressClass {
+        match self {
+            Route::Public => AddressClass::Public,
+            Route::Privatelink => AddressClass::Private,
+            Route::Dynamic | Route::Cluster if in_vpc => AddressClass::Private,
+            Route::Dynamic | Route::Cluster => AddressClass::Public,
+        }
     }
 }
 
 /// The node addresses a route listens on; every address of the node when `route` is `None`.
 pub fn route_addresses(node: &Node, in_vpc: bool, route: Option<Route>) -> Vec<IpAddr> {
-    match route {
+    match route.map(|r| r.class(in_vpc)) {
         None => node.private.iter().chain(&node.public).copied().collect(),
-        Some(Route::Public) => node.public.clone(),
-        Some(Route::Privatelink) => node.private.clone(),
-        Some(Route::Dynamic | Route::Cluster) if in_vpc => node.private.clone(),
-        Some(Route::Dynamic | Route::Cluster) => node.public.clone(),
+        Some(AddressClass::Public) => node.public.clone(),
+        Some(AddressClass::Private) => node.private.clone(),
     }
 }
 
-/// The listeners of `node` (a node of `service` in `project`), components in catalog
-/// order with their routes in route order, then cluster listeners.
-pub fn node_listeners(fleet: &Fleet, project: &Project, service: &Service, node: &Node) -> Vec<Listener> {
-    let vpc = service.vpc.as_deref().and_then(|v| project.vpc(v));
+/// The listeners every node of `service` has where it has addresses of the route's
+/// class (`addresses` left empty): components in catalog order with their routes in
+/// route order, then cluster listeners.
+pub fn service_listeners(fleet: &Fleet, project: &Project, service: &Service) -> Vec<Listener> {
+    let in_vpc = service.vpc.as_deref().and_then(|v| project.vpc(v)).is_some();
     let web_port = fleet.platform.web_port;
-    let home = home_addresses(node, vpc);
     let mut out = Vec::new();
+    let mut push = |component: &str, route: Route, port: u16, protocol: Protocol, web: bool| {
+        out.push(Listener { component: component.to_string(), route, addresses: Vec::new(), port, protocol, web })
+    };
     for c in &service.service_type.components {
         let main = match c.web {
             true => web_port,
             false => service.ports[&ListenerKey::Component(c.name.clone())],
         };
-        let mut push = |route: Route, addresses: &[IpAddr], port: u16| {
-            if !addresses.is_empty() {
-                out.push(Listener {
-                    component: c.name.clone(),
-                    route,
-                    addresses: addresses.to_vec(),
-                    port,
-                    protocol: Protocol::Tcp,
-                    web: c.web,
-                });
-            }
-        };
-        push(Route::Dynamic, home, main);
-        if vpc.is_some() && service.public_access.contains(&c.name) {
-            push(Route::Public, &node.public, main);
+        push(&c.name, Route::Dynamic, main, Protocol::Tcp, c.web);
+        if in_vpc && service.public_access.contains(&c.name) {
+            push(&c.name, Route::Public, main, Protocol::Tcp, c.web);
         }
-        if vpc.is_some() && service.privatelink.is_some() && service.privatelink_access.contains(&c.name) {
+        if in_vpc && service.privatelink.is_some() && service.privatelink_access.contains(&c.name) {
             let port = service.ports.get(&ListenerKey::ComponentPrivatelink(c.name.clone())).copied().unwrap_or(main);
-            push(Route::Privatelink, &node.private, port);
+            push(&c.name, Route::Privatelink, port, Protocol::Tcp, c.web);
         }
     }
     for l in &service.service_type.cluster {
         let port = service.ports[&ListenerKey::Cluster(l.name.clone())];
         for p in &l.protocols {
-            if !home.is_empty() {
-                out.push(Listener {
-                    component: l.name.clone(),
-                    route: Route::Cluster,
-                    addresses: home.to_vec(),
-                    port,
-                    protocol: *p,
-                    web: false,
-                });
-            }
+            push(&l.name, Route::Cluster, port, *p, false);
         }
     }
     out
+}
+
+/// The listeners of `node` (a node of `service` in `project`): the service's listeners
+/// on the node's addresses of each route's class, leaving out routes it has no address for.
+pub fn node_listeners(fleet: &Fleet, project: &Project, service: &Service, node: &Node) -> Vec<Listener> {
+    let in_vpc = service.vpc.as_deref().and_then(|v| project.vpc(v)).is_some();
+    service_listeners(fleet, project, service)
+        .into_iter()
+        .filter_map(|mut l| {
+            l.addresses = route_addresses(node, in_vpc, Some(l.route));
+            (!l.addresses.is_empty()).then_some(l)
+        })
+        .collect()
 }
 
 /// One row of `fleetwall ports`: a listener on one address.
