@@ -216,6 +216,30 @@ pub fn plan(args: &FleetArgs, node: Option<&str>, format: Option<PlanFormat>, ou
         },
         None => fleetwall_compile::compile(&fleet),
     };
+    // The central capability check: nothing is rendered for a target that cannot express it.
+    let targets: &[&str] = match (format, out.is_some()) {
+        (None, true) => &["nft", "iptables", "json"],
+        (Some(PlanFormat::Nft), _) => &["nft"],
+        (None, false) if node.is_some() => &["nft"],
+        (Some(PlanFormat::Iptables | PlanFormat::Ip6tables | PlanFormat::Ipset), _) => &["iptables"],
+        (Some(PlanFormat::Json), _) => &["json"],
+        _ => &[],
+    };
+    let unsupported: Vec<_> = targets
+        .iter()
+        .map(|t| backend(t).expect("known backend"))
+        .flat_map(|b| rulesets.iter().flat_map(move |rs| fleetwall_render::check(b.name(), &b.capabilities(), rs)))
+        .collect();
+    if !unsupported.is_empty() {
+        for u in unsupported.iter().take(20) {
+            eprintln!("error[unsupported]: {u}");
+        }
+        if unsupported.len() > 20 {
+            eprintln!("... and {} more", unsupported.len() - 20);
+        }
+        eprintln!("fleetwall: nothing rendered: the target cannot express this fleet (choose another --format)");
+        return Ok(Outcome::Invalid);
+    }
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut files = 0;

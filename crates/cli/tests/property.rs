@@ -2,17 +2,22 @@
 //! probe's real outcome (connected, reset, port unreachable) is compared with what the
 //! evaluator says the compiled ruleset does with that packet.
 //!
+//! Egress too: after the inbound probes, random output rules (accept or reject, by
+//! family, destination, protocol and port; some with no family) are put in front of each
+//! node's accept-all egress, applied, and outbound connections from the node namespaces
+//! to the lab's other hosts are compared with the evaluator's answer for the output chain.
+//!
 //! At least 1,000 probes per run (default); FLEETWALL_PROPERTY_PROBES=N asks for more.
 //! The seed of every fleet is printed, so a disagreement can be replayed.
 
 mod common;
 use common::*;
-use fleetwall_ir::{Reject, Verdict};
+use fleetwall_eval::{evaluate, evaluate_egress, Packet, Transport};
+use fleetwall_ir::{Addrs, Family, IpMatch, Match, NodeRuleset, Proto, Reject, Rule, Verdict, L3, L4};
 use fleetwall_lab::probe::Observed;
 use fleetwall_lab::{netns, Backend, Lab};
 use fleetwall_model::{load, Catalog, Protocol};
 use fleetwall_synth::{random_fleet, Rng};
-use fleetwall_verify::{evaluate, Packet, Transport};
 use std::net::IpAddr;
 
 /// Random sources from the ranges random ip_filters draw from.
@@ -32,6 +37,75 @@ fn random_sources(rng: &mut Rng) -> Vec<IpAddr> {
         .collect()
 }
 
+const EGRESS_TCP: [u16; 2] = [443, 8080];
+const EGRESS_UDP: [u16; 1] = [5353];
+
+/// Random output rules in front of the node's egress: some by destination (a remote's
+/// /32 or its /24), some by family only, some of either family; TCP or UDP on the probed
+/// ports (never "any port": replies of inbound connections use the output chain too).
+fn random_egress(rng: &mut Rng, rs: &mut NodeRuleset, remotes: &[IpAddr]) {
+    let mut rules = Vec::new();
+    for k in 0..1 + rng.below(4) {
+        let fam = if rng.below(2) == 0 { Family::V4 } else { Family::V6 };
+        let tcp = rng.below(3) != 0;
+        let ports: Vec<u16> = if tcp { EGRESS_TCP[..1 + rng.below(2) as usize].to_vec() } else { EGRESS_UDP.to_vec() };
+        let l4 = if tcp { L4::Tcp(ports.clone()) } else { L4::Udp(ports.clone()) };
+        let verdict = match rng.below(4) {
+            0 => Verdict::Accept,
+            1 => Verdict::Reject(Reject::AdminProhibited),
+            _ if tcp => Verdict::Reject(Reject::TcpReset),
+            _ => Verdict::Reject(Reject::PortUnreachable),
+        };
+        let of_fam: Vec<&IpAddr> = remotes.iter().filter(|a| a.is_ipv4() == (fam == Family::V4)).collect();
+        let matches = match (rng.below(4), of_fam.is_empty()) {
+            (0, _) => Match::proto(if tcp { Proto::Tcp(ports) } else { Proto::Udp(ports) }),
+            (1, _) | (_, true) => IpMatch::new(fam).l4(l4).into(),
+            _ => {
+                let a = *of_fam[rng.below(of_fam.len() as u64) as usize];
+                let len = match (a.is_ipv4(), rng.below(2)) {
+                    (true, 0) => 24,
+                    (true, _) => 32,
+                    (false, 0) => 64,
+                    (false, _) => 128,
+                };
+                let net = ipnet::IpNet::new(a, len).unwrap().trunc();
+                IpMatch::new(fam).to(Addrs::List(vec![net])).l4(l4).into()
+            }
+        };
+        rules.push(Rule { id: format!("egress-test-{k}"), reason: "random egress rule".into(), matches, verdict });
+    }
+    let keep = rs.output.split_off(0);
+    rs.output = rules.into_iter().chain(keep).collect();
+    assert!(matches!(rs.output.last().unwrap().matches.l3, L3::Any(None)), "egress-accept stays last");
+    rs.validate().expect("random egress rules are valid");
+}
+
+fn agrees(verdict: Verdict, observed: &Observed) -> bool {
+    matches!(
+        (verdict, observed),
+        (Verdict::Accept, Observed::Connected)
+            | (Verdict::Reject(Reject::TcpReset), Observed::Reset)
+            | (Verdict::Reject(Reject::PortUnreachable), Observed::PortUnreachable)
+            | (Verdict::Reject(Reject::AdminProhibited), Observed::Unreachable)
+    )
+}
+
+/// Outbound, a refusal in the output chain stops a locally generated packet before it
+/// leaves. A TCP reset reaches the connecting socket as a reset; every other refusal
+/// (ICMP port unreachable, admin prohibited, a drop) fails the connect or send at once
+/// with EPERM, for nft and iptables alike (measured: seen as `Unreachable`).
+fn egress_agrees(verdict: Verdict, observed: &Observed) -> bool {
+    matches!(
+        (verdict, observed),
+        (Verdict::Accept, Observed::Connected)
+            | (Verdict::Reject(Reject::TcpReset), Observed::Reset)
+            | (
+                Verdict::Reject(Reject::PortUnreachable | Reject::AdminProhibited) | Verdict::Drop,
+                Observed::Unreachable
+            )
+    )
+}
+
 #[test]
 fn random_fleets_and_packets_agree_with_the_kernel() {
     if !kernel_available() {
@@ -40,6 +114,7 @@ fn random_fleets_and_packets_agree_with_the_kernel() {
     let wanted: usize = std::env::var("FLEETWALL_PROPERTY_PROBES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let base_seed: u64 = std::env::var("FLEETWALL_PROPERTY_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed);
     let (mut probes, mut fleets, mut accepted, mut retried) = (0usize, 0usize, 0usize, 0usize);
+    let (mut egress, mut egress_refused) = (0usize, 0usize);
     let mut seed = base_seed;
     while probes < wanted || fleets < 3 {
         assert!(fleets < 10_000, "too few probes per fleet");
@@ -57,14 +132,8 @@ fn random_fleets_and_packets_agree_with_the_kernel() {
                 Protocol::Udp => Transport::Udp(row.port),
             };
             let verdict = evaluate(rs, &Packet::new(row.src, row.dst, transport)).verdict;
-            let agrees = matches!(
-                (verdict, &row.observed),
-                (Verdict::Accept, Observed::Connected)
-                    | (Verdict::Reject(Reject::TcpReset), Observed::Reset)
-                    | (Verdict::Reject(Reject::PortUnreachable), Observed::PortUnreachable)
-            );
             assert!(
-                agrees,
+                agrees(verdict, &row.observed),
                 "seed {seed} ({backend:?}): evaluator says {verdict:?} but the kernel did {:?}: {row:#?}\nfleet:\n{src}",
                 row.observed
             );
@@ -72,13 +141,52 @@ fn random_fleets_and_packets_agree_with_the_kernel() {
             retried += usize::from(row.attempts > 1);
             probes += 1;
         }
+        // Egress: random output rules on every node, then outbound probes.
+        let remotes: Vec<IpAddr> = lab
+            .topo
+            .hosts
+            .iter()
+            .filter(|h| !matches!(h.role, fleetwall_lab::topo::Role::Node(_)))
+            .flat_map(|h| h.addrs.clone())
+            .collect();
+        let mut changed = Vec::new();
+        for rs in &rulesets {
+            let mut rs = rs.clone();
+            random_egress(&mut rng, &mut rs, &remotes);
+            lab.apply(&rs).unwrap_or_else(|e| panic!("seed {seed}: apply with egress rules: {e:?}"));
+            changed.push(rs);
+        }
+        let rows = fleetwall_lab::egress::probe_egress(&lab, &EGRESS_TCP, &EGRESS_UDP, 60).expect("egress probes");
+        assert!(!rows.is_empty(), "seed {seed}: no egress probe ran");
+        for row in rows {
+            let rs = changed.iter().find(|r| r.node == row.node).unwrap();
+            let transport = match row.protocol {
+                Protocol::Tcp => Transport::Tcp(row.port),
+                Protocol::Udp => Transport::Udp(row.port),
+            };
+            let d = evaluate_egress(rs, &Packet::new(row.src, row.dst, transport));
+            assert!(
+                egress_agrees(d.verdict, &row.observed),
+                "seed {seed} ({backend:?}): egress: evaluator says {:?} (rule {:?}) but the kernel did {:?}: {row:#?}\noutput chain: {:#?}",
+                d.verdict,
+                d.rule.map(|(_, r)| &r.id),
+                row.observed,
+                rs.output
+            );
+            egress += 1;
+            egress_refused += usize::from(d.verdict != Verdict::Accept);
+        }
         drop(lab);
         fleets += 1;
         seed += 1;
     }
     assert!(accepted >= 50, "the sample must exercise accepts too ({accepted}/{probes})");
+    assert!(
+        egress_refused > 0 && egress_refused < egress,
+        "egress probes must see both verdicts ({egress_refused}/{egress})"
+    );
     eprintln!(
-        "property: {probes} probes over {fleets} random fleets (seeds {base_seed}..{seed}), {accepted} accepted, {retried} sent twice, 0 disagreements"
+        "property: {probes} inbound probes over {fleets} random fleets (seeds {base_seed}..{seed}), {accepted} accepted, {retried} sent twice; {egress} outbound probes, {egress_refused} refused; 0 disagreements"
     );
 }
 

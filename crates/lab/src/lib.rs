@@ -5,6 +5,7 @@
 //! address × port against the contract (`expect`); dropping the lab removes every
 //! namespace it made. Nothing is ever created in the machine's own namespace.
 
+pub mod egress;
 pub mod expect;
 pub mod netns;
 pub mod probe;

@@ -29,6 +29,8 @@ pub const INPUT_CHAIN: &str = "fleetwall-input";
 pub const OUTPUT_CHAIN: &str = "fleetwall-output";
 
 const COMMENT_MAX: usize = 255;
+/// The most entries one ipset holds (`maxelem`).
+pub const IPSET_MAXELEM: usize = 65536;
 /// `-m multiport` takes at most 15 ports.
 const MULTIPORT_MAX: usize = 15;
 
@@ -43,7 +45,7 @@ pub fn render(rs: &NodeRuleset) -> Rendered {
             Family::V6 => "inet6",
         };
         let name = format!("{IPSET_PREFIX}{}", s.name);
-        let _ = writeln!(ipset, "create {name} hash:net family {fam} hashsize 1024 maxelem 65536");
+        let _ = writeln!(ipset, "create {name} hash:net family {fam} hashsize 1024 maxelem {IPSET_MAXELEM}");
         let _ = writeln!(ipset, "flush {name}");
         for e in &s.elements {
             for half in split_default(e) {

@@ -3,10 +3,12 @@
 //! Output is byte-stable: the IR is ordered, nothing here iterates a hash map or prints
 //! a time. A backend returns one or more `Artifact`s (iptables needs three files).
 
+pub mod caps;
 pub mod iptables;
 pub mod nft;
 pub mod summary;
 
+pub use caps::{check, check_intent, Capabilities, Unsupported};
 use fleetwall_ir::NodeRuleset;
 
 /// One rendered file.
@@ -18,10 +20,12 @@ pub struct Artifact {
     pub text: String,
 }
 
-/// A rendering target.
+/// A node rendering target: renders the IR of one node.
 pub trait Backend {
     /// The target's name as `--format` takes it.
     fn name(&self) -> &'static str;
+    /// What it can express; `check` refuses a ruleset that needs more.
+    fn capabilities(&self) -> Capabilities;
     /// Renders one node's ruleset.
     fn render(&self, rs: &NodeRuleset) -> Vec<Artifact>;
 }
@@ -37,6 +41,9 @@ impl Backend for Nft {
     fn name(&self) -> &'static str {
         "nft"
     }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
     fn render(&self, rs: &NodeRuleset) -> Vec<Artifact> {
         vec![Artifact { suffix: "nft", text: nft::render(rs) }]
     }
@@ -45,6 +52,10 @@ impl Backend for Nft {
 impl Backend for Iptables {
     fn name(&self) -> &'static str {
         "iptables"
+    }
+    fn capabilities(&self) -> Capabilities {
+        // `ipset` hash:net sets are created with maxelem 65536.
+        Capabilities { max_set_entries: Some(iptables::IPSET_MAXELEM), ..Capabilities::ALL }
     }
     fn render(&self, rs: &NodeRuleset) -> Vec<Artifact> {
         let r = iptables::render(rs);
@@ -60,11 +71,25 @@ impl Backend for Json {
     fn name(&self) -> &'static str {
         "json"
     }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
     fn render(&self, rs: &NodeRuleset) -> Vec<Artifact> {
         let mut text = serde_json::to_string_pretty(rs).expect("the IR serializes");
         text.push('\n');
         vec![Artifact { suffix: "json", text }]
     }
+}
+
+/// A group rendering target (cloud security groups, Kubernetes NetworkPolicy, docs):
+/// renders the Intent, since groups and flows are what it expresses.
+pub trait GroupBackend {
+    /// The target's name.
+    fn name(&self) -> &'static str;
+    /// What it can express; `check_intent` refuses an Intent that needs more.
+    fn capabilities(&self) -> Capabilities;
+    /// Renders the whole Intent.
+    fn render(&self, intent: &fleetwall_intent::Intent) -> Vec<Artifact>;
 }
 
 /// The backend called `name`.
