@@ -64,6 +64,41 @@ fn trace_explains_a_refusal() {
     assert_eq!(v[0]["trace"]["because"][0], "management gateway 198.51.100.12");
 }
 
+/// `--from NODE` traces outbound, through the output chain.
+#[test]
+fn trace_explains_egress_from_a_node() {
+    let out =
+        ok(&["trace", "examples/kafka-vpc.yaml", "--from", "kafka-events-1", "--to", "192.0.2.80", "--port", "443"]);
+    assert_eq!(
+        out,
+        "kafka-events-1 (10.20.0.11) -> 192.0.2.80 443/tcp outbound: accept\n  rule:     egress-accept — egress is accepted in standard deployments\n\
+kafka-events-1 (203.0.113.21) -> 192.0.2.80 443/tcp outbound: accept\n  rule:     egress-accept — egress is accepted in standard deployments\n"
+    );
+    let json = ok(&[
+        "trace",
+        "examples/kafka-vpc.yaml",
+        "--from",
+        "kafka-events-1",
+        "--to",
+        "2001:db8::80",
+        "--port",
+        "53/udp",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "one IPv6 address: fd00:20::11");
+    assert_eq!(v[0]["from"], "fd00:20::11");
+    assert_eq!(v[0]["trace"]["direction"], "egress");
+    assert_eq!(v[0]["trace"]["rule"], "egress-accept");
+    // Outbound needs an address to go to, and a node with an address of its family.
+    let (code, err) = trace_error("examples/kafka-vpc.yaml", "kafka-events-1", "kafka-events-2", "443");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("needs a destination address"), "{err}");
+    let (_, err) = trace_error("examples/public-pg.yaml", "pg-main-7", "192.0.2.1", "443");
+    assert!(err.contains("did you mean `pg-main-1`?"), "{err}");
+}
+
 /// The stderr of a `trace` on `fleet` that is expected to fail.
 fn trace_error(fleet: &str, from: &str, to: &str, port: &str) -> (Option<i32>, String) {
     let out = fleetwall(&["trace", fleet, "--from", from, "--to", to, "--port", port]);
