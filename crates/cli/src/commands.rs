@@ -315,7 +315,14 @@ pub fn lab(args: &FleetArgs, backend: LabBackend, format: CheckFormat) -> Result
             eprintln!("lab: probing {done}/{total}");
         }
     };
-    let report = fleetwall_lab::run(&fleet, backend, &prefix, &progress).map_err(|e| anyhow::anyhow!("lab: {e}"))?;
+    let report = match fleetwall_lab::run(&fleet, backend, &prefix, &progress) {
+        Ok(r) => r,
+        // Interrupted: the namespaces went away under the lab; the cleanup exits 130.
+        Err(_) if fleetwall_lab::netns::interrupted() => loop {
+            std::thread::park();
+        },
+        Err(e) => bail!("lab: {e}"),
+    };
     if tty {
         eprintln!();
     }

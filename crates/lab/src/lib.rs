@@ -15,13 +15,14 @@ pub mod topo;
 
 use expect::Target;
 use fleetwall_apply::{Dataplane, Iptables, Nft};
-use fleetwall_ir::NodeRuleset;
+use fleetwall_ir::{NodeRuleset, Reject, Verdict};
 use fleetwall_model::{Fleet, Protocol, IPSEC_PORTS};
 use probe::{Listeners, Observed};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use topo::{Role, Topology};
 
@@ -76,13 +77,19 @@ pub struct ProbeRow {
     pub protocol: Protocol,
     /// What the contract says: accepted?
     pub expect_accept: bool,
+    /// What the evaluator says the applied ruleset does with the packet.
+    pub evaluator: String,
+    /// Whether the kernel did what the evaluator says (accept ↔ connected, each reject ↔
+    /// its answer).
+    pub evaluator_agrees: bool,
     /// What happened.
     pub observed: Observed,
     /// How long it took, in milliseconds (the last attempt).
     pub ms: f64,
     /// Attempts made (2 when the first got no answer at all).
     pub attempts: u8,
-    /// Whether observation and expectation agree (rejects also in time and in kind).
+    /// Whether observation, the contract and the evaluator all agree (rejects also in
+    /// time and in kind).
     pub ok: bool,
 }
 
@@ -100,6 +107,8 @@ pub struct Lab<'f> {
     ports: BTreeMap<String, (Vec<u16>, Vec<u16>)>,
     /// How long building and applying took.
     pub setup: Duration,
+    /// The ruleset last applied to each node (what the evaluator is asked about).
+    applied: Mutex<BTreeMap<String, NodeRuleset>>,
 }
 
 fn unallocated_port(used: &BTreeSet<u16>) -> u16 {
@@ -143,8 +152,15 @@ impl<'f> Lab<'f> {
             }
         }
         let topo = Topology::build(prefix, hosts)?;
-        let mut lab =
-            Lab { fleet, backend, listeners: Vec::new(), topo, ports: BTreeMap::new(), setup: Duration::ZERO };
+        let mut lab = Lab {
+            fleet,
+            backend,
+            listeners: Vec::new(),
+            topo,
+            ports: BTreeMap::new(),
+            setup: Duration::ZERO,
+            applied: Mutex::new(BTreeMap::new()),
+        };
         for rs in fleetwall_compile::compile(fleet) {
             lab.apply(&rs)?;
         }
@@ -184,7 +200,9 @@ impl<'f> Lab<'f> {
             Backend::Nft => Box::new(Nft { netns: Some(ns) }),
             Backend::Iptables => Box::new(Iptables { netns: Some(ns) }),
         };
-        Ok(driver.apply(rs)?)
+        let revoked = driver.apply(rs)?;
+        self.applied.lock().expect("applied rulesets").insert(rs.node.clone(), rs.clone());
+        Ok(revoked)
     }
 
     fn label(&self, host: &topo::Host, target_service: &str) -> String {
@@ -208,6 +226,7 @@ impl<'f> Lab<'f> {
         // Plan: for every source host, the probes it sends.
         // Each node's listener table, built once for all sources.
         let targets: Vec<Target> = self.fleet.nodes().map(|(p, s, n)| Target::new(self.fleet, p, s, n)).collect();
+        let applied = self.applied.lock().expect("applied rulesets").clone();
         let mut plan: Vec<(&topo::Host, Vec<Planned>)> = Vec::new();
         for host in &self.topo.hosts {
             let mut probes = Vec::new();
@@ -223,7 +242,15 @@ impl<'f> Lab<'f> {
                         let ports =
                             tcp.iter().map(|p| (*p, Protocol::Tcp)).chain(udp.iter().map(|p| (*p, Protocol::Udp)));
                         for (port, proto) in ports {
+                            let eval = applied.get(&node.name).map(|rs| {
+                                let t = match proto {
+                                    Protocol::Tcp => fleetwall_eval::Transport::Tcp(port),
+                                    Protocol::Udp => fleetwall_eval::Transport::Udp(port),
+                                };
+                                fleetwall_eval::evaluate(rs, &fleetwall_eval::Packet::new(*src, *dst, t)).verdict
+                            });
                             probes.push(Planned {
+                                eval,
                                 source: label.clone(),
                                 src: *src,
                                 node: node.name.clone(),
@@ -276,6 +303,8 @@ impl<'f> Lab<'f> {
 
 /// A probe to send, with the contract's expectation.
 struct Planned {
+    /// The evaluator's verdict (`None` when nothing was applied to the node).
+    eval: Option<Verdict>,
     source: String,
     src: IpAddr,
     node: String,
@@ -287,12 +316,21 @@ struct Planned {
 
 impl Planned {
     fn row(&self, observed: Observed, took: Duration, attempts: u8) -> ProbeRow {
-        let ok = match (self.want, &observed) {
+        let evaluator_agrees = matches!(
+            (self.eval, &observed),
+            (Some(Verdict::Accept), Observed::Connected)
+                | (Some(Verdict::Reject(Reject::TcpReset)), Observed::Reset)
+                | (Some(Verdict::Reject(Reject::PortUnreachable)), Observed::PortUnreachable)
+                | (Some(Verdict::Reject(Reject::AdminProhibited)), Observed::Unreachable)
+                | (Some(Verdict::Drop), Observed::Timeout)
+        );
+        let contract = match (self.want, &observed) {
             (true, Observed::Connected) => true,
             (false, Observed::Reset) => self.protocol == Protocol::Tcp && took < REJECT_DEADLINE,
             (false, Observed::PortUnreachable) => self.protocol == Protocol::Udp && took < REJECT_DEADLINE,
             _ => false,
         };
+        let ok = contract && evaluator_agrees;
         ProbeRow {
             source: self.source.clone(),
             src: self.src,
@@ -301,6 +339,8 @@ impl Planned {
             port: self.port,
             protocol: self.protocol,
             expect_accept: self.want,
+            evaluator: self.eval.map_or("nothing applied".into(), fleetwall_eval::trace::verdict_name),
+            evaluator_agrees,
             observed,
             ms: took.as_secs_f64() * 1e3,
             attempts,

@@ -71,6 +71,15 @@ pub fn enter(name: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the Ctrl-C cleanup has started: work failing now fails because its namespaces
+/// are being removed, and the process is about to exit 130 (callers wait for that rather
+/// than reporting the failure and exiting otherwise).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// On SIGINT, SIGTERM or SIGHUP: delete every namespace of `prefix` and exit 130.
 ///
 /// Call from the main thread before spawning other threads: it blocks those signals in
@@ -87,6 +96,7 @@ pub fn cleanup_on_signal(prefix: String) {
         std::thread::spawn(move || {
             let mut sig = 0;
             libc::sigwait(&set, &mut sig);
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
             eprintln!("\nfleetwall lab: interrupted; removing namespaces {prefix}*");
             let _no_more = CREATING.lock().unwrap_or_else(|p| p.into_inner());
             delete_all(&prefix);

@@ -14,7 +14,7 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         o,
-        "cells: A accepted as expected, r rejected as expected, X mismatch, blank not probed (other family)"
+        "cells: A accepted as expected, r rejected as expected (by the contract and the evaluator), X mismatch, blank not probed (other family)"
     );
     for (node, rows) in &by_node {
         let mut sources: Vec<(&str, String)> = Vec::new();
@@ -63,6 +63,9 @@ pub fn render(r: &Report) -> String {
                 p.observed,
                 p.ms
             );
+            if !p.evaluator_agrees {
+                let _ = writeln!(o, "      the evaluator says: {}", p.evaluator);
+            }
         }
     }
     let retried = r.probes.iter().filter(|p| p.attempts > 1).count();
