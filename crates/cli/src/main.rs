@@ -321,7 +321,7 @@ pub enum TableFormat {
     Json,
 }
 
-/// `lab` dataplane.
+/// The dataplane of `lab` and `agent`.
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
 pub enum LabBackend {
     /// nftables: `table inet fleetwall`.
