@@ -2,14 +2,13 @@
 //! address sets, the driver changes those elements instead of replacing the table.
 //!
 //! "Only in the elements" is decided on the IR: both rulesets with every set emptied
-//! (elements and their reasons) must be equal — same sets in the same order, same
-//! families, same rules, same node and description. Anything else is a structure change
+//! (elements and their members' reasons) must be equal — same sets in the same order,
+//! same families and set reasons, same rules, same node, description and addresses. Anything else is a structure change
 //! and takes the full path.
 
-use fleetwall_ir::{AddrSet, NodeRuleset};
+use fleetwall_ir::NodeRuleset;
 use ipnet::IpNet;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 /// The element changes of one set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,20 +30,18 @@ pub enum Plan {
     Delta(Vec<SetDelta>),
 }
 
-/// `rs` with every set emptied: what must be equal for a delta to be enough.
-fn skeleton(rs: &NodeRuleset) -> NodeRuleset {
-    let sets = rs
-        .sets
-        .iter()
-        .map(|s| Arc::new(AddrSet { elements: Vec::new(), members: Vec::new(), ..AddrSet::clone(s) }))
-        .collect();
-    NodeRuleset { sets, ..rs.clone() }
+/// Whether `a` and `b` differ in set elements only (cheap: the sets are shared, their
+/// elements are not copied).
+fn same_structure(a: &NodeRuleset, b: &NodeRuleset) -> bool {
+    let same_sets = a.sets.len() == b.sets.len()
+        && a.sets.iter().zip(&b.sets).all(|(x, y)| (&x.name, x.family, &x.reason) == (&y.name, y.family, &y.reason));
+    same_sets && NodeRuleset { sets: Vec::new(), ..a.clone() } == NodeRuleset { sets: Vec::new(), ..b.clone() }
 }
 
 /// Plans the change from `loaded` (None: unknown) to `new`.
 pub fn plan(loaded: Option<&NodeRuleset>, new: &NodeRuleset) -> Plan {
     let Some(old) = loaded else { return Plan::Full };
-    if skeleton(old) != skeleton(new) {
+    if !same_structure(old, new) {
         return Plan::Full;
     }
     let mut deltas = Vec::new();
@@ -122,7 +119,8 @@ pub fn ipset_batch(prefix: &str, deltas: &[SetDelta]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleetwall_ir::{Family, Match, Member, Rule, SetName, Verdict, L4};
+    use fleetwall_ir::{AddrSet, Family, Match, Member, Rule, SetName, Verdict, L4};
+    use std::sync::Arc;
 
     fn ruleset(elements: &[&str]) -> NodeRuleset {
         let members =

@@ -170,3 +170,22 @@ fn an_agent_on_iptables_applies_and_reaches_the_same_verdicts_as_on_nft() {
     assert_eq!(nft.1, expected(&[OFFICE, OFFICE6, STRANGER]), "nft, revision 2");
     assert_eq!(iptables, nft, "iptables reaches the verdicts nft reaches");
 }
+
+#[test]
+fn the_dataplane_benchmark_measures_full_and_delta_and_leaves_no_namespace() {
+    if !kernel_available() {
+        return;
+    }
+    let before: Vec<String> = fleetwall_lab::netns::list();
+    let out = common::fleetwall(&["bench", "--dataplane", "--runs", "3", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backends: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["backend"].as_str().unwrap()).collect();
+    assert_eq!(backends, ["nft", "iptables"]);
+    for r in rows.as_array().unwrap() {
+        assert_eq!(r["entries"], 8000, "{r}");
+        assert!(r["full_ms"].as_f64().unwrap() > 0.0 && r["delta_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let left: Vec<String> = fleetwall_lab::netns::list().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(left.iter().all(|n| !n.ends_with("bench")), "left behind: {left:?}");
+}
