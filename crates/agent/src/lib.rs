@@ -712,6 +712,29 @@ mod tests {
     }
 
     #[test]
+    fn an_element_change_was_a_delta_and_a_drift_repair_a_full_replace() {
+        use fleetwall_ir::{AddrSet, Family, Member, SetName};
+        let with = |nets: &[&str]| {
+            let members = nets.iter().map(|n| Member { net: n.parse().unwrap(), reason: "entry".into() }).collect();
+            let set = AddrSet::new(SetName::new("ipf4").unwrap(), Family::V4, "ip_filter", members);
+            NodeRuleset { sets: vec![Arc::new(set)], ..ruleset("n1") }
+        };
+        let kernel = Arc::new(Memory::default());
+        let mut a = Agent::new(config("http://127.0.0.1:1", None), Box::new(kernel.clone()), Box::new(|_| {})).unwrap();
+        for (revision, rs) in [(1, with(&["192.0.2.0/24"])), (2, with(&["192.0.2.0/24", "198.51.100.7/32"]))] {
+            a.apply(LastGood { revision, hash: ruleset_hash(&rs), applied_ms: 0, ruleset: rs }, From::Server);
+        }
+        assert_eq!(a.stats.delta_applies.load(Ordering::Relaxed), 1);
+        kernel.wipe();
+        a.check_drift();
+        assert_eq!(a.stats.drift_repairs.load(Ordering::Relaxed), 1);
+        let modes: Vec<Mode> = kernel.loads().into_iter().map(|(_, m)| m).collect();
+        // The repair reloads revision 2 whole: the kernel may hold anything by then.
+        assert_eq!(modes, [Mode::Full, Mode::Delta { added: 1, removed: 0 }, Mode::Full]);
+        assert!(a.stats.render("n1").contains("fleetwall_agent_delta_applies_total{node=\"n1\"} 1"));
+    }
+
+    #[test]
     fn the_state_files_were_as_open_as_the_umask_allowed() {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("fw-agent-perms-{}", std::process::id()));

@@ -223,6 +223,25 @@ pub trait Dataplane: Send + Sync {
     }
 }
 
+/// A shared driver is a driver (tests keep a handle on the one they hand over).
+impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn load(&self, rs: &NodeRuleset, how: How) -> Result<Mode, Error> {
+        (**self).load(rs, how)
+    }
+    fn observe(&self) -> Result<Option<Observed>, Error> {
+        (**self).observe()
+    }
+    fn expected(&self, rs: &NodeRuleset) -> Result<String, Error> {
+        (**self).expected(rs)
+    }
+    fn revoke(&self, rs: &NodeRuleset) -> Result<usize, Error> {
+        (**self).revoke(rs)
+    }
+}
+
 /// SHA-256 hex of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
