@@ -42,7 +42,7 @@ impl Iptables {
     fn full(&self, rs: &NodeRuleset) -> Result<(), Error> {
         let r = fleetwall_render::iptables::render(rs);
         let ns = self.ns();
-        run(ns, "ipset", &["restore", "-exist"], Some(&r.ipset))?;
+        run(ns, "ipset", &["restore", "-exist"], Some(&swapped_in(&r.ipset)))?;
         run(ns, "iptables-restore", &[], Some(&r.v4))?;
         run(ns, "ip6tables-restore", &[], Some(&r.v6))?;
         // Sets of an earlier ruleset are no longer referenced now: destroyed, so that what
@@ -59,6 +59,58 @@ impl Iptables {
         }
         Ok(())
     }
+}
+
+/// The renderer's ipset file, rewritten so that no set is ever seen half-filled: each set
+/// is filled under a temporary name (`fw~0`, `fw~1`, ...) and swapped in whole (`ipset
+/// swap` exchanges the two sets atomically; rules that match the set see the new
+/// elements from then on), then the temporary set is destroyed. Each set is still created
+/// under its own name first, so that the tables restored next can refer to it.
+fn swapped_in(ipset: &str) -> String {
+    let mut temp: Vec<(String, String)> = Vec::new();
+    let mut o = String::new();
+    for line in ipset.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let rename = |temp: &[(String, String)], name: &str| {
+            temp.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone()).unwrap_or_else(|| name.to_string())
+        };
+        match words.as_slice() {
+            ["create", name, rest @ ..] => {
+                let t = format!("fw~{}", temp.len());
+                o += &format!(
+                    "{line}
+create {t} {}
+flush {t}
+",
+                    rest.join(" ")
+                );
+                temp.push((name.to_string(), t));
+            }
+            ["flush", name] if temp.iter().any(|(n, _)| n == name) => {}
+            [verb @ ("add" | "del"), name, rest @ ..] => {
+                o += &format!(
+                    "{verb} {} {}
+",
+                    rename(&temp, name),
+                    rest.join(" ")
+                );
+            }
+            _ => {
+                o += &format!(
+                    "{line}
+"
+                )
+            }
+        }
+    }
+    for (name, t) in &temp {
+        o += &format!(
+            "swap {t} {name}
+destroy {t}
+"
+        );
+    }
+    o
 }
 
 /// The state-free shape of `iptables-save` output: no comment lines (they carry the
@@ -212,6 +264,23 @@ impl Dataplane for Iptables {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_load_swaps_each_set_in_whole() {
+        let rendered = "# header\ncreate fw-ipf4 hash:net family inet hashsize 1024 maxelem 65536\nflush fw-ipf4\n\
+                        add fw-ipf4 10.0.0.0/8\nadd fw-ipf4 192.0.2.1\ncreate fw-mgmt6 hash:net family inet6 \
+                        hashsize 1024 maxelem 65536\nflush fw-mgmt6\n";
+        assert_eq!(
+            swapped_in(rendered),
+            "# header\n\
+             create fw-ipf4 hash:net family inet hashsize 1024 maxelem 65536\n\
+             create fw~0 hash:net family inet hashsize 1024 maxelem 65536\nflush fw~0\n\
+             add fw~0 10.0.0.0/8\nadd fw~0 192.0.2.1\n\
+             create fw-mgmt6 hash:net family inet6 hashsize 1024 maxelem 65536\n\
+             create fw~1 hash:net family inet6 hashsize 1024 maxelem 65536\nflush fw~1\n\
+             swap fw~0 fw-ipf4\ndestroy fw~0\nswap fw~1 fw-mgmt6\ndestroy fw~1\n"
+        );
+    }
 
     #[test]
     fn listings_lose_their_state_and_order_but_not_their_rules() {
