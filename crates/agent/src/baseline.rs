@@ -127,7 +127,7 @@ pub fn baseline(node: &str, mgmt: &Management) -> NodeRuleset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleetwall_verify::{evaluate, Packet, Transport};
+    use fleetwall_eval::{evaluate, Packet, Transport};
 
     fn verdict(rs: &NodeRuleset, src: &str, port: u16) -> Verdict {
         evaluate(rs, &Packet::new(src.parse().unwrap(), "10.0.0.1".parse().unwrap(), Transport::Tcp(port))).verdict

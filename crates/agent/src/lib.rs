@@ -19,10 +19,11 @@ mod kernel;
 mod stats;
 
 pub use baseline::{baseline, Management, DEFAULT_MANAGEMENT_PORTS};
+pub use fleetwall_apply::{Dataplane, How, Iptables, Memory, Mode, Nft};
 use fleetwall_http::{Client, Response};
 use fleetwall_ir::NodeRuleset;
 use ipnet::IpNet;
-pub use kernel::{ruleset_hash, sha256_hex, Applied, Kernel, MemoryKernel, NftKernel};
+pub use kernel::{ruleset_hash, sha256_hex};
 use serde::{Deserialize, Serialize};
 pub use stats::Stats;
 use std::path::{Path, PathBuf};
@@ -117,7 +118,7 @@ const BASELINE_ERROR: &str =
 pub struct Agent {
     cfg: Config,
     client: Client,
-    kernel: Box<dyn Kernel>,
+    kernel: Box<dyn Dataplane>,
     /// Counters.
     pub stats: Arc<Stats>,
     current: Option<Current>,
@@ -133,7 +134,7 @@ pub struct Agent {
 
 impl Agent {
     /// A new agent; `on_event` sees every event (the CLI logs them).
-    pub fn new(cfg: Config, kernel: Box<dyn Kernel>, on_event: Box<dyn Fn(&Event) + Send>) -> Result<Agent, String> {
+    pub fn new(cfg: Config, kernel: Box<dyn Dataplane>, on_event: Box<dyn Fn(&Event) + Send>) -> Result<Agent, String> {
         let client = Client::new(&cfg.server, cfg.ca.as_deref())
             .map_err(|e| e.to_string())?
             .with_token(&cfg.token)
@@ -157,6 +158,11 @@ impl Agent {
     /// or expired token never heals by retrying); `gave_up` then says why.
     pub fn give_up_on_auth_failure_after(&mut self, after: Duration) {
         self.give_up_after = Some(after);
+    }
+
+    /// The dataplane driver's name (`nft`, `iptables`, `memory`).
+    pub fn dataplane(&self) -> &'static str {
+        self.kernel.name()
     }
 
     /// Why `run` returned on its own, if it did.
@@ -213,9 +219,15 @@ impl Agent {
         let baseline =
             from == From::Baseline || (from == From::Drift && self.current.as_ref().is_some_and(|c| c.baseline));
         let start = Instant::now();
-        match self.kernel.apply(&lg.ruleset) {
-            Ok(applied) => {
+        // Only a ruleset of the server's may be a delta on what this driver loaded last:
+        // a drift repair, the last good one and the baseline replace whatever is there.
+        let how = if from == From::Server { How::Auto } else { How::Full };
+        match self.enforce(&lg.ruleset, how) {
+            Ok((mode, fingerprint, warning)) => {
                 self.stats.last_apply_us.store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+                if matches!(mode, Mode::Delta { .. }) {
+                    self.stats.delta_applies.fetch_add(1, Ordering::Relaxed);
+                }
                 self.stats.applies.fetch_add(1, Ordering::Relaxed);
                 self.stats.applied_revision.store(lg.revision, Ordering::Relaxed);
                 self.stats.baseline_active.store(baseline, Ordering::Relaxed);
@@ -238,12 +250,12 @@ impl Agent {
                 } else {
                     self.emit(Event::Applied { revision: lg.revision, from_disk });
                 }
-                self.error = match (baseline, applied.warning) {
+                self.error = match (baseline, warning) {
                     (true, Some(w)) => Some(format!("{BASELINE_ERROR}; {w}")),
                     (true, None) => Some(BASELINE_ERROR.into()),
                     (false, w) => w,
                 };
-                self.current = Some(Current { lg, fingerprint: applied.fingerprint, baseline });
+                self.current = Some(Current { lg, fingerprint, baseline });
                 // Whatever slipped in while connections were revoked is caught right away;
                 // not after a repair, which would loop on a table that never matches.
                 self.check_soon = from != From::Drift;
@@ -257,10 +269,28 @@ impl Agent {
         self.reported = false;
     }
 
+    /// Loads `rs` (and revokes what it no longer allows); returns how, the fingerprint
+    /// our table has while it holds exactly `rs`, and a warning for what failed on the side.
+    fn enforce(&self, rs: &NodeRuleset, how: How) -> Result<(Mode, String, Option<String>), String> {
+        let applied = self.kernel.apply(rs, how).map_err(|e| e.to_string())?;
+        let mut warnings: Vec<String> = applied.warning.into_iter().collect();
+        // Enforcing the ruleset matters more than watching it: without a scratch listing,
+        // the table as found now stands in (and a rule slipped in just now would stay).
+        let fingerprint = match self.kernel.expected(rs) {
+            Ok(fp) => fp,
+            Err(e) => {
+                warnings.push(format!("{e}; drift is judged against the table as found after the apply"));
+                let found = self.kernel.observe().map_err(|e| e.to_string())?;
+                found.map(|o| o.fingerprint).ok_or("our table is missing right after the apply")?
+            }
+        };
+        Ok((applied.mode, fingerprint, (!warnings.is_empty()).then(|| warnings.join("; "))))
+    }
+
     /// Nothing to enforce at start: with our table gone, the fail-closed baseline; a table
     /// still there (the agent restarted) stays, as the last thing this node enforced.
     fn fail_closed(&mut self) {
-        match self.kernel.fingerprint() {
+        match self.kernel.observe() {
             Ok(Some(_)) => {
                 let e = "no ruleset from the server and no usable last good one: our table is kept as found, unwatched";
                 self.emit(Event::Error(e.into()));
@@ -346,8 +376,8 @@ impl Agent {
 
     fn check_drift(&mut self) {
         let Some(current) = &self.current else { return };
-        match self.kernel.fingerprint() {
-            Ok(Some(now)) if now == current.fingerprint => {}
+        match self.kernel.observe() {
+            Ok(Some(now)) if now.fingerprint == current.fingerprint => {}
             Ok(_) => {
                 let lg = current.lg.clone();
                 self.stats.drift_repairs.fetch_add(1, Ordering::Relaxed);
@@ -549,7 +579,7 @@ mod tests {
 
     fn agent(dir: Option<PathBuf>) -> Agent {
         // Nothing listens on port 1 of loopback: every request fails at once.
-        Agent::new(config("http://127.0.0.1:1", dir), Box::<MemoryKernel>::default(), Box::new(|_| {})).unwrap()
+        Agent::new(config("http://127.0.0.1:1", dir), Box::<Memory>::default(), Box::new(|_| {})).unwrap()
     }
 
     #[test]
@@ -561,7 +591,7 @@ mod tests {
         let seen = events.clone();
         let mut a = Agent::new(
             config(&format!("http://{}", server.local_addr()), None),
-            Box::<MemoryKernel>::default(),
+            Box::<Memory>::default(),
             Box::new(move |e| seen.lock().unwrap().push(e.clone())),
         )
         .unwrap();
@@ -612,7 +642,10 @@ mod tests {
         let a = t.join().unwrap();
         assert_eq!(stats.fail_static.load(Ordering::Relaxed), 1, "the last good ruleset was applied once at start");
         assert_eq!(stats.applied_revision.load(Ordering::Relaxed), 3);
-        assert_eq!(a.kernel.fingerprint().unwrap(), Some(hash));
+        assert_eq!(
+            a.kernel.observe().unwrap().map(|o| o.fingerprint),
+            Some(a.kernel.expected(&ruleset("n1")).unwrap())
+        );
         assert!(!stats.server_up.load(Ordering::Relaxed));
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -634,7 +667,7 @@ mod tests {
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = events.clone();
         let on_event = Box::new(move |e: &Event| seen.lock().unwrap().push(e.clone()));
-        let mut a = Agent::new(cfg, Box::<MemoryKernel>::default(), on_event).unwrap();
+        let mut a = Agent::new(cfg, Box::<Memory>::default(), on_event).unwrap();
         let (stats, stop) = (a.stats.clone(), Arc::new(AtomicBool::new(false)));
         let s2 = stop.clone();
         let t = std::thread::spawn(move || {
@@ -668,7 +701,7 @@ mod tests {
         let a = t.join().unwrap();
         server.shutdown();
         assert!(!stats.baseline_active.load(Ordering::Relaxed));
-        assert_eq!(a.kernel.fingerprint().unwrap(), Some(hash));
+        assert_eq!(a.kernel.observe().unwrap().map(|o| o.fingerprint), Some(a.kernel.expected(&rs).unwrap()));
         assert_eq!(a.error, None);
         let reports = reports.lock().unwrap();
         let first = &reports[0];
@@ -676,6 +709,29 @@ mod tests {
         assert_eq!(first["error"], BASELINE_ERROR, "{first}");
         let baseline_hash = ruleset_hash(&baseline("n1", &a.management()));
         assert_eq!(first["hash"], baseline_hash.as_str(), "{first}");
+    }
+
+    #[test]
+    fn an_element_change_was_a_delta_and_a_drift_repair_a_full_replace() {
+        use fleetwall_ir::{AddrSet, Family, Member, SetName};
+        let with = |nets: &[&str]| {
+            let members = nets.iter().map(|n| Member { net: n.parse().unwrap(), reason: "entry".into() }).collect();
+            let set = AddrSet::new(SetName::new("ipf4").unwrap(), Family::V4, "ip_filter", members);
+            NodeRuleset { sets: vec![Arc::new(set)], ..ruleset("n1") }
+        };
+        let kernel = Arc::new(Memory::default());
+        let mut a = Agent::new(config("http://127.0.0.1:1", None), Box::new(kernel.clone()), Box::new(|_| {})).unwrap();
+        for (revision, rs) in [(1, with(&["192.0.2.0/24"])), (2, with(&["192.0.2.0/24", "198.51.100.7/32"]))] {
+            a.apply(LastGood { revision, hash: ruleset_hash(&rs), applied_ms: 0, ruleset: rs }, From::Server);
+        }
+        assert_eq!(a.stats.delta_applies.load(Ordering::Relaxed), 1);
+        kernel.wipe();
+        a.check_drift();
+        assert_eq!(a.stats.drift_repairs.load(Ordering::Relaxed), 1);
+        let modes: Vec<Mode> = kernel.loads().into_iter().map(|(_, m)| m).collect();
+        // The repair reloads revision 2 whole: the kernel may hold anything by then.
+        assert_eq!(modes, [Mode::Full, Mode::Delta { added: 1, removed: 0 }, Mode::Full]);
+        assert!(a.stats.render("n1").contains("fleetwall_agent_delta_applies_total{node=\"n1\"} 1"));
     }
 
     #[test]
@@ -718,32 +774,40 @@ mod tests {
         }
     }
 
-    /// nftables, plus someone adding a rule to our table right after the first apply.
+    /// nftables, plus someone adding a rule to our table right after the first load.
     struct Tampered {
-        nft: NftKernel,
+        nft: Nft,
         ns: String,
         done: AtomicBool,
     }
 
-    impl Kernel for Tampered {
-        fn apply(&self, rs: &NodeRuleset) -> Result<Applied, String> {
-            let applied = self.nft.apply(rs)?;
+    impl Dataplane for Tampered {
+        fn name(&self) -> &'static str {
+            "tampered"
+        }
+        fn load(&self, rs: &NodeRuleset, how: How) -> Result<Mode, fleetwall_apply::Error> {
+            let mode = self.nft.load(rs, how)?;
             if !self.done.swap(true, Ordering::Relaxed) {
                 let rule = ["add", "rule", "inet", TABLE, "input", "tcp", "dport", "9999", "accept"];
-                fleetwall_apply::run(Some(&self.ns), "nft", &rule, None).map_err(|e| e.to_string())?;
+                fleetwall_apply::run(Some(&self.ns), "nft", &rule, None)?;
             }
-            Ok(applied)
+            Ok(mode)
         }
-        fn fingerprint(&self) -> Result<Option<String>, String> {
-            self.nft.fingerprint()
+        fn observe(&self) -> Result<Option<fleetwall_apply::Observed>, fleetwall_apply::Error> {
+            self.nft.observe()
+        }
+        fn expected(&self, rs: &NodeRuleset) -> Result<String, fleetwall_apply::Error> {
+            self.nft.expected(rs)
+        }
+        fn revoke(&self, rs: &NodeRuleset) -> Result<usize, fleetwall_apply::Error> {
+            self.nft.revoke(rs)
         }
     }
 
     #[test]
     fn a_rule_slipped_in_right_after_an_apply_was_adopted_as_ours() {
         let Some(ns) = Netns::new("drift") else { return };
-        let kernel =
-            Tampered { nft: NftKernel::new(Some(ns.0.clone())), ns: ns.0.clone(), done: AtomicBool::new(false) };
+        let kernel = Tampered { nft: Nft::new(Some(ns.0.clone())), ns: ns.0.clone(), done: AtomicBool::new(false) };
         let mut a = Agent::new(config("http://127.0.0.1:1", None), Box::new(kernel), Box::new(|_| {})).unwrap();
         let rs = baseline("n1", &Management { gateways: vec!["198.51.100.10/32".parse().unwrap()], ports: vec![] });
         a.apply(LastGood { revision: 1, hash: ruleset_hash(&rs), applied_ms: 0, ruleset: rs }, From::Server);
@@ -757,7 +821,7 @@ mod tests {
         assert_eq!(a.stats.drift_repairs.load(Ordering::Relaxed), 1);
         // A deleted table is drift too, found without reading nft's error message.
         fleetwall_apply::run(Some(&ns.0), "nft", &["delete", "table", "inet", TABLE], None).unwrap();
-        assert_eq!(a.kernel.fingerprint().unwrap(), None);
+        assert_eq!(a.kernel.observe().unwrap(), None);
         a.check_drift();
         assert_eq!(a.stats.drift_repairs.load(Ordering::Relaxed), 2);
         assert!(list().contains("baseline-mgmt-v4"));

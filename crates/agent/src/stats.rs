@@ -10,6 +10,8 @@ pub struct Stats {
     pub applied_revision: AtomicI64,
     /// Successful applies.
     pub applies: AtomicU64,
+    /// Successful applies that changed set elements only (one delta transaction).
+    pub delta_applies: AtomicU64,
     /// Failed applies.
     pub apply_errors: AtomicU64,
     /// Drift repairs.
@@ -45,6 +47,12 @@ impl Stats {
             "counter",
             "Rulesets applied.",
             self.applies.load(Ordering::Relaxed).to_string(),
+        );
+        g(
+            "fleetwall_agent_delta_applies_total",
+            "counter",
+            "Rulesets applied as set element deltas (same rules, only set elements changed).",
+            self.delta_applies.load(Ordering::Relaxed).to_string(),
         );
         g(
             "fleetwall_agent_apply_errors_total",

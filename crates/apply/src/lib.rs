@@ -1,21 +1,35 @@
-//! Dataplane drivers: put a `NodeRuleset` into a kernel, and revoke what it no longer allows.
+//! Dataplane drivers: put a `NodeRuleset` into a kernel, watch what is there, and revoke
+//! what it no longer allows.
 //!
-//! Calico Felix's split: the compiler decides *what*, a driver decides *how*. The nft
-//! driver loads the rendered table in one `nft -f` transaction (our table only: the file
-//! creates, deletes and redeclares `inet fleetwall`); the iptables driver restores the
-//! ipsets, then both filter tables. After either, `revoke` deletes the conntrack entries
-//! of inbound connections the new ruleset would refuse (contract point 10), so removing a
-//! source cuts its established connections too. Every driver can be scoped to a network
-//! namespace (`ip netns exec`); the fake driver records what it was given, for tests.
+//! Calico Felix's split: the compiler decides *what*, a driver decides *how*. One trait,
+//! [`Dataplane`], serves the agent and the lab. The nft driver loads the rendered table in
+//! one `nft -f` transaction (our table only: the file creates, deletes and redeclares
+//! `inet fleetwall`), or, when only set elements changed since its last load, the element
+//! differences as one `nft -f` batch of `delete element` / `add element` lines (one
+//! transaction as well). The iptables driver restores the ipsets, then both filter tables;
+//! element-only changes go to the ipsets alone. After either, `revoke` deletes the
+//! conntrack entries of inbound connections the new ruleset would refuse (contract point
+//! 10), so removing a source cuts its established connections too. Every driver can be
+//! scoped to a network namespace (`ip netns exec`); the memory driver keeps what it was
+//! given, for tests and simulated agents.
 
+pub mod delta;
+mod iptables;
+mod memory;
+mod nft;
+
+pub use iptables::Iptables;
+pub use memory::Memory;
+pub use nft::Nft;
+
+use fleetwall_eval::{evaluate, Packet, Transport};
 use fleetwall_ir::{NodeRuleset, Verdict};
-use fleetwall_verify::{evaluate, Packet, Transport};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// What went wrong while programming the kernel.
@@ -135,66 +149,103 @@ fn kill(child: &mut Child, what: &str, deadline: Duration) -> Error {
     Error { kind: ErrorKind::Timeout, message: format!("{what}: still running after {deadline:?}; killed") }
 }
 
-/// Something that can enforce a ruleset.
-pub trait Dataplane {
-    /// The driver's name (`nft`, `iptables`, `fake`).
+/// How a load may go about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// Set deltas when the structure is unchanged since the last load, else a full replace.
+    Auto,
+    /// A full replace whatever was loaded before (drift repairs: the kernel may no longer
+    /// hold what this driver loaded).
+    Full,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Replaced our whole ruleset.
+    Full,
+    /// Changed set elements only, in one transaction (both zero: nothing to change).
+    Delta {
+        /// Elements added, over all sets.
+        added: usize,
+        /// Elements removed, over all sets.
+        removed: usize,
+    },
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// How the ruleset was loaded.
+    pub mode: Mode,
+    /// Conntrack entries deleted because the ruleset no longer allows them.
+    pub revoked: usize,
+    /// Something secondary (revoking connections) failed; the ruleset is enforced.
+    pub warning: Option<String>,
+}
+
+/// What the kernel holds of ours. The renderers write no counters today, so there are
+/// none to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// A hash of our rules and sets as the kernel lists them, without state (counters,
+    /// conntrack), so that traffic does not look like drift.
+    pub fingerprint: String,
+}
+
+/// Something that can enforce a ruleset: nftables, iptables + ipset, or memory (tests).
+/// The agent and the lab both program kernels through it.
+pub trait Dataplane: Send + Sync {
+    /// The driver's name (`nft`, `iptables`, `memory`).
     fn name(&self) -> &'static str;
-    /// Enforces `rs`, replacing what this driver applied before, and revokes connections
-    /// it no longer allows. Returns how many conntrack entries were revoked.
-    fn apply(&self, rs: &NodeRuleset) -> Result<usize, Error>;
+    /// Puts `rs` into the kernel, replacing what this driver loaded before: set element
+    /// deltas when `how` allows it and only elements changed, else a full replace. On an
+    /// error the previous ruleset is still in force where the tool is atomic (nft).
+    fn load(&self, rs: &NodeRuleset, how: How) -> Result<Mode, Error>;
+    /// What the kernel holds of ours now (None: our table or chains are missing).
+    fn observe(&self) -> Result<Option<Observed>, Error>;
+    /// The fingerprint [`Dataplane::observe`] reports while the kernel holds exactly
+    /// `rs`, found without looking at the live kernel (which could hold a rule someone
+    /// slipped in since): `rs` loaded alone into an empty private namespace and listed.
+    fn expected(&self, rs: &NodeRuleset) -> Result<String, Error>;
+    /// Deletes the conntrack entries of inbound connections `rs` would not accept as
+    /// new; returns how many.
+    fn revoke(&self, rs: &NodeRuleset) -> Result<usize, Error>;
+    /// [`Dataplane::load`], then [`Dataplane::revoke`]: a failed revoke is a warning, not
+    /// an error, since the ruleset is enforced by then.
+    fn apply(&self, rs: &NodeRuleset, how: How) -> Result<Applied, Error> {
+        let mode = self.load(rs, how)?;
+        let (revoked, warning) = match self.revoke(rs) {
+            Ok(n) => (n, None),
+            Err(e) => (0, Some(format!("applied, but revoking connections failed: {e}"))),
+        };
+        Ok(Applied { mode, revoked, warning })
+    }
 }
 
-/// nftables, in a network namespace or (with `None`) wherever the process runs.
-pub struct Nft {
-    /// The namespace to program.
-    pub netns: Option<String>,
-}
-
-impl Dataplane for Nft {
+/// A shared driver is a driver (tests keep a handle on the one they hand over).
+impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
     fn name(&self) -> &'static str {
-        "nft"
+        (**self).name()
     }
-    fn apply(&self, rs: &NodeRuleset) -> Result<usize, Error> {
-        run(self.netns.as_deref(), "nft", &["-f", "-"], Some(&fleetwall_render::nft::render(rs)))?;
-        revoke(self.netns.as_deref(), rs)
+    fn load(&self, rs: &NodeRuleset, how: How) -> Result<Mode, Error> {
+        (**self).load(rs, how)
     }
-}
-
-/// iptables + ipset, for legacy hosts.
-pub struct Iptables {
-    /// The namespace to program.
-    pub netns: Option<String>,
-}
-
-impl Dataplane for Iptables {
-    fn name(&self) -> &'static str {
-        "iptables"
+    fn observe(&self) -> Result<Option<Observed>, Error> {
+        (**self).observe()
     }
-    fn apply(&self, rs: &NodeRuleset) -> Result<usize, Error> {
-        let r = fleetwall_render::iptables::render(rs);
-        let ns = self.netns.as_deref();
-        run(ns, "ipset", &["restore", "-exist"], Some(&r.ipset))?;
-        run(ns, "iptables-restore", &[], Some(&r.v4))?;
-        run(ns, "ip6tables-restore", &[], Some(&r.v6))?;
-        revoke(ns, rs)
+    fn expected(&self, rs: &NodeRuleset) -> Result<String, Error> {
+        (**self).expected(rs)
+    }
+    fn revoke(&self, rs: &NodeRuleset) -> Result<usize, Error> {
+        (**self).revoke(rs)
     }
 }
 
-/// Records rulesets instead of programming a kernel (unit tests only).
-#[derive(Default)]
-pub struct Fake {
-    /// Every ruleset applied, in order.
-    pub applied: Mutex<Vec<NodeRuleset>>,
-}
-
-impl Dataplane for Fake {
-    fn name(&self) -> &'static str {
-        "fake"
-    }
-    fn apply(&self, rs: &NodeRuleset) -> Result<usize, Error> {
-        self.applied.lock().expect("not poisoned").push(rs.clone());
-        Ok(0)
-    }
+/// SHA-256 hex of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One conntrack entry's original direction.

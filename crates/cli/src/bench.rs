@@ -1,4 +1,5 @@
-//! `fleetwall bench`: check + compile + render nft on synthetic fleets.
+//! `fleetwall bench`: check + compile + render nft on synthetic fleets (and, as root, the
+//! dataplane row of `dataplane_bench`).
 //!
 //! Each scenario runs in a child process of this binary, so its peak memory (VmHWM) is
 //! its own; within it every phase is timed over several runs and the median reported.
@@ -165,6 +166,13 @@ pub fn run(runs: usize, quick: bool, format: CheckFormat) -> Result<Outcome> {
                     &rows
                 )
             );
+            // The dataplane row programs a kernel: as root only, in a namespace of its own.
+            if unsafe { libc::geteuid() } == 0 {
+                crate::dataplane_bench::cleanup_on_signal();
+                print!("\n{}", crate::dataplane_bench::render(&crate::dataplane_bench::rows(runs.max(5))?));
+            } else {
+                eprintln!("bench: not root, so no dataplane row (full replace vs set delta); see bench --dataplane");
+            }
         }
     }
     Ok(Outcome::Ok)

@@ -83,6 +83,10 @@ pub struct AgentArgs {
     /// Program the kernel of this network namespace (`ip netns exec`) instead of the agent's own.
     #[arg(long)]
     pub netns: Option<String>,
+    /// How rulesets are loaded: nftables (our table `inet fleetwall`), or iptables-restore
+    /// and ipset on hosts without nftables (the filter table is ours there).
+    #[arg(long, value_enum, default_value_t = crate::LabBackend::Nft)]
+    pub backend: crate::LabBackend,
     /// A management gateway (CIDR; repeatable) admitted to SSH and the platform port by
     /// the fail-closed baseline, the ruleset enforced while there is none from the server
     /// and no usable last good one (default: the gateways of the last ruleset applied).
@@ -284,7 +288,10 @@ pub fn agent(a: AgentArgs) -> Result<Outcome> {
             fleetwall_agent::Event::Unreachable(m) => eprintln!("{t} {log_node}: server unreachable: {m}"),
         }
     });
-    let kernel = Box::new(fleetwall_agent::NftKernel::new(a.netns.clone()));
+    let kernel: Box<dyn fleetwall_agent::Dataplane> = match a.backend {
+        crate::LabBackend::Nft => Box::new(fleetwall_agent::Nft::new(a.netns.clone())),
+        crate::LabBackend::Iptables => Box::new(fleetwall_agent::Iptables::new(a.netns.clone())),
+    };
     let mut agent = fleetwall_agent::Agent::new(cfg, kernel, log).map_err(|e| anyhow!(e))?;
     let _metrics = if a.metrics_listen != "off" {
         let stats = agent.stats.clone();
@@ -300,7 +307,12 @@ pub fn agent(a: AgentArgs) -> Result<Outcome> {
     } else {
         None
     };
-    eprintln!("fleetwall agent: node {node}, server {}, state {}", a.server, a.state_dir.display());
+    eprintln!(
+        "fleetwall agent: node {node}, server {}, state {}, dataplane {}",
+        a.server,
+        a.state_dir.display(),
+        agent.dataplane()
+    );
     if let Some(secs) = a.exit_on_auth_failure {
         agent.give_up_on_auth_failure_after(Duration::from_secs(secs));
     }

@@ -8,6 +8,7 @@ mod commands;
 mod control;
 mod daemons;
 mod datadir;
+mod dataplane_bench;
 mod pki;
 mod rohmu_venv;
 mod rollout;
@@ -292,6 +293,10 @@ enum Command {
         /// Instead: backup encrypt/decrypt throughput against openssl and rohmu.
         #[arg(long)]
         backup: bool,
+        /// Instead: only the dataplane row (root): one entry added to an 8,000-entry
+        /// ip_filter, as a full replace and as a set delta, nft and iptables.
+        #[arg(long)]
+        dataplane: bool,
         /// With --backup: the size of the generated file, MiB.
         #[arg(long, default_value_t = 1024)]
         backup_mib: u64,
@@ -322,7 +327,7 @@ pub enum TableFormat {
     Json,
 }
 
-/// `lab` dataplane.
+/// The dataplane of `lab` and `agent`.
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
 pub enum LabBackend {
     /// nftables: `table inet fleetwall`.
@@ -388,6 +393,7 @@ fn main() -> ExitCode {
         Command::Bench { backup: true, backup_mib, rohmu_venv, format, .. } => {
             backup_bench::run(&rohmu_venv, backup_mib.max(1), format)
         }
+        Command::Bench { dataplane: true, runs, format, .. } => dataplane_bench::run_cmd(runs, format),
         Command::Bench { runs, quick, format, .. } => bench::run(runs.max(1), quick, format),
         Command::Serve(a) => daemons::serve(a),
         Command::Agent(a) => daemons::agent(a),

@@ -105,8 +105,8 @@ fn simulated(n: usize, writes: usize) -> Result<(Vec<f64>, f64)> {
                 let _ = tx.send((*revision, Instant::now()));
             }
         });
-        let mut agent = fleetwall_agent::Agent::new(cfg, Box::<fleetwall_agent::MemoryKernel>::default(), on)
-            .map_err(|e| anyhow!(e))?;
+        let mut agent =
+            fleetwall_agent::Agent::new(cfg, Box::<fleetwall_agent::Memory>::default(), on).map_err(|e| anyhow!(e))?;
         let stop = stop.clone();
         handles.push(std::thread::Builder::new().stack_size(512 * 1024).spawn(move || agent.run(&stop))?);
     }

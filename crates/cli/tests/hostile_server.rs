@@ -13,7 +13,7 @@
 mod common;
 
 use common::{kernel_available, root, Namespaces, Scratch};
-use fleetwall_agent::{Agent, Config, NftKernel};
+use fleetwall_agent::{Agent, Config, Nft};
 use fleetwall_http::{Handler, Request, Response, Server};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,8 +145,7 @@ fn a_hostile_server_cannot_touch_another_table_or_read_files() {
         poll: Duration::from_millis(300),
         gateways: Vec::new(),
     };
-    let mut agent =
-        Agent::new(cfg, Box::new(NftKernel::new(Some(ns.name.clone()))), Box::new(|_| {})).expect("an agent");
+    let mut agent = Agent::new(cfg, Box::new(Nft::new(Some(ns.name.clone()))), Box::new(|_| {})).expect("an agent");
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let runner = std::thread::spawn(move || agent.run(&stop2));

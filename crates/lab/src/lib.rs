@@ -14,7 +14,7 @@ pub mod sources;
 pub mod topo;
 
 use expect::Target;
-use fleetwall_apply::{Dataplane, Iptables, Nft};
+use fleetwall_apply::{Dataplane, How, Iptables, Nft};
 use fleetwall_ir::{NodeRuleset, Reject, Verdict};
 use fleetwall_model::{Fleet, Protocol, IPSEC_PORTS};
 use probe::{Listeners, Observed};
@@ -193,14 +193,21 @@ impl<'f> Lab<'f> {
         self.topo.node(name).map(|h| h.netns.as_str())
     }
 
-    /// Applies a ruleset to its node with the lab's backend; returns revoked entries.
+    /// The lab backend's dataplane driver for `netns`.
+    pub fn driver(backend: Backend, netns: &str) -> Box<dyn Dataplane> {
+        match backend {
+            Backend::Nft => Box::new(Nft::new(Some(netns.to_string()))),
+            Backend::Iptables => Box::new(Iptables::new(Some(netns.to_string()))),
+        }
+    }
+
+    /// Applies a ruleset to its node with the lab's backend (a full replace); returns
+    /// revoked entries. A failed revoke is an error here: the lab checks it.
     pub fn apply(&self, rs: &NodeRuleset) -> Result<usize, Error> {
-        let ns = self.netns_of(&rs.node).ok_or_else(|| Error(format!("no host for node {}", rs.node)))?.to_string();
-        let driver: Box<dyn Dataplane> = match self.backend {
-            Backend::Nft => Box::new(Nft { netns: Some(ns) }),
-            Backend::Iptables => Box::new(Iptables { netns: Some(ns) }),
-        };
-        let revoked = driver.apply(rs)?;
+        let ns = self.netns_of(&rs.node).ok_or_else(|| Error(format!("no host for node {}", rs.node)))?;
+        let driver = Lab::driver(self.backend, ns);
+        driver.load(rs, How::Full)?;
+        let revoked = driver.revoke(rs)?;
         self.applied.lock().expect("applied rulesets").insert(rs.node.clone(), rs.clone());
         Ok(revoked)
     }

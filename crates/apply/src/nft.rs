@@ -1,0 +1,104 @@
+//! nftables: our table `inet fleetwall`, replaced whole in one `nft -f` transaction, or
+//! changed by set element deltas in one `nft -f` batch.
+
+use crate::delta::{self, Plan};
+use crate::{run, sha256_hex, Dataplane, Error, How, Mode, Observed};
+use fleetwall_ir::NodeRuleset;
+use fleetwall_render::nft::TABLE;
+use std::sync::Mutex;
+
+/// Loads a ruleset into an empty network namespace of its own and lists it back: the
+/// listing our table must have, whatever has happened to the real one since.
+const SCRATCH_LISTING: &str = "nft -f - && exec nft -s list table inet fleetwall";
+
+/// nftables, in a network namespace or (with `None`) wherever the process runs.
+pub struct Nft {
+    netns: Option<String>,
+    /// What this driver last loaded in full or by delta: what our table holds unless
+    /// someone changed it since (a drift repair loads with [`How::Full`]).
+    loaded: Mutex<Option<NodeRuleset>>,
+    /// The expected fingerprint of the last ruleset asked about, by the hash of its
+    /// text: drift checks ask about the same ruleset again and again.
+    expected: Mutex<Option<(String, String)>>,
+}
+
+impl Nft {
+    /// Programs `netns` (None: the namespace this process runs in).
+    pub fn new(netns: Option<String>) -> Nft {
+        Nft { netns, loaded: Mutex::new(None), expected: Mutex::new(None) }
+    }
+
+    fn ns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
+    fn full(&self, rs: &NodeRuleset) -> Result<(), Error> {
+        run(self.ns(), "nft", &["-f", "-"], Some(&fleetwall_render::nft::render(rs))).map(drop)
+    }
+}
+
+impl Dataplane for Nft {
+    fn name(&self) -> &'static str {
+        "nft"
+    }
+
+    fn load(&self, rs: &NodeRuleset, how: How) -> Result<Mode, Error> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let plan = match how {
+            How::Auto => delta::plan(loaded.as_ref(), rs),
+            How::Full => Plan::Full,
+        };
+        let mode = match plan {
+            Plan::Delta(d) if d.is_empty() => Mode::Delta { added: 0, removed: 0 },
+            Plan::Delta(d) => {
+                let (added, removed) = delta::counts(&d);
+                match run(self.ns(), "nft", &["-f", "-"], Some(&delta::nft_batch(TABLE, &d))) {
+                    Ok(_) => Mode::Delta { added, removed },
+                    // The batch is one transaction: refused (our table or a set is gone,
+                    // an element was changed by hand), nothing of it was applied. The
+                    // whole table puts things right.
+                    Err(_) => {
+                        *loaded = None;
+                        self.full(rs)?;
+                        Mode::Full
+                    }
+                }
+            }
+            Plan::Full => {
+                *loaded = None;
+                self.full(rs)?;
+                Mode::Full
+            }
+        };
+        *loaded = Some(rs.clone());
+        Ok(mode)
+    }
+
+    fn observe(&self) -> Result<Option<Observed>, Error> {
+        let tables = run(self.ns(), "nft", &["list", "tables", "inet"], None)?;
+        if !tables.lines().any(|l| l.trim() == format!("table inet {TABLE}")) {
+            return Ok(None);
+        }
+        // -s: without counters or other state, so traffic does not look like drift.
+        let listing = run(self.ns(), "nft", &["-s", "list", "table", "inet", TABLE], None)?;
+        Ok(Some(Observed { fingerprint: sha256_hex(listing.as_bytes()) }))
+    }
+
+    fn expected(&self, rs: &NodeRuleset) -> Result<String, Error> {
+        let text = fleetwall_render::nft::render(rs);
+        let key = sha256_hex(text.as_bytes());
+        let mut cache = self.expected.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, fp)) = cache.as_ref().filter(|(k, _)| *k == key) {
+            return Ok(fp.clone());
+        }
+        let listing = run(None, "unshare", &["--net", "sh", "-c", SCRATCH_LISTING], Some(&text))
+            .map_err(|e| Error { message: format!("cannot list the ruleset in a scratch namespace: {e}"), ..e })?;
+        let fp = sha256_hex(listing.as_bytes());
+        *cache = Some((key, fp.clone()));
+        Ok(fp)
+    }
+
+    fn revoke(&self, rs: &NodeRuleset) -> Result<usize, Error> {
+        crate::revoke(self.ns(), rs)
+    }
+}
