@@ -278,30 +278,30 @@ impl Service {
 /// One row of the rollout view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
+    /// When the agent applied it (RFC 3339).
+    pub applied_at: Option<String>,
+    /// The hash its agent reported.
+    pub applied_hash: Option<String>,
+    /// The same as `applied_at`, in ms since the epoch.
+    pub applied_ms: Option<i64>,
+    /// The revision its agent reported.
+    pub applied_revision: Option<i64>,
+    /// The canonical hash of the ruleset it should enforce.
+    pub desired_hash: String,
+    /// The revision at which its ruleset last changed.
+    pub desired_revision: i64,
+    /// The agent's last error.
+    pub error: Option<String>,
+    /// In sync: how long the change took to apply; otherwise how long it has been waiting.
+    pub lag_ms: i64,
     /// The node.
     pub node: String,
     /// Its project.
     pub project: String,
     /// Its service.
     pub service: String,
-    /// The revision at which its ruleset last changed.
-    pub desired_revision: i64,
-    /// The canonical hash of the ruleset it should enforce.
-    pub desired_hash: String,
-    /// The revision its agent reported.
-    pub applied_revision: Option<i64>,
-    /// The hash its agent reported.
-    pub applied_hash: Option<String>,
-    /// When the agent applied it (RFC 3339).
-    pub applied_at: Option<String>,
-    /// The same, in ms since the epoch.
-    pub applied_ms: Option<i64>,
     /// `in-sync`, `pending`, `error` or `unknown` (never reported).
     pub state: String,
-    /// In sync: how long the change took to apply; otherwise how long it has been waiting.
-    pub lag_ms: i64,
-    /// The agent's last error.
-    pub error: Option<String>,
 }
 
 /// The states of [`NodeStatus::state`].
@@ -477,7 +477,9 @@ pub struct TokenInfo {
 /// `GET /v1/tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenList {
-    /// Every token, oldest first.
+    /// Every token, oldest first. Listed with sorted keys, where `DELETE /v1/tokens/{id}`
+    /// gives one in declaration order (as the API always has).
+    #[serde(serialize_with = "stored::sorted")]
     pub tokens: Vec<TokenInfo>,
 }
 

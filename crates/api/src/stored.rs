@@ -27,6 +27,11 @@ pub(crate) fn texts(v: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// Serialises `v` as its JSON value: every object with sorted keys.
+pub(crate) fn sorted<T: Serialize, S: Serializer>(v: &T, ser: S) -> Result<S::Ok, S::Error> {
+    serde_json::to_value(v).map_err(S::Error::custom)?.serialize(ser)
+}
+
 /// Serialises `stored` and `added` as one object with sorted keys; an added field wins
 /// over a stored one of the same name.
 fn merged<S: Serializer>(ser: S, stored: &Map<String, Value>, added: Vec<(&str, Value)>) -> Result<S::Ok, S::Error> {

@@ -167,7 +167,7 @@ fn every_body_the_cli_reads_is_its_wire_type_byte_for_byte_and_as_documented() {
         "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections",
         true,
     );
-    let st: wire::StatusView = c.get(&a, "/v1/status", "/v1/status", false);
+    let st: wire::StatusView = c.get(&a, "/v1/status", "/v1/status", true);
     assert_eq!(st.nodes.len(), 3);
     assert!(st.nodes.iter().all(|n| n.state == wire::state::UNKNOWN && wire::is_hash(&n.desired_hash)));
     let audit: wire::AuditLog = c.get(&a, "/v1/audit?limit=10", "/v1/audit", true);
@@ -175,7 +175,7 @@ fn every_body_the_cli_reads_is_its_wire_type_byte_for_byte_and_as_documented() {
     assert_eq!(replace.revision, Some(f.revision));
     assert_eq!(audit.entries.last().unwrap().action, "token.create");
     assert_eq!(audit.entries.last().unwrap().revision, None);
-    let tokens: wire::TokenList = c.get(&a, "/v1/tokens", "/v1/tokens", false);
+    let tokens: wire::TokenList = c.get(&a, "/v1/tokens", "/v1/tokens", true);
     assert!(tokens.tokens.iter().any(|t| t.id == token.id && t.state == "active"));
     let rs: wire::RulesetResponse = c.get(&a, "/v1/nodes/kafka-events-1/ruleset", "/v1/nodes/{node}/ruleset", true);
     assert_eq!(rs.hash, rs.ruleset.canonical_hash());
