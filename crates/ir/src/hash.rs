@@ -21,9 +21,9 @@
 //!
 //! What does not change what a node enforces does not change the hash; everything else does:
 //!
-//! * orderless collections are sorted and duplicates dropped: the node's addresses, the
-//!   sets (by their encoding, so by name), each set's elements and members, address
-//!   lists, port lists and ICMP types;
+//! * orderless collections are sorted and duplicates dropped: the node's addresses, each
+//!   set's elements and members, address lists, port lists and ICMP types; the sets are
+//!   sorted by name (sets of one name, which validation refuses, by their encoding);
 //! * rule order is kept (input chain, then output chain): the first match decides;
 //! * every rule's id, reason, match and verdict, every set's name, family, reason,
 //!   elements and members, the node's name and description count.
@@ -33,6 +33,18 @@
 
 use crate::{AddrSet, Addrs, CtState, Family, IcmpType, IpMatch, L4Ref, Match, NodeRuleset, Reject, Rule, Verdict, L3};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// `write!` into bytes.
+struct Bytes<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
 
 /// The first line of the encoding; changes whenever the encoding does.
 pub const HASH_VERSION: &str = "fleetwall-ir-hash/1";
@@ -40,26 +52,41 @@ pub const HASH_VERSION: &str = "fleetwall-ir-hash/1";
 impl NodeRuleset {
     /// SHA-256 (lower-case hex) of [`NodeRuleset::canonical_encoding`].
     pub fn canonical_hash(&self) -> String {
-        Sha256::digest(self.canonical_encoding()).iter().map(|b| format!("{b:02x}")).collect()
+        let mut hex = String::with_capacity(64);
+        for b in Sha256::digest(self.canonical_encoding()) {
+            let _ = write!(hex, "{b:02x}");
+        }
+        hex
     }
 
     /// The canonical encoding the hash is computed over (see the module documentation).
     pub fn canonical_encoding(&self) -> Vec<u8> {
         let NodeRuleset { node, description, addresses, sets, input, output } = self;
-        let mut e = Enc(Vec::with_capacity(4096));
-        e.0.extend_from_slice(HASH_VERSION.as_bytes());
-        e.0.push(b'\n');
+        let mut e = Enc { out: Vec::with_capacity(4096), scratch: String::new() };
+        e.out.extend_from_slice(HASH_VERSION.as_bytes());
+        e.out.push(b'\n');
         e.str(node);
         e.str(description);
-        e.list(canonical(addresses.iter().map(|a| a.to_string())), |e, a| e.str(a));
-        let sets: Vec<Vec<u8>> = canonical(sets.iter().map(|s| {
-            let mut e = Enc(Vec::new());
-            e.set(s);
-            e.0
-        }));
+        e.list(&canonical(addresses), |e, a| e.display(a));
         e.num(sets.len() as u64);
-        for s in sets {
-            e.0.extend_from_slice(&s);
+        if sets.windows(2).all(|w| w[0].name < w[1].name) {
+            for s in sets {
+                e.set(s);
+            }
+        } else {
+            // By name; sets of one name (which validation refuses) by their encoding.
+            let mut chunks: Vec<(&str, Vec<u8>)> = sets
+                .iter()
+                .map(|s| {
+                    let mut c = Enc { out: Vec::new(), scratch: String::new() };
+                    c.set(s);
+                    (s.name.as_str(), c.out)
+                })
+                .collect();
+            chunks.sort();
+            for (_, c) in chunks {
+                e.out.extend_from_slice(&c);
+            }
         }
         for chain in [input, output] {
             e.num(chain.len() as u64);
@@ -67,34 +94,50 @@ impl NodeRuleset {
                 e.rule(r);
             }
         }
-        e.0
+        e.out
     }
 }
 
-/// Sorted, without duplicates.
-fn canonical<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
-    let mut v: Vec<T> = items.collect();
+/// Sorted, without duplicates (borrowed when it already is).
+fn canonical<T: Ord + Clone>(items: &[T]) -> Cow<'_, [T]> {
+    if items.windows(2).all(|w| w[0] < w[1]) {
+        return Cow::Borrowed(items);
+    }
+    let mut v = items.to_vec();
     v.sort();
     v.dedup();
-    v
+    Cow::Owned(v)
 }
 
-struct Enc(Vec<u8>);
+struct Enc {
+    out: Vec<u8>,
+    /// Reused for values written as text.
+    scratch: String,
+}
 
 impl Enc {
     fn str(&mut self, s: &str) {
-        self.0.extend_from_slice(format!("{}:", s.len()).as_bytes());
-        self.0.extend_from_slice(s.as_bytes());
-        self.0.push(b',');
+        let _ = write!(Bytes(&mut self.out), "{}:", s.len());
+        self.out.extend_from_slice(s.as_bytes());
+        self.out.push(b',');
+    }
+
+    /// A value as the string of its `Display` form.
+    fn display(&mut self, v: &impl std::fmt::Display) {
+        let mut text = std::mem::take(&mut self.scratch);
+        text.clear();
+        let _ = write!(text, "{v}");
+        self.str(&text);
+        self.scratch = text;
     }
 
     fn num(&mut self, n: u64) {
-        self.0.extend_from_slice(format!("{n},").as_bytes());
+        let _ = write!(Bytes(&mut self.out), "{n},");
     }
 
-    fn list<T>(&mut self, items: Vec<T>, mut each: impl FnMut(&mut Enc, &T)) {
+    fn list<T>(&mut self, items: &[T], mut each: impl FnMut(&mut Enc, &T)) {
         self.num(items.len() as u64);
-        for i in &items {
+        for i in items {
             each(self, i);
         }
     }
@@ -118,13 +161,20 @@ impl Enc {
         self.str(name.as_str());
         self.family(*family);
         self.str(reason);
-        self.list(canonical(elements.iter().copied()), |e, n| e.str(&n.to_string()));
-        let members = canonical(members.iter().map(|m| {
-            let crate::Member { net, reason } = m;
-            (*net, reason.as_str())
-        }));
-        self.list(members, |e, (net, reason)| {
-            e.str(&net.to_string());
+        self.list(&canonical(elements), |e, n| e.display(n));
+        let mut members: Vec<(&ipnet::IpNet, &str)> = members
+            .iter()
+            .map(|m| {
+                let crate::Member { net, reason } = m;
+                (net, reason.as_str())
+            })
+            .collect();
+        if !members.windows(2).all(|w| w[0] < w[1]) {
+            members.sort();
+            members.dedup();
+        }
+        self.list(&members, |e, (net, reason)| {
+            e.display(net);
             e.str(reason);
         });
     }
@@ -137,13 +187,13 @@ impl Enc {
             }
             Addrs::List(nets) => {
                 self.str("list");
-                self.list(canonical(nets.iter().copied()), |e, n| e.str(&n.to_string()));
+                self.list(&canonical(nets), |e, n| e.display(n));
             }
         }
     }
 
     fn l4(&mut self, l: &L4Ref<'_>) {
-        let ports = |e: &mut Enc, p: &[u16]| e.list(canonical(p.iter().copied()), |e, p| e.num(u64::from(*p)));
+        let ports = |e: &mut Enc, p: &[u16]| e.list(&canonical(p), |e, p| e.num(u64::from(*p)));
         match *l {
             L4Ref::Tcp(p) => {
                 self.str("tcp");
@@ -156,7 +206,7 @@ impl Enc {
             L4Ref::Esp => self.str("esp"),
             L4Ref::Icmp(types) => {
                 self.str("icmp");
-                self.list(canonical(types.iter().copied()), |e, t: &IcmpType| e.str(t.name()));
+                self.list(&canonical(types), |e, t: &IcmpType| e.str(t.name()));
             }
         }
     }
@@ -367,6 +417,17 @@ mod tests {
             assert_ne!(h, base, "{what} did not change the hash");
             assert!(seen.insert(h), "{what} collided with another change");
         }
+    }
+
+    #[test]
+    fn sets_of_one_name_are_ordered_by_their_content() {
+        let mut a = sample();
+        a.sets.push(set("ipf4", Family::V4, &["192.0.2.0/24"]));
+        let mut b = a.clone();
+        b.sets.reverse();
+        assert_eq!(a.canonical_hash(), b.canonical_hash());
+        b.sets.pop();
+        assert_ne!(a.canonical_hash(), b.canonical_hash());
     }
 
     #[test]
