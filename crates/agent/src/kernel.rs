@@ -9,7 +9,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The hash the server publishes for a ruleset: SHA-256 of its nft rendering.
+/// The hash the server publishes for a ruleset: its canonical hash (of the IR, not of a rendering).
 pub fn ruleset_hash(rs: &NodeRuleset) -> String {
-    sha256_hex(fleetwall_render::nft::render(rs).as_bytes())
+    rs.canonical_hash()
 }

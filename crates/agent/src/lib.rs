@@ -19,8 +19,10 @@ mod kernel;
 mod stats;
 
 pub use baseline::{baseline, Management, DEFAULT_MANAGEMENT_PORTS};
+use fleetwall_api::client::{error_body, Api, CallError};
+use fleetwall_api::{Report, RulesetResponse};
 pub use fleetwall_apply::{Dataplane, How, Iptables, Memory, Mode, Nft};
-use fleetwall_http::{Client, Response};
+use fleetwall_http::Client;
 use fleetwall_ir::NodeRuleset;
 use ipnet::IpNet;
 pub use kernel::{ruleset_hash, sha256_hex};
@@ -64,13 +66,18 @@ pub struct LastGood {
     pub ruleset: NodeRuleset,
 }
 
-/// A ruleset response; the ruleset is decoded in a second step so that a refusal can
-/// name the revision it refuses.
-#[derive(Deserialize)]
-struct Fetched<R = serde_json::Value> {
-    revision: i64,
-    hash: String,
-    ruleset: R,
+/// Whether `hash`, the one the server published (or a last good file recorded), is the
+/// hash of `rs`: its canonical hash, or — from a server (or file) of the version before
+/// the canonical hash — SHA-256 of its nft rendering. The agent reports back the hash it
+/// was given, so either kind of server sees its own.
+pub fn hash_matches(rs: &NodeRuleset, hash: &str) -> bool {
+    hash == rs.canonical_hash() || hash == legacy_hash(rs)
+}
+
+/// The hash servers published before the canonical one: SHA-256 of the nft rendering.
+/// Accepted for one version, so agents can be upgraded before their server.
+fn legacy_hash(rs: &NodeRuleset) -> String {
+    sha256_hex(fleetwall_render::nft::render(rs).as_bytes())
 }
 
 fn now_ms() -> i64 {
@@ -117,7 +124,7 @@ const BASELINE_ERROR: &str =
 /// The agent.
 pub struct Agent {
     cfg: Config,
-    client: Client,
+    api: Api,
     kernel: Box<dyn Dataplane>,
     /// Counters.
     pub stats: Arc<Stats>,
@@ -141,7 +148,7 @@ impl Agent {
             .with_timeout(Duration::from_secs(5));
         Ok(Agent {
             cfg,
-            client,
+            api: Api::new(client),
             kernel,
             stats: Arc::new(Stats::default()),
             current: None,
@@ -178,7 +185,7 @@ impl Agent {
     pub fn load_last_good(&self) -> Option<LastGood> {
         let text = std::fs::read_to_string(self.last_good_path()?).ok()?;
         let lg: LastGood = serde_json::from_str(&text).ok()?;
-        (lg.ruleset.validate().is_ok() && ruleset_hash(&lg.ruleset) == lg.hash).then_some(lg)
+        (lg.ruleset.validate().is_ok() && hash_matches(&lg.ruleset, &lg.hash)).then_some(lg)
     }
 
     fn save_last_good(&self, lg: &LastGood) -> Result<(), String> {
@@ -307,47 +314,44 @@ impl Agent {
     }
 
     fn fetch(&self, after: i64, wait: Duration) -> Result<Option<LastGood>, FetchError> {
-        let path = format!(
-            "/v1/nodes/{}/ruleset?after={after}&wait={:.3}",
-            fleetwall_http::percent_encode(&self.cfg.node),
-            wait.as_secs_f64()
-        );
-        let resp: Response = self
-            .client
-            .request_with_timeout("GET", &path, None, wait + Duration::from_secs(10))
-            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
-        self.stats.server_up.store(true, Ordering::Relaxed);
-        match resp.status {
-            304 => Ok(None),
-            200 => {
-                let f: Fetched = resp
-                    .json_body()
-                    .map_err(|e| FetchError::Refused(format!("refused a ruleset response that does not parse: {e}")))?;
-                let ruleset: NodeRuleset = serde_json::from_value(f.ruleset)
-                    .map_err(|e| FetchError::Refused(format!("refused the ruleset of revision {}: {e}", f.revision)))?;
-                let f: Fetched<NodeRuleset> = Fetched { revision: f.revision, hash: f.hash, ruleset };
-                // Hostile until checked: nothing is rendered from a ruleset that fails validation.
-                f.ruleset
-                    .validate()
-                    .map_err(|e| FetchError::Refused(format!("refused the ruleset of revision {}: {e}", f.revision)))?;
-                if f.ruleset.node != self.cfg.node {
-                    return Err(FetchError::Refused(format!(
-                        "refused the ruleset of revision {}: it is for node {:?}, not {}",
-                        f.revision, f.ruleset.node, self.cfg.node
-                    )));
-                }
-                let hash = ruleset_hash(&f.ruleset);
-                if hash != f.hash {
-                    return Err(FetchError::Refused(format!(
-                        "ruleset of revision {} does not match its hash (got {hash}, server says {})",
-                        f.revision, f.hash
-                    )));
-                }
-                Ok(Some(LastGood { revision: f.revision, hash: f.hash, applied_ms: 0, ruleset: f.ruleset }))
-            }
-            s @ (401 | 403) => Err(FetchError::TokenRefused(format!("{} (status {s})", server_message(&resp)))),
-            s => Err(FetchError::Unreachable(format!("{} (status {s})", server_message(&resp)))),
+        let fetched = self.api.ruleset(&self.cfg.node, after, wait, wait + Duration::from_secs(10));
+        if !matches!(fetched, Err(CallError::Transport(_))) {
+            self.stats.server_up.store(true, Ordering::Relaxed);
         }
+        let f: RulesetResponse<serde_json::Value> = match fetched {
+            Ok(None) => return Ok(None),
+            Ok(Some(f)) => f,
+            Err(CallError::Transport(e)) => return Err(FetchError::Unreachable(e.to_string())),
+            Err(CallError::Decode { status: 200, message }) => {
+                return Err(FetchError::Refused(format!("refused a ruleset response that does not parse: {message}")))
+            }
+            Err(e @ CallError::Refused(_)) if matches!(e.status(), Some(401 | 403)) => {
+                return Err(FetchError::TokenRefused(e.to_string()))
+            }
+            Err(e) => return Err(FetchError::Unreachable(e.to_string())),
+        };
+        // Decoded in a second step, so that a refusal can name the revision it refuses.
+        let ruleset: NodeRuleset = serde_json::from_value(f.ruleset)
+            .map_err(|e| FetchError::Refused(format!("refused the ruleset of revision {}: {e}", f.revision)))?;
+        // Hostile until checked: nothing is rendered from a ruleset that fails validation.
+        ruleset
+            .validate()
+            .map_err(|e| FetchError::Refused(format!("refused the ruleset of revision {}: {e}", f.revision)))?;
+        if ruleset.node != self.cfg.node {
+            return Err(FetchError::Refused(format!(
+                "refused the ruleset of revision {}: it is for node {:?}, not {}",
+                f.revision, ruleset.node, self.cfg.node
+            )));
+        }
+        if !hash_matches(&ruleset, &f.hash) {
+            return Err(FetchError::Refused(format!(
+                "ruleset of revision {} does not match its hash (got {}, server says {})",
+                f.revision,
+                ruleset.canonical_hash(),
+                f.hash
+            )));
+        }
+        Ok(Some(LastGood { revision: f.revision, hash: f.hash, applied_ms: 0, ruleset }))
     }
 
     fn report(&mut self) {
@@ -363,13 +367,16 @@ impl Agent {
             }
             e[..cut].to_string()
         });
-        let body = serde_json::json!({ "revision": revision, "hash": hash, "applied_ms": applied_ms, "error": error });
-        let path = format!("/v1/nodes/{}/status", fleetwall_http::percent_encode(&self.cfg.node));
-        match self.client.send_json("PUT", &path, &body) {
+        let body = Report { applied_ms, error, hash, revision };
+        let path = fleetwall_api::client::paths::node_status(&self.cfg.node);
+        // The answer carries nothing but its status.
+        match self.api.http().send_json("PUT", &path, &body) {
             Ok(r) if r.status == 200 => self.reported = true,
-            Ok(r) => {
-                self.emit(Event::Error(format!("status report refused: {} (status {})", server_message(&r), r.status)))
-            }
+            Ok(r) => self.emit(Event::Error(format!(
+                "status report refused: {} (status {})",
+                error_body(&r).message,
+                r.status
+            ))),
             Err(e) => self.emit(Event::Unreachable(e.to_string())),
         }
     }
@@ -539,16 +546,10 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
     write().map_err(|e| format!("cannot save {}: {e}", path.display()))
 }
 
-fn server_message(r: &Response) -> String {
-    r.json_body::<serde_json::Value>()
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-        .unwrap_or_else(|| r.text().trim().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleetwall_http::Response;
     use fleetwall_render::nft::TABLE;
     use std::path::Path;
     use std::sync::Mutex;
@@ -622,6 +623,24 @@ mod tests {
     }
 
     #[test]
+    fn a_hash_of_the_version_before_the_canonical_one_was_still_understood() {
+        let rs = ruleset("n1");
+        let (canonical, legacy) = (rs.canonical_hash(), legacy_hash(&rs));
+        assert_ne!(canonical, legacy);
+        assert!(hash_matches(&rs, &canonical) && hash_matches(&rs, &legacy));
+        let mut other = ruleset("n1");
+        other.description = "changed".into();
+        assert!(!hash_matches(&other, &canonical) && !hash_matches(&other, &legacy));
+        // A last good file an agent of that version wrote is still used, and its hash kept.
+        let dir = std::env::temp_dir().join(format!("fw-agent-legacy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut a = agent(Some(dir.clone()));
+        a.apply(LastGood { revision: 4, hash: legacy.clone(), applied_ms: 0, ruleset: rs }, From::Server);
+        assert_eq!(a.load_last_good().map(|lg| lg.hash), Some(legacy));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn an_unreachable_server_at_start_means_the_last_good_ruleset() {
         let dir = std::env::temp_dir().join(format!("fw-agent-start-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -686,11 +705,18 @@ mod tests {
         let rs = ruleset("n1");
         let hash = ruleset_hash(&rs);
         let reports = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
-        let (body, got) = (serde_json::json!({ "revision": 5, "hash": hash, "ruleset": rs }), reports.clone());
+        let body = RulesetResponse {
+            fleet_revision: 5,
+            hash: hash.clone(),
+            node: "n1".into(),
+            revision: 5,
+            ruleset: rs.clone(),
+        };
+        let got = reports.clone();
         let handler: fleetwall_http::Handler = Arc::new(move |req| match req.method.as_str() {
             "PUT" => {
                 got.lock().unwrap().push(req.json().unwrap());
-                Response::json(200, &serde_json::json!({}))
+                Response::json(200, &fleetwall_api::Ack { ok: true })
             }
             _ if req.query("after") == Some("5") => Response::new(304, "text/plain", ""),
             _ => Response::json(200, &body),

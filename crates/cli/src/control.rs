@@ -6,7 +6,9 @@ use crate::commands::Outcome;
 use crate::table;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
+use fleetwall_api as wire;
 use fleetwall_http::{percent_encode as enc, Client, Response};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -417,44 +419,29 @@ impl Api {
 }
 
 fn check(resp: Response) -> Result<Value> {
-    let v: Value = resp.json_body().unwrap_or_else(|_| json!({ "message": resp.text().trim() }));
     if resp.status >= 400 {
-        let msg = v.get("message").and_then(Value::as_str).unwrap_or("request failed");
-        let mut text = format!("{msg} (status {})", resp.status);
-        if let Some(diags) = v.get("diagnostics").and_then(Value::as_array) {
-            for d in diags.iter().skip(1) {
-                let at = d.get("path").and_then(Value::as_str).map(|p| format!(" at {p}")).unwrap_or_else(|| {
-                    match (d.get("line").and_then(Value::as_u64), d.get("col").and_then(Value::as_u64)) {
-                        (Some(l), Some(c)) => format!(" at line {l} column {c}"),
-                        _ => String::new(),
-                    }
-                });
-                text.push_str(&format!("\n  also: {}{at}", d.get("message").and_then(Value::as_str).unwrap_or("")));
-            }
+        let e = wire::client::error_body(&resp);
+        let mut text = format!("{} (status {})", e.message, e.status);
+        for d in e.diagnostics.iter().skip(1) {
+            text.push_str(&format!("\n  also: {}{}", d.message, d.location()));
         }
         return Err(ApiFailure(text).into());
     }
-    Ok(v)
+    Ok(resp.json_body().unwrap_or_else(|_| json!({ "message": resp.text().trim() })))
 }
 
-fn cell(v: Option<&Value>) -> String {
-    match v {
-        // Blank, as the platform's CLI prints it; `--json` keeps the null.
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) => a.iter().map(|x| cell(Some(x))).collect::<Vec<_>>().join(","),
-        Some(other) => other.to_string(),
-    }
+/// The server's JSON as the wire type the API promises for it.
+fn typed<T: DeserializeOwned>(v: Value) -> Result<T> {
+    serde_json::from_value(v)
+        .map_err(|e| ApiFailure(format!("the server's answer is not what the API promises: {e}")).into())
 }
 
-fn print_table(v: &Value, list_key: &str, cols: &[(&str, &str)]) {
-    let rows: Vec<Vec<String>> = v
-        .get(list_key)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(|r| cols.iter().map(|(_, k)| cell(r.pointer(k))).collect()).collect())
-        .unwrap_or_default();
-    let headers: Vec<&str> = cols.iter().map(|(h, _)| *h).collect();
-    print!("{}", table::render(&headers, &rows));
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(T::to_string).unwrap_or_default()
+}
+
+fn print_rows(headers: &[&str], rows: &[Vec<String>]) {
+    print!("{}", table::render(headers, rows));
 }
 
 fn show(v: &Value) {
@@ -462,18 +449,15 @@ fn show(v: &Value) {
 }
 
 /// A write's outcome: the server's JSON, or one line saying what changed.
-fn report(v: &Value, json_out: bool, what: &str) {
+fn report(v: &Value, json_out: bool, what: &str) -> Result<()> {
     if json_out {
         show(v)
     } else {
-        print_written(v, what)
+        let w: wire::Written = typed(v.clone())?;
+        let n = w.nodes_changed;
+        println!("{what}: fleet revision {}, {n} node ruleset{} changed", w.revision, if n == 1 { "" } else { "s" });
     }
-}
-
-fn print_written(v: &Value, what: &str) {
-    let rev = v.get("revision").and_then(Value::as_i64).unwrap_or(0);
-    let n = v.get("nodes_changed").and_then(Value::as_u64).unwrap_or(0);
-    println!("{what}: fleet revision {rev}, {n} node ruleset{} changed", if n == 1 { "" } else { "s" });
+    Ok(())
 }
 
 fn parse_node(spec: &str) -> Result<(String, Value)> {
@@ -498,40 +482,31 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             if json_out {
                 show(&v);
             } else {
-                let rows: Vec<Vec<String>> = v["nodes"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|n| {
-                                let lag = n["lag_ms"].as_i64().unwrap_or(0);
-                                vec![
-                                    cell(n.get("node")),
-                                    format!("{}/{}", cell(n.get("project")), cell(n.get("service"))),
-                                    cell(n.get("desired_revision")),
-                                    cell(n.get("applied_revision")),
-                                    n["desired_hash"]
-                                        .as_str()
-                                        .map(|h| h[..12.min(h.len())].to_string())
-                                        .unwrap_or_default(),
-                                    cell(n.get("state")),
-                                    format!("{:.3}s", lag as f64 / 1000.0),
-                                    cell(n.get("applied_at")),
-                                    cell(n.get("error")),
-                                ]
-                            })
-                            .collect()
+                let st: wire::StatusView = typed(v)?;
+                let rows: Vec<Vec<String>> = st
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        vec![
+                            n.node.clone(),
+                            format!("{}/{}", n.project, n.service),
+                            n.desired_revision.to_string(),
+                            opt(&n.applied_revision),
+                            n.desired_hash.chars().take(12).collect(),
+                            n.state.clone(),
+                            format!("{:.3}s", n.lag_ms as f64 / 1000.0),
+                            opt(&n.applied_at),
+                            opt(&n.error),
+                        ]
                     })
-                    .unwrap_or_default();
-                print!(
-                    "{}",
-                    table::render(
-                        &["NODE", "SERVICE", "DESIRED", "APPLIED", "HASH", "STATE", "LAG", "APPLIED_AT", "ERROR"],
-                        &rows
-                    )
+                    .collect();
+                print_rows(
+                    &["NODE", "SERVICE", "DESIRED", "APPLIED", "HASH", "STATE", "LAG", "APPLIED_AT", "ERROR"],
+                    &rows,
                 );
                 let total = rows.len();
-                let in_sync = rows.iter().filter(|r| r[5] == "in-sync").count();
-                println!("fleet revision {}: {in_sync}/{total} nodes in sync", cell(v.get("revision")));
+                let in_sync = st.nodes.iter().filter(|n| n.state == wire::state::IN_SYNC).count();
+                println!("fleet revision {}: {in_sync}/{total} nodes in sync", st.revision);
             }
         }
         ClientCmd::Project(p) => match p {
@@ -540,16 +515,13 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 if json_out {
                     show(&v)
                 } else {
-                    print_table(
-                        &v,
-                        "projects",
-                        &[
-                            ("PROJECT", "/name"),
-                            ("BASE_PORT", "/base_port"),
-                            ("VPCS", "/vpcs"),
-                            ("SERVICES", "/services"),
-                        ],
-                    )
+                    let list: wire::ProjectList = typed(v)?;
+                    let rows: Vec<Vec<String>> = list
+                        .projects
+                        .iter()
+                        .map(|p| vec![p.name.clone(), opt(&p.base_port), p.vpcs.to_string(), p.services.to_string()])
+                        .collect();
+                    print_rows(&["PROJECT", "BASE_PORT", "VPCS", "SERVICES"], &rows)
                 }
             }
             ProjectCmd::Create { name, base_port } => {
@@ -558,41 +530,40 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     body["base_port"] = json!(b);
                 }
                 let v = api.call("POST", "/v1/projects", Some(&body))?;
-                report(&v, json_out, &format!("Created project {name}"))
+                report(&v, json_out, &format!("Created project {name}"))?
             }
             ProjectCmd::Delete { name } => {
                 let v = api.call("DELETE", &format!("/v1/projects/{}", enc(&name)), None)?;
-                report(&v, json_out, &format!("Deleted project {name}"))
+                report(&v, json_out, &format!("Deleted project {name}"))?
             }
         },
         ClientCmd::Vpc(c) => match c {
             VpcCmd::List { project } => {
-                let mut v = api.call("GET", &format!("/v1/projects/{}/vpcs", enc(&project)), None)?;
+                let v = api.call("GET", &wire::client::paths::vpcs(&project), None)?;
                 if json_out {
                     show(&v)
                 } else {
-                    // Peerings read as `vpc-0abc (172.31.0.0/16)`, not as JSON.
-                    for vpc in v.get_mut("vpcs").and_then(Value::as_array_mut).into_iter().flatten() {
-                        let text: Vec<String> = vpc
-                            .get("peerings")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                            .map(|p| format!("{} ({})", cell(p.get("peer_vpc")), cell(p.get("peer_cidrs"))))
-                            .collect();
-                        vpc["peerings"] = json!(text.join(", "));
-                    }
-                    print_table(
-                        &v,
-                        "vpcs",
-                        &[
-                            ("VPC", "/name"),
-                            ("CLOUD", "/cloud"),
-                            ("NETWORK_CIDR", "/network_cidr"),
-                            ("PRIVATELINK_CIDRS", "/privatelink_cidrs"),
-                            ("PEERINGS", "/peerings"),
-                        ],
-                    )
+                    let list: wire::VpcList = typed(v)?;
+                    let rows: Vec<Vec<String>> = list
+                        .vpcs
+                        .iter()
+                        .map(|vpc| {
+                            // Peerings read as `vpc-0abc (172.31.0.0/16)`, not as JSON.
+                            let peerings: Vec<String> = vpc
+                                .peerings()
+                                .iter()
+                                .map(|p| format!("{} ({})", p.peer_vpc, p.peer_cidrs.join(",")))
+                                .collect();
+                            vec![
+                                vpc.name.clone(),
+                                vpc.cloud(),
+                                vpc.network_cidr(),
+                                vpc.privatelink_cidrs().join(","),
+                                peerings.join(", "),
+                            ]
+                        })
+                        .collect();
+                    print_rows(&["VPC", "CLOUD", "NETWORK_CIDR", "PRIVATELINK_CIDRS", "PEERINGS"], &rows)
                 }
             }
             VpcCmd::Create { project, name, cloud, network_cidr, privatelink_cidrs } => {
@@ -601,19 +572,21 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     body["privatelink_cidrs"] = json!(privatelink_cidrs);
                 }
                 let v = api.call("POST", &format!("/v1/projects/{}/vpcs", enc(&project)), Some(&body))?;
-                report(&v, json_out, &format!("Created VPC {project}/{name}"))
+                report(&v, json_out, &format!("Created VPC {project}/{name}"))?
             }
             VpcCmd::Delete { project, name } => {
                 let v = api.call("DELETE", &format!("/v1/projects/{}/vpcs/{}", enc(&project), enc(&name)), None)?;
-                report(&v, json_out, &format!("Deleted VPC {project}/{name}"))
+                report(&v, json_out, &format!("Deleted VPC {project}/{name}"))?
             }
             VpcCmd::Peering(PeeringCmd::List { project, vpc }) => {
-                let v = api.call("GET", &format!("/v1/projects/{}/vpcs/{}", enc(&project), enc(&vpc)), None)?;
+                let v = api.call("GET", &wire::client::paths::vpc(&project, &vpc), None)?;
                 if json_out {
                     show(&v.get("peerings").cloned().unwrap_or(json!([])))
                 } else {
-                    let rows = json!({ "rows": v.get("peerings").cloned().unwrap_or(json!([])) });
-                    print_table(&rows, "rows", &[("PEER_VPC", "/peer_vpc"), ("PEER_CIDRS", "/peer_cidrs")])
+                    let vpc: wire::Vpc = typed(v)?;
+                    let rows: Vec<Vec<String>> =
+                        vpc.peerings().into_iter().map(|p| vec![p.peer_vpc, p.peer_cidrs.join(",")]).collect();
+                    print_rows(&["PEER_VPC", "PEER_CIDRS"], &rows)
                 }
             }
             VpcCmd::Peering(PeeringCmd::Create { project, vpc, peer_vpc, peer_cidrs }) => {
@@ -623,7 +596,7 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     &format!("/v1/projects/{}/vpcs/{}/peerings", enc(&project), enc(&vpc)),
                     Some(&body),
                 )?;
-                report(&v, json_out, &format!("Peered {project}/{vpc} with {peer_vpc}"))
+                report(&v, json_out, &format!("Peered {project}/{vpc} with {peer_vpc}"))?
             }
             VpcCmd::Peering(PeeringCmd::Delete { project, vpc, peer_vpc }) => {
                 let v = api.call(
@@ -631,52 +604,55 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     &format!("/v1/projects/{}/vpcs/{}/peerings/{}", enc(&project), enc(&vpc), enc(&peer_vpc)),
                     None,
                 )?;
-                report(&v, json_out, &format!("Removed peering {project}/{vpc} ↔ {peer_vpc}"))
+                report(&v, json_out, &format!("Removed peering {project}/{vpc} ↔ {peer_vpc}"))?
             }
         },
         ClientCmd::Service(c) => service(&api, json_out, c)?,
-        ClientCmd::Node(c) => match c {
-            NodeCmd::List { project, service } => {
-                let path = format!("/v1/projects/{}/services/{}", enc(&project), enc(&service));
-                let v = api.call("GET", &path, None)?;
-                let rows: Vec<Value> = v
-                    .get("nodes")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                    .map(|(name, n)| json!({ "node": name, "private": n.get("private"), "public": n.get("public") }))
-                    .collect();
-                if json_out {
-                    show(&json!(rows))
-                } else {
-                    print_table(
-                        &json!({ "rows": rows }),
-                        "rows",
-                        &[("NODE", "/node"), ("PRIVATE", "/private"), ("PUBLIC", "/public")],
-                    )
+        ClientCmd::Node(c) => {
+            match c {
+                NodeCmd::List { project, service } => {
+                    let v = api.call("GET", &wire::client::paths::service(&project, &service), None)?;
+                    let svc: wire::Service = typed(v)?;
+                    if json_out {
+                        // The addresses as stored: one string or a list each.
+                        let nodes = svc.stored.get("nodes").and_then(Value::as_object);
+                        let rows: Vec<Value> = nodes
+                        .into_iter()
+                        .flatten()
+                        .map(|(name, n)| json!({ "node": name, "private": n.get("private"), "public": n.get("public") }))
+                        .collect();
+                        show(&json!(rows))
+                    } else {
+                        let rows: Vec<Vec<String>> = svc
+                            .nodes()
+                            .into_iter()
+                            .map(|(name, a)| vec![name, a.private.join(","), a.public.join(",")])
+                            .collect();
+                        print_rows(&["NODE", "PRIVATE", "PUBLIC"], &rows)
+                    }
+                }
+                NodeCmd::Add { project, service, name, private, public } => {
+                    let mut body = json!({ "name": name, "private": private });
+                    if !public.is_empty() {
+                        body["public"] = json!(public);
+                    }
+                    let v = api.call(
+                        "POST",
+                        &format!("/v1/projects/{}/services/{}/nodes", enc(&project), enc(&service)),
+                        Some(&body),
+                    )?;
+                    report(&v, json_out, &format!("Added node {name} to {project}/{service}"))?
+                }
+                NodeCmd::Remove { project, service, name } => {
+                    let v = api.call(
+                        "DELETE",
+                        &format!("/v1/projects/{}/services/{}/nodes/{}", enc(&project), enc(&service), enc(&name)),
+                        None,
+                    )?;
+                    report(&v, json_out, &format!("Removed node {name} from {project}/{service}"))?
                 }
             }
-            NodeCmd::Add { project, service, name, private, public } => {
-                let mut body = json!({ "name": name, "private": private });
-                if !public.is_empty() {
-                    body["public"] = json!(public);
-                }
-                let v = api.call(
-                    "POST",
-                    &format!("/v1/projects/{}/services/{}/nodes", enc(&project), enc(&service)),
-                    Some(&body),
-                )?;
-                report(&v, json_out, &format!("Added node {name} to {project}/{service}"))
-            }
-            NodeCmd::Remove { project, service, name } => {
-                let v = api.call(
-                    "DELETE",
-                    &format!("/v1/projects/{}/services/{}/nodes/{}", enc(&project), enc(&service), enc(&name)),
-                    None,
-                )?;
-                report(&v, json_out, &format!("Removed node {name} from {project}/{service}"))
-            }
-        },
+        }
         ClientCmd::Fleet(FleetCmd::Get { revision }) => {
             let q = revision.map(|r| format!("&revision={r}")).unwrap_or_default();
             // The whole fleet, rendered back, can be larger than the 64 MiB fleet file the
@@ -703,7 +679,7 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 .request("PUT", "/v1/fleet", Some(("application/yaml", &text)))
                 .map_err(|e| ApiFailure(e.to_string()))?;
             let v = check(resp)?;
-            report(&v, json_out, &format!("Loaded {}", file.display()))
+            report(&v, json_out, &format!("Loaded {}", file.display()))?
         }
         ClientCmd::Token(TokenCmd::Create { project, node, admin, ttl }) => {
             let mut body = match (project, node, admin) {
@@ -719,7 +695,7 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             if json_out {
                 show(&v)
             } else {
-                println!("{}", cell(v.get("token")))
+                println!("{}", typed::<wire::TokenCreated>(v)?.token)
             }
         }
         ClientCmd::Token(TokenCmd::List) => {
@@ -727,19 +703,13 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             if json_out {
                 show(&v)
             } else {
-                print_table(
-                    &v,
-                    "tokens",
-                    &[
-                        ("ID", "/id"),
-                        ("KIND", "/kind"),
-                        ("SCOPE", "/scope"),
-                        ("STATE", "/state"),
-                        ("CREATED", "/created_at"),
-                        ("EXPIRES", "/expires_at"),
-                        ("REVOKED", "/revoked_at"),
-                    ],
-                )
+                let list: wire::TokenList = typed(v)?;
+                let rows: Vec<Vec<String>> = list
+                    .tokens
+                    .into_iter()
+                    .map(|t| vec![t.id, t.kind, t.scope, t.state, t.created_at, opt(&t.expires_at), opt(&t.revoked_at)])
+                    .collect();
+                print_rows(&["ID", "KIND", "SCOPE", "STATE", "CREATED", "EXPIRES", "REVOKED"], &rows)
             }
         }
         ClientCmd::Token(TokenCmd::Revoke { id }) => {
@@ -747,7 +717,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             if json_out {
                 show(&v)
             } else {
-                println!("Revoked token {} ({} {})", cell(v.get("id")), cell(v.get("kind")), cell(v.get("scope")))
+                let t: wire::TokenInfo = typed(v)?;
+                println!("Revoked token {} ({} {})", t.id, t.kind, t.scope)
             }
         }
         ClientCmd::BackupKey { project, service, private } => {
@@ -757,8 +728,9 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             if json_out {
                 show(&v)
             } else {
-                let pem = if private { v.get("private_key") } else { v.get("public_key") };
-                print!("{}", cell(pem));
+                let key: wire::BackupKey = typed(v)?;
+                let pem = if private { key.private_key.unwrap_or_default() } else { key.public_key };
+                print!("{pem}");
             }
         }
         ClientCmd::Audit { limit, after } => {
@@ -766,18 +738,13 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             if json_out {
                 show(&v)
             } else {
-                print_table(
-                    &v,
-                    "entries",
-                    &[
-                        ("ID", "/id"),
-                        ("AT", "/at"),
-                        ("ACTOR", "/actor"),
-                        ("ACTION", "/action"),
-                        ("TARGET", "/target"),
-                        ("REVISION", "/revision"),
-                    ],
-                );
+                let log: wire::AuditLog = typed(v)?;
+                let rows: Vec<Vec<String>> = log
+                    .entries
+                    .into_iter()
+                    .map(|e| vec![e.id.to_string(), e.at, e.actor, e.action, e.target, opt(&e.revision)])
+                    .collect();
+                print_rows(&["ID", "AT", "ACTOR", "ACTION", "TARGET", "REVISION"], &rows);
             }
         }
     }
@@ -792,30 +759,22 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
             if json_out {
                 show(&v)
             } else {
-                let rows: Vec<Vec<String>> = v["services"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|s| {
-                                vec![
-                                    cell(s.get("name")),
-                                    cell(s.get("type")),
-                                    cell(s.get("cloud")),
-                                    cell(s.get("vpc")),
-                                    s["nodes"].as_object().map(|o| o.len()).unwrap_or(0).to_string(),
-                                    s.pointer("/user_config/ip_filter")
-                                        .and_then(Value::as_array)
-                                        .map(|a| a.len().to_string())
-                                        .unwrap_or_else(|| "null".into()),
-                                ]
-                            })
-                            .collect()
+                let list: wire::ServiceList = typed(v)?;
+                let rows: Vec<Vec<String>> = list
+                    .services
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.name.clone(),
+                            s.service_type(),
+                            s.cloud(),
+                            s.vpc(),
+                            s.nodes().len().to_string(),
+                            s.ip_filter_len().map_or_else(|| "null".into(), |n| n.to_string()),
+                        ]
                     })
-                    .unwrap_or_default();
-                print!(
-                    "{}",
-                    table::render(&["SERVICE_NAME", "SERVICE_TYPE", "CLOUD_NAME", "VPC", "NODES", "IP_FILTER"], &rows)
-                );
+                    .collect();
+                print_rows(&["SERVICE_NAME", "SERVICE_TYPE", "CLOUD_NAME", "VPC", "NODES", "IP_FILTER"], &rows);
             }
         }
         ServiceCmd::Get { project, service } => {
@@ -823,25 +782,20 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
             if json_out {
                 show(&v)
             } else {
+                let svc: wire::Service = typed(v)?;
                 println!(
                     "SERVICE {project}/{service}  TYPE {}  CLOUD {}  VPC {}",
-                    cell(v.get("type")),
-                    cell(v.get("cloud")),
-                    cell(v.get("vpc"))
+                    svc.service_type(),
+                    svc.cloud(),
+                    svc.vpc()
                 );
-                println!("user_config: {}", v.get("user_config").cloned().unwrap_or(json!({})));
-                print_table(
-                    &v,
-                    "listeners",
-                    &[
-                        ("NODE", "/node"),
-                        ("COMPONENT", "/component"),
-                        ("ROUTE", "/route"),
-                        ("ADDRESS", "/address"),
-                        ("PORT", "/port"),
-                        ("PROTOCOL", "/protocol"),
-                    ],
-                );
+                println!("user_config: {}", svc.user_config());
+                let rows: Vec<Vec<String>> = svc
+                    .listeners
+                    .into_iter()
+                    .map(|l| vec![l.node, l.component, l.route, l.address, l.port.to_string(), l.protocol])
+                    .collect();
+                print_rows(&["NODE", "COMPONENT", "ROUTE", "ADDRESS", "PORT", "PROTOCOL"], &rows);
             }
         }
         ServiceCmd::Create { project, service, service_type, cloud, vpc, nodes, config } => {
@@ -864,7 +818,7 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
                 body["user_config"] = fleetwall_model::edit::apply(&json!({}), &edits).map_err(ApiFailure)?;
             }
             let v = api.call("POST", &format!("/v1/projects/{}/services", enc(&project)), Some(&body))?;
-            report(&v, json_out, &format!("Created service {project}/{service}"))
+            report(&v, json_out, &format!("Created service {project}/{service}"))?
         }
         ServiceCmd::Update { project, service, config, remove } => {
             if config.is_empty() && remove.is_empty() {
@@ -872,22 +826,15 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
             }
             let body = json!({ "config": expand_config(&config)?, "remove": remove });
             let v = api.call("PATCH", &format!("{}/user_config", svc_path(&project, &service)), Some(&body))?;
-            report(&v, json_out, &format!("Updated {project}/{service}"))
+            report(&v, json_out, &format!("Updated {project}/{service}"))?
         }
         ServiceCmd::Delete { project, service } => {
             let v = api.call("DELETE", &svc_path(&project, &service), None)?;
-            report(&v, json_out, &format!("Deleted service {project}/{service}"))
+            report(&v, json_out, &format!("Deleted service {project}/{service}"))?
         }
         ServiceCmd::Privatelink { provider, verb } => {
             let base = |p: &str, s: &str| format!("{}/privatelink/{provider}", svc_path(p, s));
-            let pl_cols: &[(&str, &str)] = &[
-                ("PROJECT", "/project"),
-                ("SERVICE", "/service"),
-                ("PROVIDER", "/provider"),
-                ("STATE", "/state"),
-                ("AWS_SERVICE_ID", "/aws_service_id"),
-                ("PRINCIPALS", "/principals"),
-            ];
+            let mut deleted = false;
             let v = match verb {
                 PrivatelinkCmd::Create { principals, project, service } => {
                     api.call("POST", &base(&project, &service), Some(&json!({ "principals": principals })))?
@@ -896,22 +843,22 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
                 PrivatelinkCmd::Update { principals, project, service } => {
                     api.call("PUT", &base(&project, &service), Some(&json!({ "principals": principals })))?
                 }
-                PrivatelinkCmd::Delete { project, service } => api.call("DELETE", &base(&project, &service), None)?,
+                PrivatelinkCmd::Delete { project, service } => {
+                    deleted = true;
+                    api.call("DELETE", &base(&project, &service), None)?
+                }
                 PrivatelinkCmd::Connection(ConnectionCmd::List { project, service }) => {
                     let v = api.call("GET", &format!("{}/connections", base(&project, &service)), None)?;
                     if json_out {
                         show(&v)
                     } else {
-                        print_table(
-                            &v,
-                            "connections",
-                            &[
-                                ("PRIVATELINK_CONNECTION_ID", "/privatelink_connection_id"),
-                                ("VPC_ENDPOINT_ID", "/vpc_endpoint_id"),
-                                ("DNS_NAME", "/dns_name"),
-                                ("STATE", "/state"),
-                            ],
-                        );
+                        let list: wire::PrivatelinkConnections = typed(v)?;
+                        let rows: Vec<Vec<String>> = list
+                            .connections
+                            .into_iter()
+                            .map(|c| vec![c.privatelink_connection_id, c.vpc_endpoint_id, c.dns_name, c.state])
+                            .collect();
+                        print_rows(&["PRIVATELINK_CONNECTION_ID", "VPC_ENDPOINT_ID", "DNS_NAME", "STATE"], &rows);
                     }
                     return Ok(());
                 }
@@ -919,7 +866,15 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
             if json_out {
                 show(&v)
             } else {
-                print_table(&json!({ "rows": [v] }), "rows", pl_cols);
+                let row = if deleted {
+                    let d: wire::PrivatelinkDeletion = typed(v)?;
+                    vec![d.project, d.service, d.provider, d.state, String::new(), String::new()]
+                } else {
+                    let pl: wire::Privatelink = typed(v)?;
+                    let principals = pl.principal_list().join(",");
+                    vec![pl.project, pl.service, pl.provider, pl.state, opt(&pl.aws_service_id), principals]
+                };
+                print_rows(&["PROJECT", "SERVICE", "PROVIDER", "STATE", "AWS_SERVICE_ID", "PRINCIPALS"], &[row]);
             }
         }
     }

@@ -37,8 +37,8 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn gateways_write(admin: &Client, k: usize) -> Result<(i64, Instant)> {
-    let fleet = admin.get("/v1/fleet").map_err(|e| anyhow!("{e}"))?.json_body::<Value>()?;
-    let mut platform = fleet["fleet"]["platform"].clone();
+    let fleet = admin.get("/v1/fleet").map_err(|e| anyhow!("{e}"))?.json_body::<fleetwall_api::FleetRevision>()?;
+    let mut platform = fleet.fleet["platform"].clone();
     let gws = platform["management_gateways"].as_array_mut().ok_or_else(|| anyhow!("no gateways"))?;
     // Alternate between adding and removing a fifth gateway.
     if k.is_multiple_of(2) {
@@ -51,7 +51,7 @@ fn gateways_write(admin: &Client, k: usize) -> Result<(i64, Instant)> {
     if r.status != 200 {
         bail!("write refused: {} (status {})", r.text(), r.status);
     }
-    Ok((r.json_body::<Value>()?["revision"].as_i64().unwrap_or(0), t0))
+    Ok((r.json_body::<fleetwall_api::Written>()?.revision, t0))
 }
 
 /// A fresh control plane on SQLite in a scratch directory, with an admin token.

@@ -95,7 +95,7 @@ fn serve(state: &Arc<Mutex<Fake>>, ruleset: Value) -> i64 {
         .unwrap_or_else(|_| "0".repeat(64));
     let mut s = state.lock().unwrap();
     s.revision += 1;
-    s.body = json!({ "revision": s.revision, "hash": hash, "ruleset": ruleset });
+    s.body = json!({ "fleet_revision": s.revision, "node": "pg-main-1", "revision": s.revision, "hash": hash, "ruleset": ruleset });
     s.revision
 }
 

@@ -14,8 +14,10 @@
 //! else a renderer prints (names, ids, free text without control characters, references
 //! that resolve) before anything is rendered from it.
 
+mod hash;
 mod validate;
 
+pub use hash::HASH_VERSION;
 pub use validate::{is_valid_node_name, Invalid, InvalidKind, SetName};
 
 use ipnet::IpNet;

@@ -5,6 +5,7 @@
 //! ([`admit`], so a stranger cannot make the server buffer a body), and again in the routing.
 
 use crate::{ops, ptr, Actor, ApiError, ControlPlane, Report, Written};
+use fleetwall_api as wire;
 use fleetwall_http::{Admission, Request, RequestHead, Response};
 use serde_json::{json, Value};
 use std::ops::RangeInclusive;
@@ -64,10 +65,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 pub const UNAUTHENTICATED_MAX_BODY: usize = 4 << 10;
 
 fn error_response(e: &ApiError) -> Response {
-    let mut body = json!({ "message": e.message, "status": e.status });
-    if !e.diagnostics.is_empty() {
-        body["diagnostics"] = Value::Array(e.diagnostics.clone());
-    }
+    let body = wire::ErrorBody { diagnostics: e.diagnostics.clone(), message: e.message.clone(), status: e.status };
     let r = Response::json(e.status, &body);
     if e.status == 401 {
         r.header("www-authenticate", "Bearer")
@@ -176,10 +174,9 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
     let m = req.method.as_str();
     match (m, segs.as_slice()) {
         ("GET", ["healthz"]) => {
-            return Ok(Response::json(
-                200,
-                &json!({ "status": "ok", "revision": cp.snapshot().revision, "store": cp.db.kind() }),
-            ))
+            let health =
+                wire::Health { revision: cp.snapshot().revision, status: "ok".into(), store: cp.db.kind().into() };
+            return Ok(Response::json(200, &health));
         }
         ("GET", ["openapi.json"]) => return Ok(Response::new(200, "application/json", OPENAPI)),
         ("GET", ["metrics"]) => {
@@ -217,7 +214,7 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 let text = format!("# fleet revision {rev}\n{}", crate::doc::to_yaml(&doc).text);
                 return Ok(Response::new(200, "application/yaml", text).header("x-fleet-revision", &rev.to_string()));
             }
-            Ok(Response::json(200, &json!({ "revision": rev, "fleet": doc })))
+            Ok(Response::json(200, &wire::FleetRevision { fleet: doc, revision: rev }))
         }
         ("PUT", ["v1", "fleet"]) => {
             need_admin(&actor)?;
@@ -231,13 +228,13 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             Ok(written(cp.edit(&actor, "platform.update", "/platform", |d| ops::put_platform(d, &body))?, 200))
         }
         ("GET", ["v1", "projects"]) => {
-            let list: Vec<Value> = snap
+            let projects: Vec<wire::Project> = snap
                 .doc
                 .get("projects")
                 .and_then(Value::as_object)
                 .map(|o| o.iter().filter(|(p, _)| actor.may_project(p)).map(|(p, v)| project_view(p, v)).collect())
                 .unwrap_or_default();
-            Ok(Response::json(200, &json!({ "projects": list })))
+            Ok(Response::json(200, &wire::ProjectList { projects }))
         }
         ("POST", ["v1", "projects"]) => {
             need_admin(&actor)?;
@@ -260,12 +257,12 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
         ("GET", ["v1", "projects", p, "vpcs"]) => {
             need_project(&actor, p)?;
             let proj = project_in(&snap.doc, p)?;
-            let list: Vec<Value> = proj
+            let vpcs: Vec<wire::Vpc> = proj
                 .get("vpcs")
                 .and_then(Value::as_object)
-                .map(|o| o.iter().map(|(n, v)| named(n, v)).collect())
+                .map(|o| o.iter().map(|(n, v)| wire::Vpc { name: n.clone(), stored: stored(v) }).collect())
                 .unwrap_or_default();
-            Ok(Response::json(200, &json!({ "vpcs": list })))
+            Ok(Response::json(200, &wire::VpcList { vpcs }))
         }
         ("POST", ["v1", "projects", p, "vpcs"]) => {
             need_project(&actor, p)?;
@@ -278,7 +275,7 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             need_project(&actor, p)?;
             let vpc =
                 snap.doc.pointer(&format!("/projects/{}/vpcs/{}", ptr(p), ptr(v))).ok_or_else(|| ops::no_vpc(p, v))?;
-            Ok(Response::json(200, &named(v, vpc)))
+            Ok(Response::json(200, &wire::Vpc { name: v.to_string(), stored: stored(vpc) }))
         }
         ("DELETE", ["v1", "projects", p, "vpcs", v]) => {
             need_project(&actor, p)?;
@@ -302,15 +299,15 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
         ("GET", ["v1", "projects", p, "services"]) => {
             need_project(&actor, p)?;
             let proj = project_in(&snap.doc, p)?;
-            let list: Vec<Value> = proj
+            let listeners = listeners_of(&snap, p);
+            let services = proj
                 .get("services")
                 .and_then(Value::as_object)
-                .map(|o| {
-                    let listeners = listeners_of(&snap, p);
-                    o.iter().map(|(n, v)| service_view(cp, &listeners, p, n, v)).collect()
-                })
-                .unwrap_or_default();
-            Ok(Response::json(200, &json!({ "services": list })))
+                .into_iter()
+                .flatten()
+                .map(|(n, v)| service_view(cp, &listeners, p, n, v))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Response::json(200, &wire::ServiceList { services }))
         }
         ("POST", ["v1", "projects", p, "services"]) => {
             need_project(&actor, p)?;
@@ -337,7 +334,7 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
         ("GET", ["v1", "projects", p, "services", s]) => {
             need_project(&actor, p)?;
             let svc = service_in(&snap.doc, p, s)?;
-            Ok(Response::json(200, &service_view(cp, &listeners_of(&snap, p), p, s, svc)))
+            Ok(Response::json(200, &service_view(cp, &listeners_of(&snap, p), p, s, svc)?))
         }
         ("DELETE", ["v1", "projects", p, "services", s]) => {
             need_project(&actor, p)?;
@@ -379,8 +376,8 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             privatelink(cp, &actor, req, p, s, provider, rest)
         }
         ("GET", ["v1", "status"]) => {
-            let rows = cp.status(|d| actor.may_project(&d.project) || matches!(&actor, Actor::Admin(_)))?;
-            Ok(Response::json(200, &json!({ "revision": snap.revision, "nodes": rows })))
+            let nodes = cp.status(|d| actor.may_project(&d.project) || matches!(&actor, Actor::Admin(_)))?;
+            Ok(Response::json(200, &wire::StatusView { nodes, revision: snap.revision }))
         }
         ("GET", ["v1", "audit"]) => {
             need_admin(&actor)?;
@@ -392,22 +389,20 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                     &[crate::db::V::I(after), crate::db::V::I(limit)],
                 )
             })?;
-            let entries: Vec<Value> = rows
+            let entries: Vec<wire::AuditEntry> = rows
                 .iter()
-                .map(|r| {
-                    json!({
-                        "id": r[0].int(),
-                        "revision": r[1].opt().map(|_| r[1].int()),
-                        "at": r[2].text(),
-                        "actor": r[3].text(),
-                        "action": r[4].text(),
-                        "target": r[5].text(),
-                        "before": serde_json::from_str::<Value>(&r[6].text()).unwrap_or(Value::Null),
-                        "after": serde_json::from_str::<Value>(&r[7].text()).unwrap_or(Value::Null),
-                    })
+                .map(|r| wire::AuditEntry {
+                    id: r[0].int(),
+                    revision: r[1].opt().map(|_| r[1].int()),
+                    at: r[2].text(),
+                    actor: r[3].text(),
+                    action: r[4].text(),
+                    target: r[5].text(),
+                    before: serde_json::from_str::<Value>(&r[6].text()).unwrap_or(Value::Null),
+                    after: serde_json::from_str::<Value>(&r[7].text()).unwrap_or(Value::Null),
                 })
                 .collect();
-            Ok(Response::json(200, &json!({ "entries": entries })))
+            Ok(Response::json(200, &wire::AuditLog { entries }))
         }
         ("POST", ["v1", "tokens"]) => {
             need_admin(&actor)?;
@@ -428,11 +423,12 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             };
             let token = cp.create_token(Some(&actor), kind, scope, ttl)?;
             let id: String = crate::util::sha256_hex(token.as_bytes()).chars().take(12).collect();
-            Ok(Response::json(201, &json!({ "id": id, "kind": kind, "scope": scope, "token": token })))
+            let created = wire::TokenCreated { id, kind: kind.into(), scope: scope.into(), token };
+            Ok(Response::json(201, &created))
         }
         ("GET", ["v1", "tokens"]) => {
             need_admin(&actor)?;
-            Ok(Response::json(200, &json!({ "tokens": cp.list_tokens()? })))
+            Ok(Response::json(200, &wire::TokenList { tokens: cp.list_tokens()? }))
         }
         ("DELETE", ["v1", "tokens", id]) => {
             need_admin(&actor)?;
@@ -462,10 +458,18 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 ))),
                 Some(d) if d.revision <= after => Ok(Response::new(304, "application/json", Vec::new())
                     .header("x-fleet-revision", &d.revision.to_string())),
-                Some(d) => Ok(Response::json(
-                    200,
-                    &json!({ "node": n, "revision": d.revision, "fleet_revision": cp.snapshot().revision, "hash": d.hash, "ruleset": &*d.ruleset }),
-                )),
+                Some(d) => {
+                    // As a JSON value (keys sorted), as the API has always sent it.
+                    let ruleset = serde_json::to_value(&*d.ruleset).map_err(ApiError::internal)?;
+                    let body = wire::RulesetResponse {
+                        fleet_revision: cp.snapshot().revision,
+                        hash: d.hash.clone(),
+                        node: n.to_string(),
+                        revision: d.revision,
+                        ruleset,
+                    };
+                    Ok(Response::json(200, &body))
+                }
             }
         }
         ("PUT", ["v1", "nodes", n, "status"]) => {
@@ -475,13 +479,13 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             }
             let r: Report =
                 serde_json::from_slice(&req.body).map_err(|e| ApiError::bad(format!("invalid status report: {e}")))?;
-            r.validate(snap.revision, crate::util::now_ms())?;
+            r.validate(snap.revision, crate::util::now_ms()).map_err(ApiError::bad)?;
             cp.report(n, &r)?;
             if let Some(d) = snap.nodes.get(*n) {
                 // A private link of this node's service may now be in force everywhere.
                 privatelink_state(cp, &d.project, &d.service, true)?;
             }
-            Ok(Response::json(200, &json!({ "ok": true })))
+            Ok(Response::json(200, &wire::Ack { ok: true }))
         }
         _ => {
             let known = ROUTES.iter().any(|(_, t)| template_matches(t, &segs));
@@ -515,24 +519,20 @@ fn strings(body: &Value, key: &str) -> Result<Vec<String>, ApiError> {
     }
 }
 
-fn named(name: &str, v: &Value) -> Value {
-    let mut o = json!({ "name": name });
-    if let Some(m) = v.as_object() {
-        for (k, x) in m {
-            o[k] = x.clone();
-        }
-    }
-    o
+/// An object of the document as stored (anything else as nothing: the document's
+/// objects are objects).
+fn stored(v: &Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
 }
 
-fn project_view(p: &str, v: &Value) -> Value {
+fn project_view(p: &str, v: &Value) -> wire::Project {
     let count = |k: &str| v.get(k).and_then(Value::as_object).map(|o| o.len()).unwrap_or(0);
-    json!({
-        "name": p,
-        "base_port": v.get("base_port"),
-        "vpcs": count("vpcs"),
-        "services": count("services"),
-    })
+    wire::Project {
+        base_port: v.get("base_port").and_then(Value::as_i64),
+        name: p.into(),
+        services: count("services"),
+        vpcs: count("vpcs"),
+    }
 }
 
 /// The listeners of project `p`'s services (the port table, computed once per request).
@@ -549,16 +549,29 @@ fn service_view(
     p: &str,
     s: &str,
     v: &Value,
-) -> Value {
-    let mut o = named(s, v);
-    o["project"] = json!(p);
-    let mine: Vec<Value> =
-        listeners.iter().filter(|r| r.service == s).filter_map(|r| serde_json::to_value(r).ok()).collect();
-    o["listeners"] = Value::Array(mine);
-    if v.get("privatelink").and_then(Value::as_object).is_some_and(|pl| !pl.is_empty()) {
-        o["privatelink_state"] = json!(privatelink_state(cp, p, s, false).ok().flatten().map(|(st, _)| st));
-    }
-    o
+) -> Result<wire::Service, ApiError> {
+    let listeners = listeners
+        .iter()
+        .filter(|r| r.service == s)
+        .map(|r| wire::Listener {
+            address: r.address.to_string(),
+            component: r.component.clone(),
+            node: r.node.clone(),
+            port: r.port,
+            project: r.project.clone(),
+            protocol: r.protocol.as_str().into(),
+            route: r.route.as_str().into(),
+            service: r.service.clone(),
+        })
+        .collect();
+    // A link the fleet file made has no tracked state: it is in force, as `GET
+    // .../privatelink/{provider}` says too (`active`).
+    let privatelink_state = if v.get("privatelink").and_then(Value::as_object).is_some_and(|pl| !pl.is_empty()) {
+        Some(privatelink_state(cp, p, s, false)?.map_or_else(|| "active".to_string(), |(st, _)| st))
+    } else {
+        None
+    };
+    Ok(wire::Service { listeners, name: s.into(), privatelink_state, project: p.into(), stored: stored(v) })
 }
 
 /// The private-link resource's state; moves `creating` → `active` and finishes `deleting`
@@ -578,7 +591,7 @@ fn privatelink_state(cp: &ControlPlane, p: &str, s: &str, settle: bool) -> Resul
     let nodes = cp.status(|d| d.project == p && d.service == s)?;
     // The snapshot already holds the change (its revision is at least `rev`), so a node in
     // sync with it enforces the change.
-    let done = !nodes.is_empty() && nodes.iter().all(|n| n.state == "in-sync");
+    let done = !nodes.is_empty() && nodes.iter().all(|n| n.state == wire::state::IN_SYNC);
     if !done {
         return Ok(Some((state, rev)));
     }
@@ -604,7 +617,13 @@ fn privatelink_state(cp: &ControlPlane, p: &str, s: &str, settle: bool) -> Resul
     Ok(None)
 }
 
-fn privatelink_view(cp: &ControlPlane, p: &str, s: &str, provider: &str, svc: &Value) -> Result<Value, ApiError> {
+fn privatelink_view(
+    cp: &ControlPlane,
+    p: &str,
+    s: &str,
+    provider: &str,
+    svc: &Value,
+) -> Result<wire::Privatelink, ApiError> {
     let state = privatelink_state(cp, p, s, false)?;
     let principals = svc.pointer(&format!("/privatelink/{}/principals", ptr(provider))).cloned();
     let Some((state, _)) = state.or_else(|| principals.as_ref().map(|_| ("active".to_string(), 0))) else {
@@ -617,18 +636,16 @@ fn privatelink_view(cp: &ControlPlane, p: &str, s: &str, provider: &str, svc: &V
         .and_then(|c| c.split_once('-'))
         .map(|(_, r)| r.to_string())
         .unwrap_or_default();
-    let mut v = json!({
-        "project": p,
-        "service": s,
-        "provider": provider,
-        "state": state,
-        "principals": principals.unwrap_or(json!([])),
-    });
-    if provider == "aws" {
-        v["aws_service_id"] = json!(format!("vpce-svc-{id}"));
-        v["aws_service_name"] = json!(format!("com.amazonaws.vpce.{region}.vpce-svc-{id}"));
-    }
-    Ok(v)
+    let aws = provider == "aws";
+    Ok(wire::Privatelink {
+        aws_service_id: aws.then(|| format!("vpce-svc-{id}")),
+        aws_service_name: aws.then(|| format!("com.amazonaws.vpce.{region}.vpce-svc-{id}")),
+        principals: principals.unwrap_or(json!([])),
+        project: p.into(),
+        provider: provider.into(),
+        service: s.into(),
+        state,
+    })
 }
 
 fn privatelink(
@@ -684,14 +701,15 @@ fn privatelink(
                 set_state("deleting"),
             )?;
             let state = privatelink_state(cp, p, s, false)?.map_or_else(|| "deleted".to_string(), |(st, _)| st);
-            let v = json!({ "project": p, "service": s, "provider": provider, "state": state });
+            let v =
+                wire::PrivatelinkDeletion { project: p.into(), provider: provider.into(), service: s.into(), state };
             Ok(Response::json(200, &v))
         }
         ("GET", ["connections"]) => {
             // Endpoint connections are made in the customer's cloud account; fleetwall has no
             // cloud provider behind it, so it knows of none.
             privatelink_view(cp, p, s, provider, &svc_of(cp)?)?;
-            Ok(Response::json(200, &json!({ "connections": [] })))
+            Ok(Response::json(200, &wire::PrivatelinkConnections { connections: Vec::new() }))
         }
         _ => Err(ApiError::new(405, format!("{} is not allowed on {}", req.method, req.path))),
     }

@@ -9,24 +9,8 @@
 
 use crate::db::V;
 use crate::{audit, util, Actor, ApiError, ControlPlane};
-use serde::Serialize;
+pub use fleetwall_api::BackupKey;
 use serde_json::json;
-
-/// A service's backup key as the API returns it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct BackupKey {
-    /// The project.
-    pub project: String,
-    /// The service.
-    pub service: String,
-    /// The public key (SubjectPublicKeyInfo PEM): what backups are encrypted with.
-    pub public_key: String,
-    /// The private key (PKCS#8 PEM), only when an admin asked for it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub private_key: Option<String>,
-    /// When the pair was made.
-    pub created_at: String,
-}
 
 impl ControlPlane {
     /// The key pair of service `p/s` (made now if it has none yet); with `private`, the

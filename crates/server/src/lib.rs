@@ -22,9 +22,9 @@ pub mod tokens;
 pub mod util;
 
 use db::{Db, DbError, Tx, V};
+pub use fleetwall_api::{Diagnostic, NodeStatus, Report, Written, MAX_REPORT_ERROR};
 use fleetwall_ir::NodeRuleset;
 use fleetwall_model::{Catalog, Severity};
-use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
@@ -38,7 +38,7 @@ pub struct ApiError {
     /// One sentence.
     pub message: String,
     /// Validation problems, each with a path (and line/col for fleet files).
-    pub diagnostics: Vec<Value>,
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 impl ApiError {
@@ -130,7 +130,7 @@ pub struct Desired {
     pub service: String,
     /// The fleet revision at which its ruleset last changed.
     pub revision: i64,
-    /// SHA-256 of the rendered nftables ruleset.
+    /// The ruleset's canonical hash (`NodeRuleset::canonical_hash`).
     pub hash: String,
     /// The ruleset.
     pub ruleset: Arc<NodeRuleset>,
@@ -150,9 +150,10 @@ pub struct Snapshot {
     pub fleet: Option<Arc<fleetwall_model::Fleet>>,
 }
 
-/// SHA-256 of the nft rendering: what agents apply and report back.
+/// The hash published with a ruleset and reported back by its agent: the canonical hash
+/// of the IR, the same whichever renderer (or version of it) the agent uses.
 pub fn ruleset_hash(rs: &NodeRuleset) -> String {
-    util::sha256_hex(fleetwall_render::nft::render(rs).as_bytes())
+    rs.canonical_hash()
 }
 
 /// The document a fresh store starts from.
@@ -179,18 +180,17 @@ pub fn check(doc: &Value, fleet: &fleetwall_model::Fleet, rulesets: &[NodeRulese
 }
 
 fn rejection(diags: &fleetwall_model::Diagnostics, emitted: &doc::Emitted) -> ApiError {
-    let list: Vec<Value> = diags
+    let list: Vec<Diagnostic> = diags
         .items
         .iter()
         .filter(|d| d.severity == Severity::Error)
-        .map(|d| {
-            json!({
-                "code": d.code.as_str(),
-                "message": d.message,
-                "path": d.span.map(|s| emitted.path_at(s.start.line).to_string()),
-                "value": d.value,
-                "hint": d.hint,
-            })
+        .map(|d| Diagnostic {
+            code: d.code.as_str().into(),
+            message: d.message.clone(),
+            path: d.span.map(|s| emitted.path_at(s.start.line).to_string()),
+            value: d.value.clone(),
+            hint: d.hint.clone(),
+            ..Diagnostic::default()
         })
         .collect();
     ApiError { status: 400, message: summarize(&list), diagnostics: list }
@@ -198,16 +198,15 @@ fn rejection(diags: &fleetwall_model::Diagnostics, emitted: &doc::Emitted) -> Ap
 
 /// The one-sentence message of a rejected write, in the platform's form, from its
 /// diagnostics (the first one speaks; the count of the others follows).
-fn summarize(list: &[Value]) -> String {
-    let text = |d: &Value, k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
+fn summarize(list: &[Diagnostic]) -> String {
     let Some(first) = list.first() else { return "Invalid fleet".into() };
-    let path = text(first, "path").unwrap_or_default();
-    let msg = text(first, "message").unwrap_or_else(|| "invalid fleet".into());
-    let msg = match text(first, "value") {
+    let path = first.path.clone().unwrap_or_default();
+    let msg = first.message.clone();
+    let msg = match &first.value {
         Some(v) if !msg.contains(v.as_str()) => format!("{msg} '{v}'"),
         _ => msg,
     };
-    let hint = text(first, "hint").map(|h| format!(" ({h})")).unwrap_or_default();
+    let hint = first.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
     let message = match user_config_key(&path) {
         Some(key) => {
             let msg = msg.strip_prefix(&format!("{key}: ")).unwrap_or(&msg);
@@ -232,9 +231,16 @@ pub fn redact(e: ApiError, actor: &Actor) -> ApiError {
     let own = format!("projects.{p}.");
     let mut list = Vec::new();
     let mut elsewhere = false;
+    let said = |code: &str, message: String, path: Option<&str>, value: Option<String>| Diagnostic {
+        code: code.into(),
+        message,
+        path: path.map(str::to_string),
+        value,
+        ..Diagnostic::default()
+    };
     for d in &e.diagnostics {
-        let path = d.get("path").and_then(Value::as_str).unwrap_or("");
-        let code = d.get("code").and_then(Value::as_str).unwrap_or("");
+        let path = d.path.as_deref().unwrap_or("");
+        let code = d.code.as_str();
         let mine = path.starts_with(&own) || path == own.trim_end_matches('.');
         let in_use = match code {
             "duplicate-address" => Some("address already in use"),
@@ -245,27 +251,31 @@ pub fn redact(e: ApiError, actor: &Actor) -> ApiError {
             // The platform's own assertions: say which one and whose it is, not what it says
             // (it may name other tenants' nodes).
             let test = path.split('.').next().unwrap_or(path);
-            list.push(json!({
-                "code": code,
-                "message": format!("the change fails the platform's fleet test {test}, which only the platform operator can change"),
-                "path": test,
-            }));
+            list.push(said(
+                code,
+                format!(
+                    "the change fails the platform's fleet test {test}, which only the platform operator can change"
+                ),
+                Some(test),
+                None,
+            ));
             continue;
         }
         match (mine, in_use) {
             // The other party of a conflict is not named: neither its node nor its line.
-            (true, Some(m)) => list.push(json!({ "code": code, "message": m, "path": path, "value": d.get("value") })),
+            (true, Some(m)) => list.push(said(code, m.into(), Some(path), d.value.clone())),
             (true, None) => list.push(d.clone()),
-            (false, Some(m)) => list.push(json!({ "code": code, "message": m, "path": null, "value": d.get("value") })),
+            (false, Some(m)) => list.push(said(code, m.into(), None, d.value.clone())),
             (false, None) => elsewhere = true,
         }
     }
     if list.is_empty() && elsewhere {
-        list.push(json!({
-            "code": "outside-project",
-            "message": "the change conflicts with configuration outside this project (ask the platform operator)",
-            "path": null,
-        }));
+        list.push(said(
+            "outside-project",
+            "the change conflicts with configuration outside this project (ask the platform operator)".into(),
+            None,
+            None,
+        ));
     }
     list.dedup();
     ApiError { status: e.status, message: summarize(&list), diagnostics: list }
@@ -285,9 +295,22 @@ pub fn fleet_file(text: &str, catalog: &Catalog) -> Result<Value, fleetwall_mode
 /// The 400 for a refused fleet file: every error with its line and column.
 pub fn file_rejection(diags: &fleetwall_model::Diagnostics) -> ApiError {
     let errors: Vec<_> = diags.items.iter().filter(|d| d.severity == Severity::Error).collect();
-    let list: Vec<Value> = errors
+    let list: Vec<Diagnostic> = errors
         .iter()
-        .map(|d| serde_json::to_value(fleetwall_model::diag::DiagnosticJson::new(d, "fleet")).unwrap_or_default())
+        .map(|d| Diagnostic {
+            code: d.code.as_str().into(),
+            col: d.span.map(|s| s.start.col),
+            file: Some("fleet".into()),
+            hint: d.hint.clone(),
+            line: d.span.map(|s| s.start.line),
+            message: d.message.clone(),
+            path: None,
+            severity: Some(match d.severity {
+                Severity::Error => "error".into(),
+                Severity::Warning => "warning".into(),
+            }),
+            value: d.value.clone(),
+        })
         .collect();
     let message = match errors.first() {
         Some(d) => format!(
@@ -356,55 +379,8 @@ fn compile_fleet(
     Ok((Some(Arc::new(fleet)), out))
 }
 
-/// One node's reported state.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct Report {
-    /// The revision the agent enforces.
-    pub revision: i64,
-    /// The hash of what it enforces.
-    pub hash: String,
-    /// When it applied it (ms since the epoch).
-    pub applied_ms: i64,
-    /// The last error, if the last attempt failed.
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
 /// How long `/metrics` reuses its count of nodes in sync.
 pub const IN_SYNC_TTL: Duration = Duration::from_secs(1);
-
-/// The longest error text a status report may carry.
-pub const MAX_REPORT_ERROR: usize = 4096;
-
-impl Report {
-    /// Checks a report from an agent: a revision the store has, a SHA-256 hex hash (or
-    /// none yet), a time that is not far in the future, a bounded error text.
-    pub fn validate(&self, head_revision: i64, now_ms: i64) -> Result<(), ApiError> {
-        if !(0..=head_revision).contains(&self.revision) {
-            return Err(ApiError::bad(format!(
-                "invalid status report: revision must be 0..={head_revision}, got {}",
-                self.revision
-            )));
-        }
-        let hex = self.hash.len() == 64 && self.hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !(self.hash.is_empty() || hex) {
-            return Err(ApiError::bad(
-                "invalid status report: hash must be 64 lower-case hex digits (SHA-256) or empty",
-            ));
-        }
-        // An hour of clock skew is tolerated; an applied time before 2020 is nonsense.
-        if !(1_577_836_800_000..=now_ms + 3_600_000).contains(&self.applied_ms) {
-            return Err(ApiError::bad(format!(
-                "invalid status report: applied_ms {} is not a time in ms since the epoch near now",
-                self.applied_ms
-            )));
-        }
-        if self.error.as_ref().is_some_and(|e| e.len() > MAX_REPORT_ERROR) {
-            return Err(ApiError::bad(format!("invalid status report: error is longer than {MAX_REPORT_ERROR} bytes")));
-        }
-        Ok(())
-    }
-}
 
 /// The control plane.
 pub struct ControlPlane {
@@ -428,17 +404,6 @@ fn head(tx: &mut dyn Tx) -> Result<Option<(i64, i64, String)>, DbError> {
 fn node_revisions(tx: &mut dyn Tx) -> Result<HashMap<String, (String, i64)>, DbError> {
     let rows = tx.query("SELECT node, hash, revision FROM node_rulesets", &[])?;
     Ok(rows.into_iter().map(|r| (r[0].text(), (r[1].text(), r[2].int()))).collect())
-}
-
-/// What a successful write returns.
-#[derive(Debug, Clone, Serialize)]
-pub struct Written {
-    /// The new fleet revision.
-    pub revision: i64,
-    /// How many nodes' rulesets changed.
-    pub nodes_changed: usize,
-    /// The object after the write (null when deleted).
-    pub after: Value,
 }
 
 impl ControlPlane {
@@ -673,7 +638,10 @@ impl ControlPlane {
                 return n;
             }
         }
-        let n = self.status(|_| true).map(|v| v.iter().filter(|s| s.state == "in-sync").count()).unwrap_or(0);
+        let n = self
+            .status(|_| true)
+            .map(|v| v.iter().filter(|s| s.state == fleetwall_api::state::IN_SYNC).count())
+            .unwrap_or(0);
         *cached = Some((Instant::now(), n));
         n
     }
@@ -751,13 +719,13 @@ impl ControlPlane {
                 let since = created.get(&d.revision).copied().unwrap_or(now);
                 let in_sync = applied_hash.as_deref() == Some(d.hash.as_str()) && applied_revision >= Some(d.revision);
                 let (state, lag_ms) = if error.is_some() {
-                    ("error", now - since)
+                    (fleetwall_api::state::ERROR, now - since)
                 } else if in_sync {
-                    ("in-sync", applied_ms.unwrap_or(now) - since)
+                    (fleetwall_api::state::IN_SYNC, applied_ms.unwrap_or(now) - since)
                 } else if rep.is_none() {
-                    ("unknown", now - since)
+                    (fleetwall_api::state::UNKNOWN, now - since)
                 } else {
-                    ("pending", now - since)
+                    (fleetwall_api::state::PENDING, now - since)
                 };
                 NodeStatus {
                     node: name.clone(),
@@ -781,35 +749,6 @@ impl ControlPlane {
     pub fn uptime(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
-}
-
-/// One row of the rollout view.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct NodeStatus {
-    /// The node.
-    pub node: String,
-    /// Its project.
-    pub project: String,
-    /// Its service.
-    pub service: String,
-    /// The revision at which its ruleset last changed.
-    pub desired_revision: i64,
-    /// The hash it should enforce.
-    pub desired_hash: String,
-    /// The revision its agent reported.
-    pub applied_revision: Option<i64>,
-    /// The hash its agent reported.
-    pub applied_hash: Option<String>,
-    /// When the agent applied it.
-    pub applied_at: Option<String>,
-    /// The same, in ms since the epoch.
-    pub applied_ms: Option<i64>,
-    /// `in-sync`, `pending`, `error` or `unknown` (never reported).
-    pub state: String,
-    /// In sync: how long the change took to apply; otherwise how long it has been waiting.
-    pub lag_ms: i64,
-    /// The agent's last error.
-    pub error: Option<String>,
 }
 
 /// Appends one audit entry.

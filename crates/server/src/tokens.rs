@@ -11,7 +11,7 @@
 
 use crate::db::{DbError, Tx, V};
 use crate::{audit, util, Actor, ApiError, ControlPlane};
-use serde::Serialize;
+pub use fleetwall_api::TokenInfo;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -114,25 +114,6 @@ pub fn adopt<'a>(
         tx.exec("UPDATE tokens SET subject = ? WHERE token_hash = ?", &[subject, row[0].clone()])?;
     }
     Ok(())
-}
-
-/// A token as `token list` shows it (never the secret: `id` is a prefix of its hash).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct TokenInfo {
-    /// The first 12 hex digits of the token's SHA-256: what `token revoke` takes.
-    pub id: String,
-    /// `admin`, `project` or `agent`.
-    pub kind: String,
-    /// The admin's name, the project or the node.
-    pub scope: String,
-    /// When it was made.
-    pub created_at: String,
-    /// When it stops working, if ever.
-    pub expires_at: Option<String>,
-    /// When it was revoked.
-    pub revoked_at: Option<String>,
-    /// `active`, `expired`, `revoked` or `orphaned` (its project or node was deleted).
-    pub state: String,
 }
 
 /// The id `token list` shows for a token hash.
