@@ -78,6 +78,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+        /// Show only the warnings about this node (its service, its project, the
+        /// platform) and a count of the others; errors are always shown.
+        #[arg(long)]
+        node: Option<String>,
     },
     /// List every listener: project, service, node, component, route, address, port, protocol.
     ///
@@ -102,7 +106,8 @@ enum Command {
     Plan {
         #[command(flatten)]
         fleet: FleetArgs,
-        /// Only this node.
+        /// Only this node (and only its warnings: those of its service, its project and
+        /// the platform, then a count of the others).
         #[arg(long)]
         node: Option<String>,
         /// Output format.
@@ -364,7 +369,7 @@ fn main() -> ExitCode {
         die_quietly_on_a_closed_pipe();
     }
     let result = match cli.command {
-        Command::Check { fleet, format } => commands::check(&fleet, format),
+        Command::Check { fleet, format, node } => commands::check(&fleet, format, node.as_deref()),
         Command::Ports { fleet, format, node } => commands::ports(&fleet, format, node.as_deref()),
         Command::Plan { fleet, node, format, out } => commands::plan(&fleet, node.as_deref(), format, out.as_deref()),
         Command::Trace { fleet, from, to, port, format } => verify::trace(&fleet, from, &to, &port, format),
