@@ -10,13 +10,17 @@ use fleetwall_http::{percent_encode as enc, Client, Response};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
-/// Where the client finds the server.
-#[derive(Args, Clone)]
+/// The client's options: where the server is, who calls, the default project. Global:
+/// accepted before the subcommand (`fleetwall --token X service list`) and after it.
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = "Control-plane options")]
 pub struct ClientArgs {
-    /// The control plane's URL.
-    #[arg(long, env = "FLEETWALL_SERVER", default_value = "http://127.0.0.1:8181", global = true)]
-    pub server: String,
+    /// The control plane's URL (client verbs: default http://127.0.0.1:8181; the agent needs it).
+    #[arg(long, env = "FLEETWALL_SERVER", global = true)]
+    pub server: Option<String>,
     /// Bearer token (default: $FLEETWALL_TOKEN, else .fleetwall/admin.token if readable).
+    /// Visible to every user of the machine in the process list: an agent should use
+    /// --token-file or $FLEETWALL_TOKEN.
     #[arg(long, env = "FLEETWALL_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// CA certificate (PEM) to trust for an https server (default: .fleetwall/ca.pem if it exists).
@@ -25,6 +29,44 @@ pub struct ClientArgs {
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The project, for every verb that takes a PROJECT argument: the argument may then
+    /// be left out (default: $FLEETWALL_PROJECT). With `token create`: a customer token
+    /// for this project.
+    #[arg(long, global = true, value_name = "PROJECT")]
+    pub project: Option<String>,
+}
+
+/// Where the client verbs connect when no --server or $FLEETWALL_SERVER says.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8181";
+
+impl ClientArgs {
+    /// The server URL the client verbs use.
+    pub fn server(&self) -> &str {
+        self.server.as_deref().unwrap_or(DEFAULT_SERVER)
+    }
+
+    /// The default project: --project, else $FLEETWALL_PROJECT.
+    fn default_project(&self) -> Option<String> {
+        self.project.clone().or_else(|| std::env::var("FLEETWALL_PROJECT").ok().filter(|p| !p.is_empty()))
+    }
+
+    /// The `N` positional names of a verb whose first is the project, which may be left
+    /// out for --project or $FLEETWALL_PROJECT.
+    fn named<const N: usize>(&self, mut names: Vec<String>) -> Result<[String; N]> {
+        if names.len() == N {
+            if let Some(p) = self.project.as_ref().filter(|p| **p != names[0]) {
+                bail!("two projects: `{}` as the argument and `{p}` as --project; give one", names[0]);
+            }
+        } else if names.len() + 1 == N {
+            let Some(p) = self.default_project() else {
+                bail!("which project? give it as the first argument, with --project PROJECT, or in $FLEETWALL_PROJECT");
+            };
+            names.insert(0, p);
+        } else {
+            bail!("expected {} names, got {}", N, names.len());
+        }
+        names.try_into().map_err(|_| anyhow!("expected {N} names"))
+    }
 }
 
 /// Client verbs.
@@ -52,10 +94,8 @@ pub enum ClientCmd {
     },
     /// A service's backup key: the public key, or with `private` the private one.
     BackupKey {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE as given (the project may be left out).
+        names: Vec<String>,
         /// The private key (admin only; audited).
         private: bool,
     },
@@ -86,15 +126,15 @@ pub enum ProjectCmd {
 pub enum VpcCmd {
     /// List a project's VPCs.
     List {
-        /// Project.
-        project: String,
+        /// [PROJECT] (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 0..=1, required = false, value_names = ["PROJECT"])]
+        names: Vec<String>,
     },
     /// Create a VPC.
     Create {
-        /// Project.
-        project: String,
-        /// VPC name.
-        name: String,
+        /// [PROJECT] NAME (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "NAME"])]
+        names: Vec<String>,
         /// Cloud (aws-eu-west-1, google-europe-west1, azure-westeurope, ...).
         #[arg(long)]
         cloud: String,
@@ -107,10 +147,9 @@ pub enum VpcCmd {
     },
     /// Delete a VPC (refused while a service uses it).
     Delete {
-        /// Project.
-        project: String,
-        /// VPC name.
-        name: String,
+        /// [PROJECT] NAME (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "NAME"])]
+        names: Vec<String>,
     },
     /// Peerings of a VPC.
     #[command(subcommand, name = "peering-connection")]
@@ -122,17 +161,15 @@ pub enum VpcCmd {
 pub enum PeeringCmd {
     /// The peerings of a VPC.
     List {
-        /// Project.
-        project: String,
-        /// VPC name.
-        vpc: String,
+        /// [PROJECT] VPC (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "VPC"])]
+        names: Vec<String>,
     },
     /// Peer a VPC with another network.
     Create {
-        /// Project.
-        project: String,
-        /// VPC name.
-        vpc: String,
+        /// [PROJECT] VPC (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "VPC"])]
+        names: Vec<String>,
         /// The peer VPC's id.
         #[arg(long)]
         peer_vpc: String,
@@ -142,12 +179,9 @@ pub enum PeeringCmd {
     },
     /// Remove a peering.
     Delete {
-        /// Project.
-        project: String,
-        /// VPC name.
-        vpc: String,
-        /// The peer VPC's id.
-        peer_vpc: String,
+        /// [PROJECT] VPC PEER_VPC (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 2..=3, required = true, value_names = ["PROJECT", "VPC", "PEER_VPC"])]
+        names: Vec<String>,
     },
 }
 
@@ -156,22 +190,21 @@ pub enum PeeringCmd {
 pub enum ServiceCmd {
     /// List a project's services.
     List {
-        /// Project.
-        project: String,
+        /// [PROJECT] (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 0..=1, required = false, value_names = ["PROJECT"])]
+        names: Vec<String>,
     },
     /// Show a service with its listeners.
     Get {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Create a service.
     Create {
-        /// Project.
-        project: String,
-        /// Service name.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
         /// Service type (pg, kafka, ...).
         #[arg(long = "type")]
         service_type: String,
@@ -190,10 +223,9 @@ pub enum ServiceCmd {
     },
     /// Change user_config: -c KEY=VALUE (dotted keys, array literals), --remove-option KEY.
     Update {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
         /// KEY=VALUE, e.g. -c "ip_filter=['198.51.100.0/24']" or -c public_access.kafka=true;
         /// KEY=@FILE takes the value from a file, @FILE.json a JSON object of KEY: VALUE
         /// (for values too long for a command line).
@@ -205,10 +237,9 @@ pub enum ServiceCmd {
     },
     /// Delete a service.
     Delete {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Private-link resources.
     Privatelink {
@@ -228,34 +259,30 @@ pub enum PrivatelinkCmd {
         /// Allowed principal (IAM ARN, subscription, project); repeatable.
         #[arg(long = "principal")]
         principals: Vec<String>,
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Show the resource.
     Get {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Replace the principals (the whole list).
     Update {
         /// Allowed principal; repeatable.
         #[arg(long = "principal")]
         principals: Vec<String>,
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Delete the resource.
     Delete {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Endpoint connections.
     #[command(subcommand)]
@@ -267,10 +294,9 @@ pub enum PrivatelinkCmd {
 pub enum ConnectionCmd {
     /// List endpoint connections.
     List {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
 }
 
@@ -279,19 +305,15 @@ pub enum ConnectionCmd {
 pub enum NodeCmd {
     /// The nodes of a service and their addresses.
     List {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Add a node to a service.
     Add {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
-        /// Node name (unique in the fleet).
-        name: String,
+        /// [PROJECT] SERVICE NAME (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 2..=3, required = true, value_names = ["PROJECT", "SERVICE", "NAME"])]
+        names: Vec<String>,
         /// Private address (repeatable).
         #[arg(long = "private")]
         private: Vec<String>,
@@ -301,12 +323,9 @@ pub enum NodeCmd {
     },
     /// Remove a node from a service.
     Remove {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
-        /// Node name.
-        name: String,
+        /// [PROJECT] SERVICE NAME (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 2..=3, required = true, value_names = ["PROJECT", "SERVICE", "NAME"])]
+        names: Vec<String>,
     },
 }
 
@@ -331,10 +350,7 @@ pub enum FleetCmd {
 pub enum TokenCmd {
     /// Create a token; it is printed once.
     Create {
-        /// A customer token for one project.
-        #[arg(long, conflicts_with_all = ["node", "admin"])]
-        project: Option<String>,
-        /// An agent token for one node.
+        /// An agent token for one node (a customer token: the global --project P).
         #[arg(long, conflicts_with = "admin")]
         node: Option<String>,
         /// Another admin token, with this name.
@@ -398,8 +414,8 @@ const WHOLE_FLEET_RESPONSE_LIMIT: usize = 1 << 30;
 
 impl Api {
     fn new(a: &ClientArgs) -> Result<Api> {
-        let ca = a.ca.clone().or_else(|| default_ca(&a.server));
-        let mut client = Client::new(&a.server, ca.as_deref()).map_err(|e| ApiFailure(e.to_string()))?;
+        let ca = a.ca.clone().or_else(|| default_ca(a.server()));
+        let mut client = Client::new(a.server(), ca.as_deref()).map_err(|e| ApiFailure(e.to_string()))?;
         if let Some(t) = a.token.clone().or_else(default_token) {
             client = client.with_token(&t);
         }
@@ -566,7 +582,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             }
         },
         ClientCmd::Vpc(c) => match c {
-            VpcCmd::List { project } => {
+            VpcCmd::List { names } => {
+                let [project] = args.named(names)?;
                 let mut v = api.call("GET", &format!("/v1/projects/{}/vpcs", enc(&project)), None)?;
                 if json_out {
                     show(&v)
@@ -595,7 +612,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     )
                 }
             }
-            VpcCmd::Create { project, name, cloud, network_cidr, privatelink_cidrs } => {
+            VpcCmd::Create { names, cloud, network_cidr, privatelink_cidrs } => {
+                let [project, name] = args.named(names)?;
                 let mut body = json!({ "name": name, "cloud": cloud, "network_cidr": network_cidr });
                 if !privatelink_cidrs.is_empty() {
                     body["privatelink_cidrs"] = json!(privatelink_cidrs);
@@ -603,11 +621,13 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 let v = api.call("POST", &format!("/v1/projects/{}/vpcs", enc(&project)), Some(&body))?;
                 report(&v, json_out, &format!("Created VPC {project}/{name}"))
             }
-            VpcCmd::Delete { project, name } => {
+            VpcCmd::Delete { names } => {
+                let [project, name] = args.named(names)?;
                 let v = api.call("DELETE", &format!("/v1/projects/{}/vpcs/{}", enc(&project), enc(&name)), None)?;
                 report(&v, json_out, &format!("Deleted VPC {project}/{name}"))
             }
-            VpcCmd::Peering(PeeringCmd::List { project, vpc }) => {
+            VpcCmd::Peering(PeeringCmd::List { names }) => {
+                let [project, vpc] = args.named(names)?;
                 let v = api.call("GET", &format!("/v1/projects/{}/vpcs/{}", enc(&project), enc(&vpc)), None)?;
                 if json_out {
                     show(&v.get("peerings").cloned().unwrap_or(json!([])))
@@ -616,7 +636,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     print_table(&rows, "rows", &[("PEER_VPC", "/peer_vpc"), ("PEER_CIDRS", "/peer_cidrs")])
                 }
             }
-            VpcCmd::Peering(PeeringCmd::Create { project, vpc, peer_vpc, peer_cidrs }) => {
+            VpcCmd::Peering(PeeringCmd::Create { names, peer_vpc, peer_cidrs }) => {
+                let [project, vpc] = args.named(names)?;
                 let body = json!({ "peer_vpc": peer_vpc, "peer_cidrs": peer_cidrs });
                 let v = api.call(
                     "POST",
@@ -625,7 +646,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 )?;
                 report(&v, json_out, &format!("Peered {project}/{vpc} with {peer_vpc}"))
             }
-            VpcCmd::Peering(PeeringCmd::Delete { project, vpc, peer_vpc }) => {
+            VpcCmd::Peering(PeeringCmd::Delete { names }) => {
+                let [project, vpc, peer_vpc] = args.named(names)?;
                 let v = api.call(
                     "DELETE",
                     &format!("/v1/projects/{}/vpcs/{}/peerings/{}", enc(&project), enc(&vpc), enc(&peer_vpc)),
@@ -634,9 +656,10 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 report(&v, json_out, &format!("Removed peering {project}/{vpc} ↔ {peer_vpc}"))
             }
         },
-        ClientCmd::Service(c) => service(&api, json_out, c)?,
+        ClientCmd::Service(c) => service(&api, args, c)?,
         ClientCmd::Node(c) => match c {
-            NodeCmd::List { project, service } => {
+            NodeCmd::List { names } => {
+                let [project, service] = args.named(names)?;
                 let path = format!("/v1/projects/{}/services/{}", enc(&project), enc(&service));
                 let v = api.call("GET", &path, None)?;
                 let rows: Vec<Value> = v
@@ -656,7 +679,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     )
                 }
             }
-            NodeCmd::Add { project, service, name, private, public } => {
+            NodeCmd::Add { names, private, public } => {
+                let [project, service, name] = args.named(names)?;
                 let mut body = json!({ "name": name, "private": private });
                 if !public.is_empty() {
                     body["public"] = json!(public);
@@ -668,7 +692,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 )?;
                 report(&v, json_out, &format!("Added node {name} to {project}/{service}"))
             }
-            NodeCmd::Remove { project, service, name } => {
+            NodeCmd::Remove { names } => {
+                let [project, service, name] = args.named(names)?;
                 let v = api.call(
                     "DELETE",
                     &format!("/v1/projects/{}/services/{}/nodes/{}", enc(&project), enc(&service), enc(&name)),
@@ -705,8 +730,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             let v = check(resp)?;
             report(&v, json_out, &format!("Loaded {}", file.display()))
         }
-        ClientCmd::Token(TokenCmd::Create { project, node, admin, ttl }) => {
-            let mut body = match (project, node, admin) {
+        ClientCmd::Token(TokenCmd::Create { node, admin, ttl }) => {
+            let mut body = match (args.project.clone(), node, admin) {
                 (Some(p), None, None) => json!({ "kind": "project", "project": p }),
                 (None, Some(n), None) => json!({ "kind": "agent", "node": n }),
                 (None, None, Some(a)) => json!({ "kind": "admin", "name": a }),
@@ -750,7 +775,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 println!("Revoked token {} ({} {})", cell(v.get("id")), cell(v.get("kind")), cell(v.get("scope")))
             }
         }
-        ClientCmd::BackupKey { project, service, private } => {
+        ClientCmd::BackupKey { names, private } => {
+            let [project, service] = args.named(names)?;
             let path =
                 format!("/v1/projects/{}/services/{}/backup-key?private={private}", enc(&project), enc(&service));
             let v = api.call("GET", &path, None)?;
@@ -784,10 +810,12 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
+fn service(api: &Api, args: &ClientArgs, c: ServiceCmd) -> Result<()> {
+    let json_out = args.json;
     let svc_path = |p: &str, s: &str| format!("/v1/projects/{}/services/{}", enc(p), enc(s));
     match c {
-        ServiceCmd::List { project } => {
+        ServiceCmd::List { names } => {
+            let [project] = args.named(names)?;
             let v = api.call("GET", &format!("/v1/projects/{}/services", enc(&project)), None)?;
             if json_out {
                 show(&v)
@@ -818,7 +846,8 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
                 );
             }
         }
-        ServiceCmd::Get { project, service } => {
+        ServiceCmd::Get { names } => {
+            let [project, service] = args.named(names)?;
             let v = api.call("GET", &svc_path(&project, &service), None)?;
             if json_out {
                 show(&v)
@@ -844,7 +873,8 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
                 );
             }
         }
-        ServiceCmd::Create { project, service, service_type, cloud, vpc, nodes, config } => {
+        ServiceCmd::Create { names, service_type, cloud, vpc, nodes, config } => {
+            let [project, service] = args.named(names)?;
             let mut body = json!({ "name": service, "type": service_type, "cloud": cloud });
             if let Some(v) = vpc {
                 body["vpc"] = json!(v);
@@ -866,7 +896,8 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
             let v = api.call("POST", &format!("/v1/projects/{}/services", enc(&project)), Some(&body))?;
             report(&v, json_out, &format!("Created service {project}/{service}"))
         }
-        ServiceCmd::Update { project, service, config, remove } => {
+        ServiceCmd::Update { names, config, remove } => {
+            let [project, service] = args.named(names)?;
             if config.is_empty() && remove.is_empty() {
                 bail!("nothing to change: give -c KEY=VALUE and/or --remove-option KEY");
             }
@@ -874,7 +905,8 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
             let v = api.call("PATCH", &format!("{}/user_config", svc_path(&project, &service)), Some(&body))?;
             report(&v, json_out, &format!("Updated {project}/{service}"))
         }
-        ServiceCmd::Delete { project, service } => {
+        ServiceCmd::Delete { names } => {
+            let [project, service] = args.named(names)?;
             let v = api.call("DELETE", &svc_path(&project, &service), None)?;
             report(&v, json_out, &format!("Deleted service {project}/{service}"))
         }
@@ -889,15 +921,24 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
                 ("PRINCIPALS", "/principals"),
             ];
             let v = match verb {
-                PrivatelinkCmd::Create { principals, project, service } => {
+                PrivatelinkCmd::Create { principals, names } => {
+                    let [project, service] = args.named(names)?;
                     api.call("POST", &base(&project, &service), Some(&json!({ "principals": principals })))?
                 }
-                PrivatelinkCmd::Get { project, service } => api.call("GET", &base(&project, &service), None)?,
-                PrivatelinkCmd::Update { principals, project, service } => {
+                PrivatelinkCmd::Get { names } => {
+                    let [project, service] = args.named(names)?;
+                    api.call("GET", &base(&project, &service), None)?
+                }
+                PrivatelinkCmd::Update { principals, names } => {
+                    let [project, service] = args.named(names)?;
                     api.call("PUT", &base(&project, &service), Some(&json!({ "principals": principals })))?
                 }
-                PrivatelinkCmd::Delete { project, service } => api.call("DELETE", &base(&project, &service), None)?,
-                PrivatelinkCmd::Connection(ConnectionCmd::List { project, service }) => {
+                PrivatelinkCmd::Delete { names } => {
+                    let [project, service] = args.named(names)?;
+                    api.call("DELETE", &base(&project, &service), None)?
+                }
+                PrivatelinkCmd::Connection(ConnectionCmd::List { names }) => {
+                    let [project, service] = args.named(names)?;
                     let v = api.call("GET", &format!("{}/connections", base(&project, &service)), None)?;
                     if json_out {
                         show(&v)

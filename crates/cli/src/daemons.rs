@@ -50,23 +50,14 @@ pub struct ServeArgs {
 /// `fleetwall agent` options.
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The control plane's URL.
-    #[arg(long, env = "FLEETWALL_SERVER")]
-    pub server: String,
+    // The server, the token and the CA are the global --server, --token and --ca.
     /// This node's name in the fleet.
     #[arg(long)]
     pub node: String,
-    /// The node's agent token (`fleetwall token create --node NAME`). Visible to every
-    /// user of the machine in the process list: prefer --token-file or $FLEETWALL_TOKEN.
-    #[arg(long, env = "FLEETWALL_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
     /// A file holding the node's agent token, read once at start; it must not be
     /// accessible to group or others (chmod 600).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
-    /// CA certificate (PEM) to trust for an https server.
-    #[arg(long, env = "FLEETWALL_CA")]
-    pub ca: Option<PathBuf>,
     /// Where the last good ruleset is kept.
     #[arg(long, default_value = "/var/lib/fleetwall")]
     pub state_dir: PathBuf,
@@ -91,8 +82,8 @@ pub struct AgentArgs {
 }
 
 /// The agent's token: from --token-file, else --token or $FLEETWALL_TOKEN.
-fn agent_token(a: &AgentArgs) -> Result<String> {
-    let token = match (&a.token_file, &a.token) {
+fn agent_token(a: &AgentArgs, client: &crate::control::ClientArgs) -> Result<String> {
+    let token = match (&a.token_file, &client.token) {
         (Some(_), Some(_)) => {
             bail!("give the agent token with --token-file or with --token/$FLEETWALL_TOKEN, not both")
         }
@@ -245,13 +236,16 @@ fn serve_tls(a: &ServeArgs) -> Result<Option<fleetwall_http::TlsFiles>> {
 }
 
 /// `fleetwall agent`.
-pub fn agent(a: AgentArgs) -> Result<Outcome> {
+pub fn agent(a: AgentArgs, client: &crate::control::ClientArgs) -> Result<Outcome> {
     let node = a.node.clone();
+    let Some(server) = client.server.clone() else {
+        bail!("the agent needs the control plane's URL: --server URL (or $FLEETWALL_SERVER)")
+    };
     let cfg = fleetwall_agent::Config {
-        server: a.server.clone(),
+        server: server.clone(),
         node: a.node.clone(),
-        token: agent_token(&a)?,
-        ca: a.ca.clone(),
+        token: agent_token(&a, client)?,
+        ca: client.ca.clone(),
         state_dir: Some(a.state_dir.clone()),
         resync: Duration::from_secs_f64(a.resync.max(0.05)),
         poll: Duration::from_secs(30),
@@ -300,7 +294,7 @@ pub fn agent(a: AgentArgs) -> Result<Outcome> {
     } else {
         None
     };
-    eprintln!("fleetwall agent: node {node}, server {}, state {}", a.server, a.state_dir.display());
+    eprintln!("fleetwall agent: node {node}, server {server}, state {}", a.state_dir.display());
     if let Some(secs) = a.exit_on_auth_failure {
         agent.give_up_on_auth_failure_after(Duration::from_secs(secs));
     }

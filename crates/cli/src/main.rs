@@ -14,7 +14,7 @@ mod rollout;
 mod table;
 mod verify;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,6 +28,8 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    client: control::ClientArgs,
 }
 
 /// Options every fleet-reading command takes.
@@ -207,57 +209,40 @@ enum Command {
     Agent(daemons::AgentArgs),
     /// Rollout view from the control plane: per node the desired and applied revision,
     /// ruleset hash, state and lag.
-    Status {
-        #[command(flatten)]
-        client: control::ClientArgs,
-    },
+    Status,
     /// Projects on the control plane (list, create, delete).
     Project {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::ProjectCmd,
     },
     /// VPCs and peering connections on the control plane.
     Vpc {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::VpcCmd,
     },
     /// Services on the control plane: `service update PROJECT SERVICE -c KEY=VALUE`,
     /// `service privatelink aws create --principal ARN PROJECT SERVICE`, ...
     Service {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::ServiceCmd,
     },
     /// Nodes of a service on the control plane (add, remove).
     Node {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::NodeCmd,
     },
     /// The whole fleet on the control plane: get (YAML) or put a fleet file (admin).
     Fleet {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::FleetCmd,
     },
     /// Control-plane tokens: per-project customer tokens, per-node agent tokens (admin).
     Token {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::TokenCmd,
     },
     /// The control plane's audit log: who changed what, before and after, when (admin).
     Audit {
-        #[command(flatten)]
-        client: control::ClientArgs,
         /// Entries to show.
         #[arg(long, default_value_t = 50)]
         limit: i64,
@@ -352,6 +337,32 @@ pub enum PlanFormat {
     Json,
 }
 
+/// The command line as clap reads it and as completions and the man page describe it.
+///
+/// Verbs whose positional names start with a project that may be left out (for
+/// --project or $FLEETWALL_PROJECT) take them as one list; their usage line says
+/// `[PROJECT] SERVICE` instead of clap's rendering of a list.
+pub fn cli_command() -> clap::Command {
+    fn optional_project(cmd: clap::Command, path: &str) -> clap::Command {
+        let path = format!("{path} {}", cmd.get_name()).trim().to_string();
+        let names = cmd.get_arguments().find(|a| a.get_id() == "names").map(|a| {
+            let v: Vec<String> = a.get_value_names().unwrap_or_default().iter().map(|n| format!("<{n}>")).collect();
+            v[1..].join(" ")
+        });
+        let cmd = match names {
+            Some(rest) => cmd.override_usage(format!("{path} [OPTIONS] [PROJECT] {rest}").trim_end().to_string()),
+            None => cmd,
+        };
+        // A subcommand's usage starts with its parent's positionals (`privatelink <PROVIDER>`).
+        let parent = cmd.get_positionals().fold(path, |p, a| format!("{p} <{}>", a.get_id().as_str().to_uppercase()));
+        let subs: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+        subs.iter().fold(cmd, |cmd, sub| cmd.mut_subcommand(sub, |c| optional_project(c, &parent)))
+    }
+    let cmd = Cli::command();
+    let subs: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+    subs.iter().fold(cmd, |cmd, sub| cmd.mut_subcommand(sub, |c| optional_project(c, "fleetwall")))
+}
+
 /// Lets a closed pipe end a printing command quietly, as it ends `cat` or `ls`: the
 /// default action of SIGPIPE (Rust ignores it, so `println!` would panic on EPIPE).
 /// Not for the daemons, the lab or the benchmarks: they write into pipes of `nft` and
@@ -364,11 +375,14 @@ fn die_quietly_on_a_closed_pipe() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_) | Command::Agent(_) | Command::Lab { .. } | Command::Bench { .. }) {
+    let Cli { command, client } = match Cli::from_arg_matches(&cli_command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if !matches!(command, Command::Serve(_) | Command::Agent(_) | Command::Lab { .. } | Command::Bench { .. }) {
         die_quietly_on_a_closed_pipe();
     }
-    let result = match cli.command {
+    let result = match command {
         Command::Check { fleet, format, node } => commands::check(&fleet, format, node.as_deref()),
         Command::Ports { fleet, format, node } => commands::ports(&fleet, format, node.as_deref()),
         Command::Plan { fleet, node, format, out } => commands::plan(&fleet, node.as_deref(), format, out.as_deref()),
@@ -388,21 +402,21 @@ fn main() -> ExitCode {
             writes: writes.max(1),
             json: format == CheckFormat::Json,
         }),
-        Command::Backup { cmd } => backup::run(cmd),
+        Command::Backup { cmd } => backup::run(cmd, &client),
         Command::Bench { backup: true, backup_mib, rohmu_venv, format, .. } => {
             backup_bench::run(&rohmu_venv, backup_mib.max(1), format)
         }
         Command::Bench { runs, quick, format, .. } => bench::run(runs.max(1), quick, format),
         Command::Serve(a) => daemons::serve(a),
-        Command::Agent(a) => daemons::agent(a),
-        Command::Status { client } => control::client(&client, control::ClientCmd::Status),
-        Command::Project { client, cmd } => control::client(&client, control::ClientCmd::Project(cmd)),
-        Command::Vpc { client, cmd } => control::client(&client, control::ClientCmd::Vpc(cmd)),
-        Command::Service { client, cmd } => control::client(&client, control::ClientCmd::Service(cmd)),
-        Command::Node { client, cmd } => control::client(&client, control::ClientCmd::Node(cmd)),
-        Command::Fleet { client, cmd } => control::client(&client, control::ClientCmd::Fleet(cmd)),
-        Command::Token { client, cmd } => control::client(&client, control::ClientCmd::Token(cmd)),
-        Command::Audit { client, limit, after } => control::client(&client, control::ClientCmd::Audit { limit, after }),
+        Command::Agent(a) => daemons::agent(a, &client),
+        Command::Status => control::client(&client, control::ClientCmd::Status),
+        Command::Project { cmd } => control::client(&client, control::ClientCmd::Project(cmd)),
+        Command::Vpc { cmd } => control::client(&client, control::ClientCmd::Vpc(cmd)),
+        Command::Service { cmd } => control::client(&client, control::ClientCmd::Service(cmd)),
+        Command::Node { cmd } => control::client(&client, control::ClientCmd::Node(cmd)),
+        Command::Fleet { cmd } => control::client(&client, control::ClientCmd::Fleet(cmd)),
+        Command::Token { cmd } => control::client(&client, control::ClientCmd::Token(cmd)),
+        Command::Audit { limit, after } => control::client(&client, control::ClientCmd::Audit { limit, after }),
     };
     match result {
         Ok(commands::Outcome::Ok) => ExitCode::SUCCESS,

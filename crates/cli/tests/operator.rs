@@ -85,3 +85,101 @@ fn check_node_scopes_the_warnings_and_refuses_an_unknown_node() {
         String::from_utf8_lossy(&out.stderr).contains("no node `p0-s1-n33` in the fleet (did you mean `p0-s1-n3`?)")
     );
 }
+
+/// A `fleetwall serve` on loopback seeded with `fleet`, in a scratch directory; returns
+/// the server URL and the admin token.
+fn serve(scratch: &Scratch, fleet: &std::path::Path) -> (Serve, String, String) {
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetwall"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--fleet", fleet.to_str().unwrap()])
+        .current_dir(&scratch.0)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let serve = Serve(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let token = std::fs::read_to_string(scratch.0.join(".fleetwall/admin.token")).unwrap_or_default();
+        if !token.trim().is_empty() && client(scratch, &[], &["--server", &server, "status"]).status.success() {
+            return (serve, server, token.trim().to_string());
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Runs a client verb in the scratch directory with only the environment `env` of ours.
+fn client(scratch: &Scratch, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleetwall"));
+    cmd.args(args).current_dir(&scratch.0);
+    for v in ["FLEETWALL_SERVER", "FLEETWALL_TOKEN", "FLEETWALL_PROJECT", "FLEETWALL_CA"] {
+        cmd.env_remove(v);
+    }
+    cmd.envs(env.iter().copied()).output().unwrap()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn global_options_go_before_the_subcommand_and_the_project_may_be_an_option() {
+    let s = Scratch::new("opx");
+    let (_serve, server, token) = serve(&s, &root().join("examples/kafka-vpc.yaml"));
+    // Global options before the subcommand (the token from the command line, not the file).
+    std::fs::remove_file(s.0.join(".fleetwall/admin.token")).unwrap();
+    let out = client(&s, &[], &["--server", &server, "--token", &token, "--json", "service", "list", "acme-stream"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["services"][0]["name"], "kafka-events");
+    // ... and after it, as before.
+    let out = client(&s, &[], &["service", "list", "acme-stream", "--server", &server, "--token", &token]);
+    assert!(stdout(&out).contains("kafka-events"), "{}", stderr(&out));
+    // Without a token the server refuses: the token above really was what authenticated.
+    let out = client(&s, &[], &["--server", &server, "service", "list", "acme-stream"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    let env = [("FLEETWALL_SERVER", server.as_str()), ("FLEETWALL_TOKEN", token.as_str())];
+    // --project instead of the positional PROJECT, before or after the subcommand.
+    let out = client(&s, &env, &["node", "list", "--project", "acme-stream", "kafka-events"]);
+    assert!(stdout(&out).contains("kafka-events-3"), "{}", stderr(&out));
+    let out = client(&s, &env, &["--project", "acme-stream", "vpc", "peering-connection", "list", "vpc-eu"]);
+    assert!(stdout(&out).contains("vpc-0abc"), "{}", stderr(&out));
+    // A default project from $FLEETWALL_PROJECT; a positional PROJECT still wins over it.
+    let with_default = [env[0], env[1], ("FLEETWALL_PROJECT", "acme-stream")];
+    let out = client(&s, &with_default, &["service", "get", "kafka-events"]);
+    assert!(stdout(&out).contains("SERVICE acme-stream/kafka-events"), "{}", stderr(&out));
+    let out = client(&s, &[env[0], env[1], ("FLEETWALL_PROJECT", "nope")], &["service", "list", "acme-stream"]);
+    assert!(stdout(&out).contains("kafka-events"), "{}", stderr(&out));
+
+    // No project anywhere: a usage error (exit 2) saying how to give one.
+    let out = client(&s, &env, &["service", "get", "kafka-events"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out)
+            .contains("which project? give it as the first argument, with --project PROJECT, or in $FLEETWALL_PROJECT"),
+        "{}",
+        stderr(&out)
+    );
+    // Two different projects: refused, nothing sent.
+    let out = client(&s, &env, &["service", "list", "acme-stream", "--project", "other"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("two projects: `acme-stream` as the argument and `other` as --project"),
+        "{}",
+        stderr(&out)
+    );
+    // The usage line says the project is optional.
+    let help = stdout(&client(&s, &[], &["service", "update", "--help"]));
+    assert!(help.contains("Usage: fleetwall service update [OPTIONS] [PROJECT] <SERVICE>"), "{help}");
+    // `token create --project P` is the global --project: a customer token.
+    let out = client(&s, &env, &["token", "create", "--project", "acme-stream"]);
+    assert!(stdout(&out).starts_with("fw_"), "{}", stderr(&out));
+    let out = client(&s, &env, &["token", "list"]);
+    assert!(stdout(&out).contains("project"), "{}", stdout(&out));
+}
