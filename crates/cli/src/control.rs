@@ -445,7 +445,10 @@ fn check(resp: Response) -> Result<Value> {
                         _ => String::new(),
                     }
                 });
-                text.push_str(&format!("\n  also: {}{at}", d.get("message").and_then(Value::as_str).unwrap_or("")));
+                let msg = d.get("message").and_then(Value::as_str).unwrap_or("");
+                let msg = fleetwall_server::with_value(msg, d.get("value").and_then(Value::as_str));
+                let hint = d.get("hint").and_then(Value::as_str).map(|h| format!(" ({h})")).unwrap_or_default();
+                text.push_str(&format!("\n  also: {msg}{hint}{at}"));
             }
         }
         return Err(ApiFailure(text).into());

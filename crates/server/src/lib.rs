@@ -203,10 +203,7 @@ fn summarize(list: &[Value]) -> String {
     let Some(first) = list.first() else { return "Invalid fleet".into() };
     let path = text(first, "path").unwrap_or_default();
     let msg = text(first, "message").unwrap_or_else(|| "invalid fleet".into());
-    let msg = match text(first, "value") {
-        Some(v) if !msg.contains(v.as_str()) => format!("{msg} '{v}'"),
-        _ => msg,
-    };
+    let msg = with_value(&msg, text(first, "value").as_deref());
     let hint = text(first, "hint").map(|h| format!(" ({h})")).unwrap_or_default();
     let message = match user_config_key(&path) {
         Some(key) => {
@@ -291,14 +288,24 @@ pub fn file_rejection(diags: &fleetwall_model::Diagnostics) -> ApiError {
         .collect();
     let message = match errors.first() {
         Some(d) => format!(
-            "Invalid fleet: {}{} ({})",
-            d.message,
+            "Invalid fleet: {}{}{} ({})",
+            with_value(&d.message, d.value.as_deref()),
+            d.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default(),
             d.span.map(|s| format!(" at line {} column {}", s.start.line, s.start.col)).unwrap_or_default(),
             if list.len() == 1 { "1 error".to_string() } else { format!("{} errors", list.len()) }
         ),
         None => "Invalid fleet".into(),
     };
     ApiError { status: 400, message, diagnostics: list }
+}
+
+/// A diagnostic's message with its offending value after it, unless the message
+/// already quotes it.
+pub fn with_value(message: &str, value: Option<&str>) -> String {
+    match value {
+        Some(v) if !message.contains(v) => format!("{message} '{v}'"),
+        _ => message.to_string(),
+    }
 }
 
 fn user_config_key(path: &str) -> Option<String> {
