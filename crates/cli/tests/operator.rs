@@ -183,3 +183,53 @@ fn global_options_go_before_the_subcommand_and_the_project_may_be_an_option() {
     let out = client(&s, &env, &["token", "list"]);
     assert!(stdout(&out).contains("project"), "{}", stdout(&out));
 }
+
+#[test]
+fn deleting_a_private_link_the_fleet_tests_need_says_which_test() {
+    let s = Scratch::new("opx");
+    let (_serve, server, token) = serve(&s, &root().join("examples/kafka-vpc.yaml"));
+    let env = [("FLEETWALL_SERVER", server.as_str()), ("FLEETWALL_TOKEN", token.as_str())];
+    let out = client(&s, &env, &["service", "privatelink", "aws", "delete", "acme-stream", "kafka-events"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(
+        err.trim_end(),
+        "the aws private link of service 'kafka-events' is needed by the fleet's test tests[2] (to kafka-events-2.privatelink), which probes it; only the platform operator can change the fleet's tests (status 409)"
+    );
+    assert!(!err.contains("create the private link first"));
+    // Still there.
+    let out = client(&s, &env, &["service", "privatelink", "aws", "get", "acme-stream", "kafka-events"]);
+    assert!(stdout(&out).contains("aws"), "{}", stderr(&out));
+}
+
+#[test]
+fn fleet_put_errors_keep_the_value_and_the_hint() {
+    let s = Scratch::new("opx");
+    let (_serve, server, token) = serve(&s, &root().join("examples/kafka-vpc.yaml"));
+    let env = [("FLEETWALL_SERVER", server.as_str()), ("FLEETWALL_TOKEN", token.as_str())];
+    let text = std::fs::read_to_string(root().join("examples/kafka-vpc.yaml")).unwrap();
+    let bad = s.0.join("bad.yaml");
+    std::fs::write(&bad, text.replace("10.20.0.0/16", "10.20.0.1/16").replace("172.31.8.0/21", "172.31.8.1/21"))
+        .unwrap();
+    let out = client(&s, &env, &["fleet", "put", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "Invalid fleet: ip_filter: the address has bits set after the prefix length '10.20.0.1/16' (did you mean the network 10.20.0.0/16?) at line 28 column 26 (2 errors) (status 400)\n  also: ip_filter: the address has bits set after the prefix length '172.31.8.1/21' (did you mean the network 172.31.8.0/21?) at line 29 column 26"
+    );
+}
+
+#[test]
+fn an_unknown_region_is_warned_with_did_you_mean() {
+    let s = Scratch::new("opx");
+    let text = std::fs::read_to_string(root().join("examples/public-pg.yaml")).unwrap();
+    assert!(text.contains("aws-eu-west-1"));
+    let f = s.0.join("typo.yaml");
+    std::fs::write(&f, text.replace("aws-eu-west-1", "aws-eu-wst-1")).unwrap();
+    let out = fleetwall(&["check", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "a warning, not an error");
+    let text = stdout(&out);
+    assert!(text.contains("warning[unknown-region]: unknown aws region"), "{text}");
+    assert!(text.contains("= hint: did you mean `aws-eu-west-1`?"), "{text}");
+    assert_eq!(fleetwall(&["check", f.to_str().unwrap(), "--deny-warnings"]).status.code(), Some(1));
+}

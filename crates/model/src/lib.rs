@@ -11,6 +11,7 @@ pub mod edit;
 pub mod fleet;
 pub mod ports;
 pub mod raw;
+pub mod regions;
 pub mod scope;
 pub mod validate;
 pub mod yaml;
