@@ -250,6 +250,22 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         after: i64,
     },
+    /// Print a shell completion script: `fleetwall completions bash > /etc/bash_completion.d/fleetwall`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page fleetwall(1), or with --out DIR write it and one page per
+    /// subcommand (fleetwall-plan.1, ...) into DIR.
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print a JSON Schema of the fleet file (for editors: completion and checks as you type;
+    /// `fleetwall check` remains the full validation).
+    Schema,
     /// Backup encryption (seed 004): keygen, encrypt, decrypt, inspect; fleetwall's chunked
     /// format and rohmu/pghoard's pghoa1 files.
     Backup {
@@ -363,6 +379,26 @@ pub fn cli_command() -> clap::Command {
     subs.iter().fold(cmd, |cmd, sub| cmd.mut_subcommand(sub, |c| optional_project(c, "fleetwall")))
 }
 
+/// `fleetwall man`: the page to stdout, or every page into `out`.
+fn man(out: Option<&std::path::Path>) -> anyhow::Result<commands::Outcome> {
+    use anyhow::Context;
+    let cmd = cli_command();
+    match out {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page).context("cannot render the man page")?;
+            std::io::Write::write_all(&mut std::io::stdout(), &page).context("cannot write the man page")?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("cannot write man pages to {}", dir.display()))?;
+            eprintln!("wrote man pages to {}", dir.display());
+        }
+    }
+    Ok(commands::Outcome::Ok)
+}
+
 /// Lets a closed pipe end a printing command quietly, as it ends `cat` or `ls`: the
 /// default action of SIGPIPE (Rust ignores it, so `println!` would panic on EPIPE).
 /// Not for the daemons, the lab or the benchmarks: they write into pipes of `nft` and
@@ -403,6 +439,15 @@ fn main() -> ExitCode {
             json: format == CheckFormat::Json,
         }),
         Command::Backup { cmd } => backup::run(cmd, &client),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut cli_command(), "fleetwall", &mut std::io::stdout());
+            Ok(commands::Outcome::Ok)
+        }
+        Command::Man { out } => man(out.as_deref()),
+        Command::Schema => {
+            println!("{}", fleetwall_model::schema::fleet_file_schema_json());
+            Ok(commands::Outcome::Ok)
+        }
         Command::Bench { backup: true, backup_mib, rohmu_venv, format, .. } => {
             backup_bench::run(&rohmu_venv, backup_mib.max(1), format)
         }

@@ -233,3 +233,152 @@ fn an_unknown_region_is_warned_with_did_you_mean() {
     assert!(text.contains("= hint: did you mean `aws-eu-west-1`?"), "{text}");
     assert_eq!(fleetwall(&["check", f.to_str().unwrap(), "--deny-warnings"]).status.code(), Some(1));
 }
+
+/// A small JSON Schema checker for what `fleetwall schema` uses (type, properties,
+/// required, additionalProperties, items, anyOf, $ref, minimum/maximum, maxLength):
+/// every problem as `path: what`.
+fn schema_errors(
+    schema: &serde_json::Value,
+    root: &serde_json::Value,
+    v: &serde_json::Value,
+    path: &str,
+) -> Vec<String> {
+    use serde_json::Value;
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let def = root.pointer(r.trim_start_matches('#')).unwrap_or_else(|| panic!("dangling $ref {r}"));
+        return schema_errors(def, root, v, path);
+    }
+    if let Some(alts) = schema.get("anyOf").and_then(Value::as_array) {
+        let all: Vec<Vec<String>> = alts.iter().map(|a| schema_errors(a, root, v, path)).collect();
+        if all.iter().any(Vec::is_empty) {
+            return vec![];
+        }
+        // The alternative of the right type speaks (an object's unknown key, not "expected null").
+        let wrong_type = format!("{path}: expected");
+        return match all.iter().find(|e| !(e.len() == 1 && e[0].starts_with(&wrong_type))) {
+            Some(e) => e.clone(),
+            None => all.concat(),
+        };
+    }
+    let mut errs = Vec::new();
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let is = |t: &str| match t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "integer" => v.is_i64() || v.is_u64(),
+            "number" => v.is_number(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            _ => panic!("type {t} unknown to this checker"),
+        };
+        if !types.iter().any(|t| is(t)) {
+            return vec![format!("{path}: expected {types:?}, found {v}")];
+        }
+    }
+    if let (Some(max), Some(s)) = (schema.get("maxLength").and_then(Value::as_u64), v.as_str()) {
+        if s.chars().count() as u64 > max {
+            errs.push(format!("{path}: longer than {max}"));
+        }
+    }
+    if let Some(n) = v.as_i64() {
+        if schema.get("minimum").and_then(Value::as_i64).is_some_and(|m| n < m)
+            || schema.get("maximum").and_then(Value::as_i64).is_some_and(|m| n > m)
+        {
+            errs.push(format!("{path}: {n} out of range"));
+        }
+    }
+    if let Some(o) = v.as_object() {
+        let props = schema.get("properties").and_then(Value::as_object);
+        for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+            if !o.contains_key(r.as_str().unwrap()) {
+                errs.push(format!("{path}: missing {r}"));
+            }
+        }
+        for (k, child) in o {
+            let at = format!("{path}.{k}");
+            match (props.and_then(|p| p.get(k)), schema.get("additionalProperties")) {
+                (Some(s), _) => errs.extend(schema_errors(s, root, child, &at)),
+                (None, Some(Value::Bool(false))) => errs.push(format!("{at}: unknown key")),
+                (None, Some(s @ Value::Object(_))) => errs.extend(schema_errors(s, root, child, &at)),
+                (None, _) => {}
+            }
+        }
+    }
+    if let (Some(items), Some(a)) = (schema.get("items"), v.as_array()) {
+        for (i, child) in a.iter().enumerate() {
+            errs.extend(schema_errors(items, root, child, &format!("{path}[{i}]")));
+        }
+    }
+    errs
+}
+
+fn yaml_as_json(text: &str) -> serde_json::Value {
+    fleetwall_server::doc::from_yaml(&fleetwall_model::yaml::parse(text).unwrap())
+}
+
+#[test]
+fn the_schema_accepts_every_example_and_refuses_what_check_refuses_for_shape() {
+    let schema: serde_json::Value = serde_json::from_str(&ok(&["schema"])).unwrap();
+    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(schema["required"], serde_json::json!(["version", "platform"]));
+    let service = &schema["$defs"]["Service"];
+    let mut required: Vec<&str> = service["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    required.sort();
+    assert_eq!(required, ["cloud", "nodes", "type"]);
+    for (name, path) in examples() {
+        let doc = yaml_as_json(&std::fs::read_to_string(&path).unwrap());
+        let errs = schema_errors(&schema, &schema, &doc, "");
+        assert!(errs.is_empty(), "{name}: {errs:#?}");
+    }
+    // The checker and the schema can refuse: a misspelt key, a wrong type, a missing key.
+    let text = std::fs::read_to_string(root().join("examples/kafka-vpc.yaml")).unwrap();
+    let bad = |from: &str, to: &str| {
+        assert!(text.contains(from));
+        schema_errors(&schema, &schema, &yaml_as_json(&text.replacen(from, to, 1)), "")
+    };
+    assert_eq!(
+        bad("ip_filter:", "ip_filer:"),
+        [".projects.acme-stream.services.kafka-events.user_config.ip_filer: unknown key"]
+    );
+    assert_eq!(
+        bad("base_port: 17000", "base_port: [17000]"),
+        [".projects.acme-stream.base_port: expected [\"integer\", \"null\"], found [17000]"]
+    );
+    assert_eq!(bad("        type: kafka\n", ""), [".projects.acme-stream.services.kafka-events: missing \"type\""]);
+    assert_eq!(bad("version: 1", "version: 2"), [".version: 2 out of range"]);
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let bash = ok(&["completions", "bash"]);
+    assert!(bash.contains("_fleetwall()") && bash.contains("complete -F _fleetwall"), "{}", &bash[..200]);
+    for verb in ["plan", "check", "peering-connection", "privatelink", "completions", "schema"] {
+        assert!(bash.contains(verb), "bash completion lacks {verb}");
+    }
+    assert!(bash.contains("--project") && bash.contains("--all-warnings"));
+    let s = Scratch::new("opx");
+    let script = s.0.join("fleetwall.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let syntax = std::process::Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    assert!(ok(&["completions", "zsh"]).starts_with("#compdef fleetwall"));
+    assert!(ok(&["completions", "fish"]).contains("complete -c fleetwall"));
+    assert_eq!(fleetwall(&["completions", "tcsh"]).status.code(), Some(2), "an unknown shell is a usage error");
+
+    let page = ok(&["man"]);
+    assert!(page.contains(".TH fleetwall 1"), "{}", &page[..300]);
+    assert!(page.contains(".SH SUBCOMMANDS") && page.contains("fleetwall\\-plan(1)"), "{page}");
+    let dir = s.0.join("man");
+    let out = fleetwall(&["man", "--out", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    let plan = std::fs::read_to_string(dir.join("fleetwall-plan.1")).unwrap();
+    assert!(plan.contains(".TH fleetwall-plan 1") && plan.contains("\\-\\-node"), "{plan}");
+    assert!(dir.join("fleetwall-service-privatelink-connection-list.1").exists());
+}
