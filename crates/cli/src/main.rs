@@ -8,6 +8,7 @@ mod commands;
 mod control;
 mod daemons;
 mod datadir;
+mod logs;
 mod pki;
 mod rohmu_venv;
 mod rollout;
