@@ -382,3 +382,176 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
     assert!(plan.contains(".TH fleetwall-plan 1") && plan.contains("\\-\\-node"), "{plan}");
     assert!(dir.join("fleetwall-service-privatelink-connection-list.1").exists());
 }
+
+/// The JSON log lines in `log`, each parsed (a line that is not JSON fails the test).
+fn json_lines(log: &str) -> Vec<serde_json::Value> {
+    log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))).collect()
+}
+
+#[test]
+fn serve_logs_one_json_line_per_request() {
+    let s = Scratch::new("opx");
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let log = s.0.join("serve.log");
+    let fleet = root().join("examples/kafka-vpc.yaml");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetwall"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--fleet",
+            fleet.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .current_dir(&s.0)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let serve = Serve(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !client(&s, &[], &["--server", &server, "status"]).status.success() {
+        assert!(std::time::Instant::now() < deadline, "the server did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let refused = client(
+        &s,
+        &[("FLEETWALL_TOKEN", "fw_wrong")],
+        &["--server", &server, "node", "list", "acme-stream", "kafka-events"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    drop(serve);
+    let lines = json_lines(&std::fs::read_to_string(&log).unwrap());
+    assert!(
+        lines.iter().any(|l| l["message"].as_str().unwrap().starts_with("listening on http://127.0.0.1:")),
+        "{lines:#?}"
+    );
+    let ok =
+        lines.iter().find(|l| l["path"] == "/v1/status" && l["status"] == 200).expect("the status request is logged");
+    assert_eq!(
+        (ok["method"].as_str(), ok["caller"].as_str(), ok["level"].as_str()),
+        (Some("GET"), Some("admin:admin"), Some("INFO"))
+    );
+    assert!(ok["ms"].as_f64().unwrap() >= 0.0 && ok["timestamp"].is_string(), "{ok}");
+    let no = lines.iter().find(|l| l["status"] == 401).expect("the refused request is logged");
+    assert_eq!(no["path"], "/v1/projects/acme-stream/services/kafka-events");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("fw_wrong"), "no token in the log");
+}
+
+#[test]
+fn the_agent_logs_json_lines_with_its_node() {
+    if !kernel_available() {
+        return;
+    }
+    let s = Scratch::new("opx");
+    let ns = Namespaces::new();
+    let node = ns.create("opx-agent");
+    let token = s.0.join("agent.token");
+    std::fs::write(&token, "fw_not_checked_by_anyone\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let log = s.0.join("agent.log");
+    let state = s.0.join("state");
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &node, env!("CARGO_BIN_EXE_fleetwall"), "agent", "--server", "http://127.0.0.1:1"])
+        .args(["--node", "b1", "--token-file", token.to_str().unwrap(), "--state-dir", state.to_str().unwrap()])
+        .args(["--gateway", "198.51.100.10/32", "--metrics-listen", "off", "--log-format", "json"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !std::fs::read_to_string(&log).unwrap().contains("fail-closed baseline applied") {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no baseline line: {}", std::fs::read_to_string(&log).unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = json_lines(&std::fs::read_to_string(&log).unwrap());
+    let start = lines.iter().find(|l| l["server"] == "http://127.0.0.1:1").expect("the start line");
+    assert_eq!(start["node"], "b1");
+    let baseline = lines.iter().find(|l| l["message"].as_str().unwrap().contains("fail-closed baseline")).unwrap();
+    assert_eq!((baseline["level"].as_str(), baseline["node"].as_str()), (Some("WARN"), Some("b1")));
+    assert!(baseline["message"].as_str().unwrap().contains("198.51.100.10/32"), "{baseline}");
+}
+
+/// `KEY=VALUE` lines of a unit file, in order.
+fn unit_settings(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect()
+}
+
+#[test]
+fn the_systemd_units_are_hardened_and_verify() {
+    let s = Scratch::new("opx");
+    let man = s.0.join("man");
+    ok(&["man", "--out", man.join("man1").to_str().unwrap()]);
+    for (unit, state_flag) in [("fleetwall-serve", "--data-dir"), ("fleetwall-agent", "--state-dir")] {
+        let text = std::fs::read_to_string(root().join(format!("packaging/systemd/{unit}.service"))).unwrap();
+        let set = unit_settings(&text);
+        let get = |k: &str| set.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("NoNewPrivileges"), Some("yes"), "{unit}");
+        assert_eq!(get("ProtectSystem"), Some("strict"), "{unit}");
+        assert_eq!(get("Restart"), Some("on-failure"), "{unit}");
+        // It writes where it keeps its state, and nowhere else.
+        let exec = get("ExecStart").unwrap();
+        let args: Vec<&str> = exec.split_whitespace().collect();
+        let state = args[args.iter().position(|a| *a == state_flag).unwrap() + 1];
+        assert_eq!(get("ReadWritePaths"), Some(state), "{unit}");
+        assert!(exec.contains("--log-format json"), "{unit}");
+        if unit == "fleetwall-agent" {
+            assert_eq!(get("CapabilityBoundingSet"), Some("CAP_NET_ADMIN"));
+            assert_eq!(get("AmbientCapabilities"), Some("CAP_NET_ADMIN"));
+        } else {
+            assert_eq!(get("CapabilityBoundingSet"), Some(""), "serve needs no capability");
+        }
+        // The options it passes exist: clap stops at the first unknown one, before --help.
+        let argv: Vec<String> = args[1..]
+            .iter()
+            .map(|a| a.replace("${FLEETWALL_NODE}", "n1"))
+            .filter(|a| !a.starts_with('$'))
+            .chain(["--help".to_string()])
+            .collect();
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        assert!(fleetwall(&argv).status.success(), "{unit}: {argv:?}");
+        // systemd's own check, with the binary and man pages of this build.
+        let copy = s.0.join(format!("{unit}.service"));
+        std::fs::write(&copy, text.replace("/usr/bin/fleetwall", env!("CARGO_BIN_EXE_fleetwall"))).unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", copy.to_str().unwrap()])
+            .env("MANPATH", &man)
+            .output()
+            .expect("systemd-analyze (package systemd; scripts/test installs it)");
+        let complaints = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && complaints.trim().is_empty(), "{unit}: {complaints}");
+    }
+}
+
+#[test]
+fn the_container_image_runs_serve_as_a_user_with_a_volume() {
+    let text = std::fs::read_to_string(root().join("packaging/Containerfile")).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let toolchain = std::fs::read_to_string(root().join("rust-toolchain.toml")).unwrap();
+    let from = lines.iter().find(|l| l.starts_with("FROM ") && l.contains("rust:")).unwrap();
+    assert!(
+        toolchain.contains(from.split("rust:").nth(1).unwrap().split('-').next().unwrap()),
+        "{from}: the pinned toolchain"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("RUN cargo build --release --locked -p fleetwall")));
+    assert!(lines.contains(&"USER fleetwall"), "not root");
+    assert!(lines.contains(&"VOLUME /var/lib/fleetwall"));
+    let entry = lines.iter().find(|l| l.starts_with("ENTRYPOINT ")).unwrap();
+    let argv: Vec<String> = serde_json::from_str(entry.trim_start_matches("ENTRYPOINT ")).unwrap();
+    assert_eq!(&argv[..2], ["/usr/bin/fleetwall", "serve"]);
+    let data = &argv[argv.iter().position(|a| a == "--data-dir").unwrap() + 1];
+    assert_eq!(data, "/var/lib/fleetwall");
+    let mut help: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    help.push("--help");
+    assert!(fleetwall(&help).status.success(), "{help:?}");
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "target"), "the build context leaves target/ out");
+}
