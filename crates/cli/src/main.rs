@@ -274,7 +274,8 @@ enum Command {
         cmd: backup::BackupCmd,
     },
     /// Benchmark check + compile + render on synthetic fleets (1,000 and 10,000 nodes,
-    /// and one service with an 8,000-entry ip_filter). Build with --release.
+    /// and one public service with an 8,000-entry ip_filter, every entry in its nft).
+    /// Build with --release.
     Bench {
         /// Runs per scenario; the median is reported.
         #[arg(long, default_value_t = 3)]
@@ -289,7 +290,8 @@ enum Command {
         /// With --rollout: simulated agents.
         #[arg(long, default_value_t = 1000)]
         agents: usize,
-        /// With --rollout: real agents in network namespaces (needs root; 0 skips).
+        /// With --rollout: real agents in network namespaces (needs root; 0 skips), one per
+        /// node of a synthetic fleet in services of five (3 gives 5).
         #[arg(long, default_value_t = 10)]
         real_agents: usize,
         /// With --rollout: writes measured.
