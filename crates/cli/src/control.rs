@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 /// The client's options: where the server is, who calls, the default project. Global:
 /// accepted before the subcommand (`fleetwall --token X service list`) and after it.
-#[derive(Args, Clone, Default)]
+#[derive(Args, Clone)]
 #[command(next_help_heading = "Control-plane options")]
 pub struct ClientArgs {
     /// The control plane's URL (client verbs: default http://127.0.0.1:8181; the agent needs it).

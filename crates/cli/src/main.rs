@@ -82,7 +82,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
         /// Show only the warnings about this node (its service, its project, the
-        /// platform) and a count of the others; errors are always shown.
+        /// platform) and a count of the others; errors are always shown. Text output
+        /// only: --format json lists every diagnostic.
         #[arg(long)]
         node: Option<String>,
     },
