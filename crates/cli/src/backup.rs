@@ -65,12 +65,9 @@ pub enum BackupCmd {
     /// Print a service's backup key from the control plane (PEM): the public key, or with
     /// --private the private one (admin token only; every read is audited).
     Key {
-        #[command(flatten)]
-        client: crate::control::ClientArgs,
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
         /// The private key, for a restore.
         #[arg(long)]
         private: bool,
@@ -95,7 +92,7 @@ impl From<FormatArg> for Format {
     }
 }
 
-pub fn run(cmd: BackupCmd) -> Result<Outcome> {
+pub fn run(cmd: BackupCmd, client: &crate::control::ClientArgs) -> Result<Outcome> {
     let result = match cmd {
         BackupCmd::Keygen { out } => keygen(&out),
         BackupCmd::Encrypt { public_key, format, input, output } => {
@@ -105,8 +102,8 @@ pub fn run(cmd: BackupCmd) -> Result<Outcome> {
             decrypt(&private_key, format.map(Format::from), unauthenticated_stream, &input, &output)
         }
         BackupCmd::Inspect { file } => inspect(&file),
-        BackupCmd::Key { client, project, service, private } => {
-            return crate::control::client(&client, crate::control::ClientCmd::BackupKey { project, service, private });
+        BackupCmd::Key { names, private } => {
+            return crate::control::client(client, crate::control::ClientCmd::BackupKey { names, private });
         }
     };
     match result {

@@ -25,7 +25,18 @@ fn scenarios() -> Vec<Scenario> {
         Scenario { name: "10k-nodes", spec: Spec::fleet(10_000, 100), quick: false },
         Scenario {
             name: "8000-entry-ip-filter",
-            spec: Spec { services: 1, nodes_per_service: 3, ip_filter: 8_000, services_per_project: 1, seed: 7 },
+            // A public service (no VPC): every entry is a client network of the node's
+            // public addresses, and none covers or touches another, so all 8,000 reach
+            // the kernel as set elements.
+            spec: Spec {
+                services: 1,
+                nodes_per_service: 3,
+                ip_filter: 8_000,
+                services_per_project: 1,
+                seed: 7,
+                vpcs: false,
+                disjoint: true,
+            },
             quick: true,
         },
     ]
@@ -40,6 +51,10 @@ pub struct Report {
     ip_filter_entries: usize,
     yaml_bytes: usize,
     nft_bytes: usize,
+    /// Client rules (`client-…`) in all nodes' nft output.
+    client_rules: usize,
+    /// With disjoint entries: how many of them every node's nft holds.
+    entries_in_nft: Option<usize>,
     check_ms: f64,
     compile_ms: f64,
     render_ms: f64,
@@ -67,7 +82,7 @@ fn measure(s: &Scenario, runs: usize) -> Result<Report> {
     let yaml = generate(&s.spec);
     let (mut check, mut compile, mut render, mut total) = (vec![], vec![], vec![], vec![]);
     let mut nodes = 0;
-    let mut nft_bytes = 0;
+    let mut nft: Vec<String> = Vec::new();
     for _ in 0..runs {
         let t0 = Instant::now();
         let (fleet, diags) = fleetwall_model::load(&yaml, &catalog);
@@ -77,7 +92,7 @@ fn measure(s: &Scenario, runs: usize) -> Result<Report> {
         let t1 = Instant::now();
         let rulesets = fleetwall_compile::compile(&fleet);
         let t2 = Instant::now();
-        nft_bytes = rulesets.iter().map(|rs| fleetwall_render::nft::render(rs).len()).sum();
+        nft = rulesets.iter().map(fleetwall_render::nft::render).collect();
         let t3 = Instant::now();
         nodes = rulesets.len();
         check.push((t1 - t0).as_secs_f64() * 1e3);
@@ -85,19 +100,50 @@ fn measure(s: &Scenario, runs: usize) -> Result<Report> {
         render.push((t3 - t2).as_secs_f64() * 1e3);
         total.push((t3 - t0).as_secs_f64() * 1e3);
     }
+    let (client_rules, entries_in_nft) = output_check(s, &nft)?;
     Ok(Report {
         scenario: s.name.into(),
         services: s.spec.services,
         nodes,
         ip_filter_entries: s.spec.ip_filter,
         yaml_bytes: yaml.len(),
-        nft_bytes,
+        nft_bytes: nft.iter().map(String::len).sum(),
+        client_rules,
+        entries_in_nft,
         check_ms: median(check),
         compile_ms: median(compile),
         render_ms: median(render),
         total_ms: median(total),
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+/// Refuses a scenario whose output is trivial (it would time nothing): some node must
+/// admit clients, and with disjoint entries every node's nft must hold every entry.
+/// Returns (client rules, entries found in every node's nft).
+fn output_check(s: &Scenario, nft: &[String]) -> Result<(usize, Option<usize>)> {
+    let client_rules = nft.iter().map(|t| t.matches("comment \"client-").count()).sum();
+    if client_rules == 0 {
+        bail!("scenario {}: no node's nft has a client rule: it measures nothing", s.name);
+    }
+    if !s.spec.disjoint {
+        return Ok((client_rules, None));
+    }
+    let entries: Vec<String> = (0..s.spec.ip_filter).map(fleetwall_synth::disjoint_cidr).collect();
+    for text in nft {
+        let words: std::collections::HashSet<&str> =
+            text.split(|c: char| c.is_whitespace() || c == ',' || c == '{' || c == '}').collect();
+        let missing: Vec<&String> = entries.iter().filter(|e| !words.contains(e.as_str())).collect();
+        if let Some(first) = missing.first() {
+            bail!(
+                "scenario {}: a node's nft lacks {} of the {} ip_filter entries (first: {first})",
+                s.name,
+                missing.len(),
+                entries.len()
+            );
+        }
+    }
+    Ok((client_rules, Some(entries.len())))
 }
 
 pub fn run(runs: usize, quick: bool, format: CheckFormat) -> Result<Outcome> {
@@ -143,7 +189,9 @@ pub fn run(runs: usize, quick: bool, format: CheckFormat) -> Result<Outcome> {
                         format!("{:.0}", r.compile_ms),
                         format!("{:.0}", r.render_ms),
                         format!("{:.0}", r.total_ms),
-                        format!("{:.1}", r.nft_bytes as f64 / 1e6),
+                        format!("{:.2}", r.nft_bytes as f64 / 1e6),
+                        r.client_rules.to_string(),
+                        r.entries_in_nft.map(|n| n.to_string()).unwrap_or_default(),
                         format!("{:.0}", r.peak_rss_mb),
                     ]
                 })
@@ -161,6 +209,8 @@ pub fn run(runs: usize, quick: bool, format: CheckFormat) -> Result<Outcome> {
                         "RENDER_MS",
                         "TOTAL_MS",
                         "NFT_MB",
+                        "CLIENT_RULES",
+                        "ENTRIES_IN_NFT",
                         "PEAK_RSS_MB"
                     ],
                     &rows

@@ -54,9 +54,16 @@ pub fn load(args: &FleetArgs) -> Result<Loaded> {
 
 /// Loads a fleet for a command that needs a valid one: diagnostics go to stderr.
 pub fn load_valid(args: &FleetArgs) -> Result<std::result::Result<(Loaded, Fleet), Outcome>> {
+    load_valid_for(args, None)
+}
+
+/// `load_valid` for a command about one node (`plan --node N`): of the warnings, only
+/// those about the node's service, its project and the platform are printed, and a
+/// count of the others.
+pub fn load_valid_for(args: &FleetArgs, node: Option<&str>) -> Result<std::result::Result<(Loaded, Fleet), Outcome>> {
     let mut l = load(args)?;
     if !l.diags.items.is_empty() {
-        eprint!("{}", render_human_with(&l.diags.items, &l.name, &l.src, args.show()));
+        eprint!("{}", render_diagnostics(&l, args, node));
     }
     if args.deny_warnings && l.diags.warnings() > 0 {
         eprintln!("{}: {} warning(s), refused by --deny-warnings", l.name, l.diags.warnings());
@@ -69,6 +76,42 @@ pub fn load_valid(args: &FleetArgs) -> Result<std::result::Result<(Loaded, Fleet
             Ok(Err(Outcome::Invalid))
         }
     }
+}
+
+/// The diagnostics as text. With a node (and without `--all-warnings`), the warnings
+/// about other nodes are counted, not shown; errors are always shown.
+fn render_diagnostics(l: &Loaded, args: &FleetArgs, node: Option<&str>) -> String {
+    let node = node.filter(|_| !args.all_warnings);
+    let Some(node) = node else { return render_human_with(&l.diags.items, &l.name, &l.src, args.show()) };
+    let scopes = fleetwall_model::scope::Scopes::of(&l.src);
+    let (own, others): (Vec<_>, Vec<_>) = l
+        .diags
+        .items
+        .iter()
+        .cloned()
+        .partition(|d| d.severity == fleetwall_model::Severity::Error || scopes.concerns_node(d, node));
+    let mut out = render_human_with(&own, &l.name, &l.src, args.show());
+    if !others.is_empty() && !args.quiet {
+        let what = if others.len() == 1 { "warning" } else { "warnings" };
+        out.push_str(&format!(
+            "... and {} {what} about other nodes than {node} (`--all-warnings` lists them)\n\n",
+            thousands(others.len())
+        ));
+    }
+    out
+}
+
+/// `n` with a comma between groups of three digits: 98,989.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Counts for the one-line summary.
@@ -91,8 +134,15 @@ pub fn counts(f: &Fleet) -> Counts {
     }
 }
 
-pub fn check(args: &FleetArgs, format: CheckFormat) -> Result<Outcome> {
+pub fn check(args: &FleetArgs, format: CheckFormat, node: Option<&str>) -> Result<Outcome> {
     let mut l = load(args)?;
+    if let Some(n) = node {
+        let scopes = fleetwall_model::scope::Scopes::of(&l.src);
+        if scopes.node(n).is_none() {
+            let names = scopes.node_names();
+            return report_unknown_node(n, &names);
+        }
+    }
     let proven = l.fleet.as_ref().map(|f| crate::verify::check_fleet(f, &mut l.diags));
     if l.diags.has_errors() {
         l.fleet = None;
@@ -115,7 +165,7 @@ pub fn check(args: &FleetArgs, format: CheckFormat) -> Result<Outcome> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         CheckFormat::Text => {
-            print!("{}", render_human_with(&l.diags.items, &l.name, &l.src, args.show()));
+            print!("{}", render_diagnostics(&l, args, node));
             let warn = match l.diags.warnings() {
                 0 => String::new(),
                 1 => ", 1 warning".into(),
@@ -181,6 +231,10 @@ pub fn ports(args: &FleetArgs, format: TableFormat, node: Option<&str>) -> Resul
 
 fn unknown_node(fleet: &Fleet, n: &str) -> Result<Outcome> {
     let names: Vec<&str> = fleet.nodes().map(|(_, _, x)| x.name.as_str()).collect();
+    report_unknown_node(n, &names)
+}
+
+fn report_unknown_node(n: &str, names: &[&str]) -> Result<Outcome> {
     let hint = match fleetwall_model::diag::did_you_mean(n, names.iter().copied()) {
         Some(s) => format!("did you mean `{s}`?"),
         None => format!("nodes: {}", names.join(", ")),
@@ -205,7 +259,7 @@ pub fn artifacts(rs: &fleetwall_ir::NodeRuleset, format: PlanFormat) -> Vec<Arti
 }
 
 pub fn plan(args: &FleetArgs, node: Option<&str>, format: Option<PlanFormat>, out: Option<&Path>) -> Result<Outcome> {
-    let (_, fleet) = match load_valid(args)? {
+    let (_, fleet) = match load_valid_for(args, node)? {
         Ok(v) => v,
         Err(o) => return Ok(o),
     };
@@ -331,4 +385,16 @@ pub fn lab(args: &FleetArgs, backend: LabBackend, format: CheckFormat) -> Result
         CheckFormat::Text => print!("{}", fleetwall_lab::report::render(&report)),
     }
     Ok(if report.mismatches().next().is_none() { Outcome::Ok } else { Outcome::Invalid })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_are_grouped_by_commas() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1000), "1,000");
+        assert_eq!(super::thousands(98_989), "98,989");
+        assert_eq!(super::thousands(1_234_567), "1,234,567");
+    }
 }

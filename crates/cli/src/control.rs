@@ -12,13 +12,17 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
-/// Where the client finds the server.
+/// The client's options: where the server is, who calls, the default project. Global:
+/// accepted before the subcommand (`fleetwall --token X service list`) and after it.
 #[derive(Args, Clone)]
+#[command(next_help_heading = "Control-plane options")]
 pub struct ClientArgs {
-    /// The control plane's URL.
-    #[arg(long, env = "FLEETWALL_SERVER", default_value = "http://127.0.0.1:8181", global = true)]
-    pub server: String,
+    /// The control plane's URL (client verbs: default http://127.0.0.1:8181; the agent needs it).
+    #[arg(long, env = "FLEETWALL_SERVER", global = true)]
+    pub server: Option<String>,
     /// Bearer token (default: $FLEETWALL_TOKEN, else .fleetwall/admin.token if readable).
+    /// Visible to every user of the machine in the process list: an agent should use
+    /// --token-file or $FLEETWALL_TOKEN.
     #[arg(long, env = "FLEETWALL_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// CA certificate (PEM) to trust for an https server (default: .fleetwall/ca.pem if it exists).
@@ -27,6 +31,44 @@ pub struct ClientArgs {
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The project, for every verb that takes a PROJECT argument: the argument may then
+    /// be left out (default: $FLEETWALL_PROJECT). With `token create`: a customer token
+    /// for this project.
+    #[arg(long, global = true, value_name = "PROJECT")]
+    pub project: Option<String>,
+}
+
+/// Where the client verbs connect when no --server or $FLEETWALL_SERVER says.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8181";
+
+impl ClientArgs {
+    /// The server URL the client verbs use.
+    pub fn server(&self) -> &str {
+        self.server.as_deref().unwrap_or(DEFAULT_SERVER)
+    }
+
+    /// The default project: --project, else $FLEETWALL_PROJECT.
+    fn default_project(&self) -> Option<String> {
+        self.project.clone().or_else(|| std::env::var("FLEETWALL_PROJECT").ok().filter(|p| !p.is_empty()))
+    }
+
+    /// The `N` positional names of a verb whose first is the project, which may be left
+    /// out for --project or $FLEETWALL_PROJECT.
+    fn named<const N: usize>(&self, mut names: Vec<String>) -> Result<[String; N]> {
+        if names.len() == N {
+            if let Some(p) = self.project.as_ref().filter(|p| **p != names[0]) {
+                bail!("two projects: `{}` as the argument and `{p}` as --project; give one", names[0]);
+            }
+        } else if names.len() + 1 == N {
+            let Some(p) = self.default_project() else {
+                bail!("which project? give it as the first argument, with --project PROJECT, or in $FLEETWALL_PROJECT");
+            };
+            names.insert(0, p);
+        } else {
+            bail!("expected {} names, got {}", N, names.len());
+        }
+        names.try_into().map_err(|_| anyhow!("expected {N} names"))
+    }
 }
 
 /// Client verbs.
@@ -54,10 +96,8 @@ pub enum ClientCmd {
     },
     /// A service's backup key: the public key, or with `private` the private one.
     BackupKey {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE as given (the project may be left out).
+        names: Vec<String>,
         /// The private key (admin only; audited).
         private: bool,
     },
@@ -88,15 +128,15 @@ pub enum ProjectCmd {
 pub enum VpcCmd {
     /// List a project's VPCs.
     List {
-        /// Project.
-        project: String,
+        /// [PROJECT] (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 0..=1, required = false, value_names = ["PROJECT"])]
+        names: Vec<String>,
     },
     /// Create a VPC.
     Create {
-        /// Project.
-        project: String,
-        /// VPC name.
-        name: String,
+        /// [PROJECT] NAME (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "NAME"])]
+        names: Vec<String>,
         /// Cloud (aws-eu-west-1, google-europe-west1, azure-westeurope, ...).
         #[arg(long)]
         cloud: String,
@@ -109,10 +149,9 @@ pub enum VpcCmd {
     },
     /// Delete a VPC (refused while a service uses it).
     Delete {
-        /// Project.
-        project: String,
-        /// VPC name.
-        name: String,
+        /// [PROJECT] NAME (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "NAME"])]
+        names: Vec<String>,
     },
     /// Peerings of a VPC.
     #[command(subcommand, name = "peering-connection")]
@@ -124,17 +163,15 @@ pub enum VpcCmd {
 pub enum PeeringCmd {
     /// The peerings of a VPC.
     List {
-        /// Project.
-        project: String,
-        /// VPC name.
-        vpc: String,
+        /// [PROJECT] VPC (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "VPC"])]
+        names: Vec<String>,
     },
     /// Peer a VPC with another network.
     Create {
-        /// Project.
-        project: String,
-        /// VPC name.
-        vpc: String,
+        /// [PROJECT] VPC (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "VPC"])]
+        names: Vec<String>,
         /// The peer VPC's id.
         #[arg(long)]
         peer_vpc: String,
@@ -144,12 +181,9 @@ pub enum PeeringCmd {
     },
     /// Remove a peering.
     Delete {
-        /// Project.
-        project: String,
-        /// VPC name.
-        vpc: String,
-        /// The peer VPC's id.
-        peer_vpc: String,
+        /// [PROJECT] VPC PEER_VPC (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 2..=3, required = true, value_names = ["PROJECT", "VPC", "PEER_VPC"])]
+        names: Vec<String>,
     },
 }
 
@@ -158,22 +192,21 @@ pub enum PeeringCmd {
 pub enum ServiceCmd {
     /// List a project's services.
     List {
-        /// Project.
-        project: String,
+        /// [PROJECT] (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 0..=1, required = false, value_names = ["PROJECT"])]
+        names: Vec<String>,
     },
     /// Show a service with its listeners.
     Get {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Create a service.
     Create {
-        /// Project.
-        project: String,
-        /// Service name.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
         /// Service type (pg, kafka, ...).
         #[arg(long = "type")]
         service_type: String,
@@ -192,10 +225,9 @@ pub enum ServiceCmd {
     },
     /// Change user_config: -c KEY=VALUE (dotted keys, array literals), --remove-option KEY.
     Update {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
         /// KEY=VALUE, e.g. -c "ip_filter=['198.51.100.0/24']" or -c public_access.kafka=true;
         /// KEY=@FILE takes the value from a file, @FILE.json a JSON object of KEY: VALUE
         /// (for values too long for a command line).
@@ -207,10 +239,9 @@ pub enum ServiceCmd {
     },
     /// Delete a service.
     Delete {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Private-link resources.
     Privatelink {
@@ -230,34 +261,30 @@ pub enum PrivatelinkCmd {
         /// Allowed principal (IAM ARN, subscription, project); repeatable.
         #[arg(long = "principal")]
         principals: Vec<String>,
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Show the resource.
     Get {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Replace the principals (the whole list).
     Update {
         /// Allowed principal; repeatable.
         #[arg(long = "principal")]
         principals: Vec<String>,
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Delete the resource.
     Delete {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Endpoint connections.
     #[command(subcommand)]
@@ -269,10 +296,9 @@ pub enum PrivatelinkCmd {
 pub enum ConnectionCmd {
     /// List endpoint connections.
     List {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
 }
 
@@ -281,19 +307,15 @@ pub enum ConnectionCmd {
 pub enum NodeCmd {
     /// The nodes of a service and their addresses.
     List {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
     },
     /// Add a node to a service.
     Add {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
-        /// Node name (unique in the fleet).
-        name: String,
+        /// [PROJECT] SERVICE NAME (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 2..=3, required = true, value_names = ["PROJECT", "SERVICE", "NAME"])]
+        names: Vec<String>,
         /// Private address (repeatable).
         #[arg(long = "private")]
         private: Vec<String>,
@@ -303,12 +325,9 @@ pub enum NodeCmd {
     },
     /// Remove a node from a service.
     Remove {
-        /// Project.
-        project: String,
-        /// Service.
-        service: String,
-        /// Node name.
-        name: String,
+        /// [PROJECT] SERVICE NAME (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 2..=3, required = true, value_names = ["PROJECT", "SERVICE", "NAME"])]
+        names: Vec<String>,
     },
 }
 
@@ -333,10 +352,7 @@ pub enum FleetCmd {
 pub enum TokenCmd {
     /// Create a token; it is printed once.
     Create {
-        /// A customer token for one project.
-        #[arg(long, conflicts_with_all = ["node", "admin"])]
-        project: Option<String>,
-        /// An agent token for one node.
+        /// An agent token for one node (a customer token: the global --project P).
         #[arg(long, conflicts_with = "admin")]
         node: Option<String>,
         /// Another admin token, with this name.
@@ -400,8 +416,8 @@ const WHOLE_FLEET_RESPONSE_LIMIT: usize = 1 << 30;
 
 impl Api {
     fn new(a: &ClientArgs) -> Result<Api> {
-        let ca = a.ca.clone().or_else(|| default_ca(&a.server));
-        let mut client = Client::new(&a.server, ca.as_deref()).map_err(|e| ApiFailure(e.to_string()))?;
+        let ca = a.ca.clone().or_else(|| default_ca(a.server()));
+        let mut client = Client::new(a.server(), ca.as_deref()).map_err(|e| ApiFailure(e.to_string()))?;
         if let Some(t) = a.token.clone().or_else(default_token) {
             client = client.with_token(&t);
         }
@@ -423,7 +439,9 @@ fn check(resp: Response) -> Result<Value> {
         let e = wire::client::error_body(&resp);
         let mut text = format!("{} (status {})", e.message, e.status);
         for d in e.diagnostics.iter().skip(1) {
-            text.push_str(&format!("\n  also: {}{}", d.message, d.location()));
+            let msg = fleetwall_server::with_value(&d.message, d.value.as_deref());
+            let hint = d.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+            text.push_str(&format!("\n  also: {msg}{hint}{}", d.location()));
         }
         return Err(ApiFailure(text).into());
     }
@@ -538,7 +556,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             }
         },
         ClientCmd::Vpc(c) => match c {
-            VpcCmd::List { project } => {
+            VpcCmd::List { names } => {
+                let [project] = args.named(names)?;
                 let v = api.call("GET", &wire::client::paths::vpcs(&project), None)?;
                 if json_out {
                     show(&v)
@@ -566,7 +585,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     print_rows(&["VPC", "CLOUD", "NETWORK_CIDR", "PRIVATELINK_CIDRS", "PEERINGS"], &rows)
                 }
             }
-            VpcCmd::Create { project, name, cloud, network_cidr, privatelink_cidrs } => {
+            VpcCmd::Create { names, cloud, network_cidr, privatelink_cidrs } => {
+                let [project, name] = args.named(names)?;
                 let mut body = json!({ "name": name, "cloud": cloud, "network_cidr": network_cidr });
                 if !privatelink_cidrs.is_empty() {
                     body["privatelink_cidrs"] = json!(privatelink_cidrs);
@@ -574,11 +594,13 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 let v = api.call("POST", &format!("/v1/projects/{}/vpcs", enc(&project)), Some(&body))?;
                 report(&v, json_out, &format!("Created VPC {project}/{name}"))?
             }
-            VpcCmd::Delete { project, name } => {
+            VpcCmd::Delete { names } => {
+                let [project, name] = args.named(names)?;
                 let v = api.call("DELETE", &format!("/v1/projects/{}/vpcs/{}", enc(&project), enc(&name)), None)?;
                 report(&v, json_out, &format!("Deleted VPC {project}/{name}"))?
             }
-            VpcCmd::Peering(PeeringCmd::List { project, vpc }) => {
+            VpcCmd::Peering(PeeringCmd::List { names }) => {
+                let [project, vpc] = args.named(names)?;
                 let v = api.call("GET", &wire::client::paths::vpc(&project, &vpc), None)?;
                 if json_out {
                     show(&v.get("peerings").cloned().unwrap_or(json!([])))
@@ -589,7 +611,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     print_rows(&["PEER_VPC", "PEER_CIDRS"], &rows)
                 }
             }
-            VpcCmd::Peering(PeeringCmd::Create { project, vpc, peer_vpc, peer_cidrs }) => {
+            VpcCmd::Peering(PeeringCmd::Create { names, peer_vpc, peer_cidrs }) => {
+                let [project, vpc] = args.named(names)?;
                 let body = json!({ "peer_vpc": peer_vpc, "peer_cidrs": peer_cidrs });
                 let v = api.call(
                     "POST",
@@ -598,7 +621,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 )?;
                 report(&v, json_out, &format!("Peered {project}/{vpc} with {peer_vpc}"))?
             }
-            VpcCmd::Peering(PeeringCmd::Delete { project, vpc, peer_vpc }) => {
+            VpcCmd::Peering(PeeringCmd::Delete { names }) => {
+                let [project, vpc, peer_vpc] = args.named(names)?;
                 let v = api.call(
                     "DELETE",
                     &format!("/v1/projects/{}/vpcs/{}/peerings/{}", enc(&project), enc(&vpc), enc(&peer_vpc)),
@@ -607,10 +631,11 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 report(&v, json_out, &format!("Removed peering {project}/{vpc} ↔ {peer_vpc}"))?
             }
         },
-        ClientCmd::Service(c) => service(&api, json_out, c)?,
+        ClientCmd::Service(c) => service(&api, args, c)?,
         ClientCmd::Node(c) => {
             match c {
-                NodeCmd::List { project, service } => {
+                NodeCmd::List { names } => {
+                    let [project, service] = args.named(names)?;
                     let v = api.call("GET", &wire::client::paths::service(&project, &service), None)?;
                     let svc: wire::Service = typed(v)?;
                     if json_out {
@@ -631,7 +656,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                         print_rows(&["NODE", "PRIVATE", "PUBLIC"], &rows)
                     }
                 }
-                NodeCmd::Add { project, service, name, private, public } => {
+                NodeCmd::Add { names, private, public } => {
+                    let [project, service, name] = args.named(names)?;
                     let mut body = json!({ "name": name, "private": private });
                     if !public.is_empty() {
                         body["public"] = json!(public);
@@ -643,7 +669,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                     )?;
                     report(&v, json_out, &format!("Added node {name} to {project}/{service}"))?
                 }
-                NodeCmd::Remove { project, service, name } => {
+                NodeCmd::Remove { names } => {
+                    let [project, service, name] = args.named(names)?;
                     let v = api.call(
                         "DELETE",
                         &format!("/v1/projects/{}/services/{}/nodes/{}", enc(&project), enc(&service), enc(&name)),
@@ -681,8 +708,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             let v = check(resp)?;
             report(&v, json_out, &format!("Loaded {}", file.display()))?
         }
-        ClientCmd::Token(TokenCmd::Create { project, node, admin, ttl }) => {
-            let mut body = match (project, node, admin) {
+        ClientCmd::Token(TokenCmd::Create { node, admin, ttl }) => {
+            let mut body = match (args.project.clone(), node, admin) {
                 (Some(p), None, None) => json!({ "kind": "project", "project": p }),
                 (None, Some(n), None) => json!({ "kind": "agent", "node": n }),
                 (None, None, Some(a)) => json!({ "kind": "admin", "name": a }),
@@ -721,7 +748,8 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
                 println!("Revoked token {} ({} {})", t.id, t.kind, t.scope)
             }
         }
-        ClientCmd::BackupKey { project, service, private } => {
+        ClientCmd::BackupKey { names, private } => {
+            let [project, service] = args.named(names)?;
             let path =
                 format!("/v1/projects/{}/services/{}/backup-key?private={private}", enc(&project), enc(&service));
             let v = api.call("GET", &path, None)?;
@@ -751,10 +779,12 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
+fn service(api: &Api, args: &ClientArgs, c: ServiceCmd) -> Result<()> {
+    let json_out = args.json;
     let svc_path = |p: &str, s: &str| format!("/v1/projects/{}/services/{}", enc(p), enc(s));
     match c {
-        ServiceCmd::List { project } => {
+        ServiceCmd::List { names } => {
+            let [project] = args.named(names)?;
             let v = api.call("GET", &format!("/v1/projects/{}/services", enc(&project)), None)?;
             if json_out {
                 show(&v)
@@ -777,7 +807,8 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
                 print_rows(&["SERVICE_NAME", "SERVICE_TYPE", "CLOUD_NAME", "VPC", "NODES", "IP_FILTER"], &rows);
             }
         }
-        ServiceCmd::Get { project, service } => {
+        ServiceCmd::Get { names } => {
+            let [project, service] = args.named(names)?;
             let v = api.call("GET", &svc_path(&project, &service), None)?;
             if json_out {
                 show(&v)
@@ -798,7 +829,8 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
                 print_rows(&["NODE", "COMPONENT", "ROUTE", "ADDRESS", "PORT", "PROTOCOL"], &rows);
             }
         }
-        ServiceCmd::Create { project, service, service_type, cloud, vpc, nodes, config } => {
+        ServiceCmd::Create { names, service_type, cloud, vpc, nodes, config } => {
+            let [project, service] = args.named(names)?;
             let mut body = json!({ "name": service, "type": service_type, "cloud": cloud });
             if let Some(v) = vpc {
                 body["vpc"] = json!(v);
@@ -820,7 +852,8 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
             let v = api.call("POST", &format!("/v1/projects/{}/services", enc(&project)), Some(&body))?;
             report(&v, json_out, &format!("Created service {project}/{service}"))?
         }
-        ServiceCmd::Update { project, service, config, remove } => {
+        ServiceCmd::Update { names, config, remove } => {
+            let [project, service] = args.named(names)?;
             if config.is_empty() && remove.is_empty() {
                 bail!("nothing to change: give -c KEY=VALUE and/or --remove-option KEY");
             }
@@ -828,7 +861,8 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
             let v = api.call("PATCH", &format!("{}/user_config", svc_path(&project, &service)), Some(&body))?;
             report(&v, json_out, &format!("Updated {project}/{service}"))?
         }
-        ServiceCmd::Delete { project, service } => {
+        ServiceCmd::Delete { names } => {
+            let [project, service] = args.named(names)?;
             let v = api.call("DELETE", &svc_path(&project, &service), None)?;
             report(&v, json_out, &format!("Deleted service {project}/{service}"))?
         }
@@ -836,18 +870,25 @@ fn service(api: &Api, json_out: bool, c: ServiceCmd) -> Result<()> {
             let base = |p: &str, s: &str| format!("{}/privatelink/{provider}", svc_path(p, s));
             let mut deleted = false;
             let v = match verb {
-                PrivatelinkCmd::Create { principals, project, service } => {
+                PrivatelinkCmd::Create { principals, names } => {
+                    let [project, service] = args.named(names)?;
                     api.call("POST", &base(&project, &service), Some(&json!({ "principals": principals })))?
                 }
-                PrivatelinkCmd::Get { project, service } => api.call("GET", &base(&project, &service), None)?,
-                PrivatelinkCmd::Update { principals, project, service } => {
+                PrivatelinkCmd::Get { names } => {
+                    let [project, service] = args.named(names)?;
+                    api.call("GET", &base(&project, &service), None)?
+                }
+                PrivatelinkCmd::Update { principals, names } => {
+                    let [project, service] = args.named(names)?;
                     api.call("PUT", &base(&project, &service), Some(&json!({ "principals": principals })))?
                 }
-                PrivatelinkCmd::Delete { project, service } => {
+                PrivatelinkCmd::Delete { names } => {
+                    let [project, service] = args.named(names)?;
                     deleted = true;
                     api.call("DELETE", &base(&project, &service), None)?
                 }
-                PrivatelinkCmd::Connection(ConnectionCmd::List { project, service }) => {
+                PrivatelinkCmd::Connection(ConnectionCmd::List { names }) => {
+                    let [project, service] = args.named(names)?;
                     let v = api.call("GET", &format!("{}/connections", base(&project, &service)), None)?;
                     if json_out {
                         show(&v)

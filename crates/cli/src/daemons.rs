@@ -45,28 +45,22 @@ pub struct ServeArgs {
     /// Use this service catalog instead of the built-in one.
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
+    /// How to log: text, or one JSON object per line (one line per request).
+    #[arg(long, value_enum, default_value_t = crate::logs::LogFormat::Text)]
+    pub log_format: crate::logs::LogFormat,
 }
 
 /// `fleetwall agent` options.
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The control plane's URL.
-    #[arg(long, env = "FLEETWALL_SERVER")]
-    pub server: String,
+    // The server, the token and the CA are the global --server, --token and --ca.
     /// This node's name in the fleet.
     #[arg(long)]
     pub node: String,
-    /// The node's agent token (`fleetwall token create --node NAME`). Visible to every
-    /// user of the machine in the process list: prefer --token-file or $FLEETWALL_TOKEN.
-    #[arg(long, env = "FLEETWALL_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
     /// A file holding the node's agent token, read once at start; it must not be
     /// accessible to group or others (chmod 600).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
-    /// CA certificate (PEM) to trust for an https server.
-    #[arg(long, env = "FLEETWALL_CA")]
-    pub ca: Option<PathBuf>,
     /// Where the last good ruleset is kept.
     #[arg(long, default_value = "/var/lib/fleetwall")]
     pub state_dir: PathBuf,
@@ -92,11 +86,14 @@ pub struct AgentArgs {
     /// and no usable last good one (default: the gateways of the last ruleset applied).
     #[arg(long = "gateway", value_name = "CIDR")]
     pub gateways: Vec<ipnet::IpNet>,
+    /// How to log: text, or one JSON object per line (one line per apply).
+    #[arg(long, value_enum, default_value_t = crate::logs::LogFormat::Text)]
+    pub log_format: crate::logs::LogFormat,
 }
 
 /// The agent's token: from --token-file, else --token or $FLEETWALL_TOKEN.
-fn agent_token(a: &AgentArgs) -> Result<String> {
-    let token = match (&a.token_file, &a.token) {
+fn agent_token(a: &AgentArgs, client: &crate::control::ClientArgs) -> Result<String> {
+    let token = match (&a.token_file, &client.token) {
         (Some(_), Some(_)) => {
             bail!("give the agent token with --token-file or with --token/$FLEETWALL_TOKEN, not both")
         }
@@ -131,10 +128,11 @@ fn load_catalog(path: Option<&Path>) -> Result<fleetwall_model::Catalog> {
 
 /// `fleetwall serve`.
 pub fn serve(a: ServeArgs) -> Result<Outcome> {
+    crate::logs::init(a.log_format);
     // Every agent's long-poll holds a descriptor: the default soft limit (1024) would refuse
     // agents long before the server's connection cap.
     if let Err(e) = fleetwall_http::raise_open_files_limit() {
-        eprintln!("fleetwall serve: cannot raise the open files limit: {e}");
+        tracing::warn!("cannot raise the open files limit: {e}");
     }
     let catalog = load_catalog(a.catalog.as_deref())?;
     crate::datadir::private_dir(&a.data_dir)?;
@@ -156,8 +154,8 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
             let t = fleetwall_server::util::new_token()?;
             crate::datadir::write_secret(&token_file, &t)?;
             cp.insert_token(None, "admin", "admin", &t, None)?;
-            eprintln!(
-                "fleetwall serve: the admin token in {0} was revoked or has expired; a new one was written to {0}",
+            tracing::info!(
+                "the admin token in {0} was revoked or has expired; a new one was written to {0}",
                 token_file.display()
             );
         }
@@ -168,7 +166,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
             }
             crate::datadir::write_secret(&token_file, &t)?;
             cp.insert_token(None, "admin", "admin", &t, None)?;
-            eprintln!("fleetwall serve: new admin token written to {}", token_file.display());
+            tracing::info!("new admin token written to {}", token_file.display());
         }
         None => {}
     }
@@ -185,17 +183,17 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
                 }
             }
         } else {
-            eprintln!(
-                "fleetwall serve: the store already holds revision {}: --fleet {} is ignored (load it with `fleetwall fleet put {0}`)",
+            tracing::info!(
+                "the store already holds revision {}: --fleet {} is ignored (load it with `fleetwall fleet put {0}`)",
                 cp.snapshot().revision,
                 f.display()
             );
         }
     }
-    let server = fleetwall_server::api::serve(cp.clone(), &a.listen, tls.as_ref()).map_err(|e| anyhow!("{e}"))?;
+    let server = serve_logged(cp.clone(), &a.listen, tls.as_ref()).map_err(|e| anyhow!("{e}"))?;
     let snap = cp.snapshot();
-    eprintln!(
-        "fleetwall serve: listening on {}://{} (store {} {}, fleet revision {}, {} nodes)",
+    tracing::info!(
+        "listening on {}://{} (store {} {}, fleet revision {}, {} nodes)",
         if tls.is_some() { "https" } else { "http" },
         server.local_addr(),
         cp.db.kind(),
@@ -206,6 +204,44 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
     loop {
         std::thread::park();
     }
+}
+
+/// `fleetwall_server::api::serve` with one log line per request: answered by the API, or
+/// refused on its head (no valid token, too large).
+fn serve_logged(
+    cp: Arc<fleetwall_server::ControlPlane>,
+    addr: &str,
+    tls: Option<&fleetwall_http::TlsFiles>,
+) -> Result<fleetwall_http::Server, fleetwall_http::Error> {
+    let admission = cp.clone();
+    let admit: fleetwall_http::Admit = Arc::new(move |head| {
+        let verdict = fleetwall_server::api::admit(&admission, head);
+        if let fleetwall_http::Admission::Refuse(resp) = &verdict {
+            let peer = head.peer.to_string();
+            let (method, path, status) = (head.method, head.path, resp.status);
+            tracing::info!(method, path, status, peer, "{method} {path} {status} (refused on its head) from {peer}");
+        }
+        verdict
+    });
+    let handler: fleetwall_http::Handler = Arc::new(move |req| {
+        let started = std::time::Instant::now();
+        let (method, path, peer) = (req.method.clone(), req.path.clone(), req.peer.to_string());
+        let caller = req.caller.clone().unwrap_or_default();
+        let resp = fleetwall_server::api::handle(&cp, req);
+        let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
+        let status = resp.status;
+        tracing::info!(
+            method,
+            path,
+            status,
+            caller,
+            peer,
+            ms,
+            "{method} {path} {status} {ms:.1} ms by {caller} from {peer}"
+        );
+        resp
+    });
+    fleetwall_http::Server::bind_with_admission(addr, tls, handler, admit, fleetwall_http::Limits::default())
 }
 
 /// What `serve` speaks: TLS with the given certificate; plain HTTP on loopback or when told
@@ -233,14 +269,14 @@ fn serve_tls(a: &ServeArgs) -> Result<Option<fleetwall_http::TlsFiles>> {
         )
     })?;
     if tls.new_ca {
-        eprintln!("fleetwall serve: new CA {}", tls.ca.display());
+        tracing::info!("new CA {}", tls.ca.display());
     }
     if tls.issued {
         let names: Vec<String> = names.iter().map(ToString::to_string).collect();
-        eprintln!("fleetwall serve: new server certificate {} for {}", tls.files.cert.display(), names.join(", "));
+        tracing::info!("new server certificate {} for {}", tls.files.cert.display(), names.join(", "));
     }
-    eprintln!(
-        "fleetwall serve: TLS CA {} with SHA-256 fingerprint {}; give agents and the CLI --ca {}",
+    tracing::info!(
+        "TLS CA {} with SHA-256 fingerprint {}; give agents and the CLI --ca {}",
         tls.ca.display(),
         tls.fingerprint,
         tls.ca.display()
@@ -249,13 +285,17 @@ fn serve_tls(a: &ServeArgs) -> Result<Option<fleetwall_http::TlsFiles>> {
 }
 
 /// `fleetwall agent`.
-pub fn agent(a: AgentArgs) -> Result<Outcome> {
+pub fn agent(a: AgentArgs, client: &crate::control::ClientArgs) -> Result<Outcome> {
+    crate::logs::init(a.log_format);
     let node = a.node.clone();
+    let Some(server) = client.server.clone() else {
+        bail!("the agent needs the control plane's URL: --server URL (or $FLEETWALL_SERVER)")
+    };
     let cfg = fleetwall_agent::Config {
-        server: a.server.clone(),
+        server: server.clone(),
         node: a.node.clone(),
-        token: agent_token(&a)?,
-        ca: a.ca.clone(),
+        token: agent_token(&a, client)?,
+        ca: client.ca.clone(),
         state_dir: Some(a.state_dir.clone()),
         resync: Duration::from_secs_f64(a.resync.max(0.05)),
         poll: Duration::from_secs(30),
@@ -263,29 +303,31 @@ pub fn agent(a: AgentArgs) -> Result<Outcome> {
     };
     let log_node = node.clone();
     let log = Box::new(move |e: &fleetwall_agent::Event| {
-        let t = fleetwall_server::util::rfc3339(fleetwall_server::util::now_ms());
+        let node = log_node.as_str();
         match e {
             fleetwall_agent::Event::Applied { revision, from_disk: true } => {
-                eprintln!("{t} {log_node}: re-applied the last good ruleset (revision {revision})")
+                tracing::info!(node, revision, "{node}: re-applied the last good ruleset (revision {revision})")
             }
             fleetwall_agent::Event::Applied { revision, .. } => {
-                eprintln!("{t} {log_node}: applied revision {revision}")
+                tracing::info!(node, revision, "{node}: applied revision {revision}")
             }
-            fleetwall_agent::Event::Baseline { gateways } if gateways.is_empty() => eprintln!(
-                "{t} {log_node}: FAIL-CLOSED BASELINE applied WITHOUT ANY MANAGEMENT GATEWAY: no ruleset from the \
+            fleetwall_agent::Event::Baseline { gateways } if gateways.is_empty() => tracing::error!(
+                node,
+                "{node}: FAIL-CLOSED BASELINE applied WITHOUT ANY MANAGEMENT GATEWAY: no ruleset from the \
                  server, no usable last good one, no --gateway and none learnt; only loopback reaches this node"
             ),
             fleetwall_agent::Event::Baseline { gateways } => {
                 let list: Vec<String> = gateways.iter().map(ToString::to_string).collect();
-                eprintln!(
-                    "{t} {log_node}: fail-closed baseline applied (no ruleset from the server, no usable last good \
+                tracing::warn!(
+                    node,
+                    "{node}: fail-closed baseline applied (no ruleset from the server, no usable last good \
                      one); management from {}",
                     list.join(", ")
                 )
             }
-            fleetwall_agent::Event::DriftRepaired => eprintln!("{t} {log_node}: our table had drifted; restored"),
-            fleetwall_agent::Event::Error(m) => eprintln!("{t} {log_node}: error: {m}"),
-            fleetwall_agent::Event::Unreachable(m) => eprintln!("{t} {log_node}: server unreachable: {m}"),
+            fleetwall_agent::Event::DriftRepaired => tracing::warn!(node, "{node}: our table had drifted; restored"),
+            fleetwall_agent::Event::Error(m) => tracing::error!(node, "{node}: error: {m}"),
+            fleetwall_agent::Event::Unreachable(m) => tracing::warn!(node, "{node}: server unreachable: {m}"),
         }
     });
     let kernel: Box<dyn fleetwall_agent::Dataplane> = match a.backend {
@@ -307,11 +349,13 @@ pub fn agent(a: AgentArgs) -> Result<Outcome> {
     } else {
         None
     };
-    eprintln!(
-        "fleetwall agent: node {node}, server {}, state {}, dataplane {}",
-        a.server,
-        a.state_dir.display(),
-        agent.dataplane()
+    let dataplane = agent.dataplane();
+    tracing::info!(
+        node,
+        server,
+        %dataplane,
+        "agent: node {node}, server {server}, state {}, dataplane {dataplane}",
+        a.state_dir.display()
     );
     if let Some(secs) = a.exit_on_auth_failure {
         agent.give_up_on_auth_failure_after(Duration::from_secs(secs));
@@ -320,7 +364,7 @@ pub fn agent(a: AgentArgs) -> Result<Outcome> {
     agent.run(&stop);
     match agent.gave_up() {
         Some(why) => {
-            eprintln!("fleetwall agent: giving up: {why}; the rules in force stay (create a new token)");
+            tracing::error!(node, "agent giving up: {why}; the rules in force stay (create a new token)");
             Ok(Outcome::Invalid)
         }
         None => Ok(Outcome::Ok),

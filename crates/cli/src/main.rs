@@ -9,13 +9,14 @@ mod control;
 mod daemons;
 mod datadir;
 mod dataplane_bench;
+mod logs;
 mod pki;
 mod rohmu_venv;
 mod rollout;
 mod table;
 mod verify;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +30,8 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    client: control::ClientArgs,
 }
 
 /// Options every fleet-reading command takes.
@@ -79,6 +82,11 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+        /// Show only the warnings about this node (its service, its project, the
+        /// platform) and a count of the others; errors are always shown. Text output
+        /// only: --format json lists every diagnostic.
+        #[arg(long)]
+        node: Option<String>,
     },
     /// List every listener: project, service, node, component, route, address, port, protocol.
     ///
@@ -103,7 +111,8 @@ enum Command {
     Plan {
         #[command(flatten)]
         fleet: FleetArgs,
-        /// Only this node.
+        /// Only this node (and only its warnings: those of its service, its project and
+        /// the platform, then a count of the others).
         #[arg(long)]
         node: Option<String>,
         /// Output format.
@@ -204,57 +213,40 @@ enum Command {
     Agent(daemons::AgentArgs),
     /// Rollout view from the control plane: per node the desired and applied revision,
     /// ruleset hash, state and lag.
-    Status {
-        #[command(flatten)]
-        client: control::ClientArgs,
-    },
+    Status,
     /// Projects on the control plane (list, create, delete).
     Project {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::ProjectCmd,
     },
     /// VPCs and peering connections on the control plane.
     Vpc {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::VpcCmd,
     },
     /// Services on the control plane: `service update PROJECT SERVICE -c KEY=VALUE`,
     /// `service privatelink aws create --principal ARN PROJECT SERVICE`, ...
     Service {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::ServiceCmd,
     },
     /// Nodes of a service on the control plane (add, remove).
     Node {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::NodeCmd,
     },
     /// The whole fleet on the control plane: get (YAML) or put a fleet file (admin).
     Fleet {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::FleetCmd,
     },
     /// Control-plane tokens: per-project customer tokens, per-node agent tokens (admin).
     Token {
-        #[command(flatten)]
-        client: control::ClientArgs,
         #[command(subcommand)]
         cmd: control::TokenCmd,
     },
     /// The control plane's audit log: who changed what, before and after, when (admin).
     Audit {
-        #[command(flatten)]
-        client: control::ClientArgs,
         /// Entries to show.
         #[arg(long, default_value_t = 50)]
         limit: i64,
@@ -262,6 +254,22 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         after: i64,
     },
+    /// Print a shell completion script: `fleetwall completions bash > /etc/bash_completion.d/fleetwall`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page fleetwall(1), or with --out DIR write it and one page per
+    /// subcommand (fleetwall-plan.1, ...) into DIR.
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print a JSON Schema of the fleet file (for editors: completion and checks as you type;
+    /// `fleetwall check` remains the full validation).
+    Schema,
     /// Backup encryption (seed 004): keygen, encrypt, decrypt, inspect; fleetwall's chunked
     /// format and rohmu/pghoard's pghoa1 files.
     Backup {
@@ -269,7 +277,8 @@ enum Command {
         cmd: backup::BackupCmd,
     },
     /// Benchmark check + compile + render on synthetic fleets (1,000 and 10,000 nodes,
-    /// and one service with an 8,000-entry ip_filter). Build with --release.
+    /// and one public service with an 8,000-entry ip_filter, every entry in its nft).
+    /// Build with --release.
     Bench {
         /// Runs per scenario; the median is reported.
         #[arg(long, default_value_t = 3)]
@@ -284,7 +293,8 @@ enum Command {
         /// With --rollout: simulated agents.
         #[arg(long, default_value_t = 1000)]
         agents: usize,
-        /// With --rollout: real agents in network namespaces (needs root; 0 skips).
+        /// With --rollout: real agents in network namespaces (needs root; 0 skips), one per
+        /// node of a synthetic fleet in services of five (3 gives 5).
         #[arg(long, default_value_t = 10)]
         real_agents: usize,
         /// With --rollout: writes measured.
@@ -353,6 +363,52 @@ pub enum PlanFormat {
     Json,
 }
 
+/// The command line as clap reads it and as completions and the man page describe it.
+///
+/// Verbs whose positional names start with a project that may be left out (for
+/// --project or $FLEETWALL_PROJECT) take them as one list; their usage line says
+/// `[PROJECT] SERVICE` instead of clap's rendering of a list.
+pub fn cli_command() -> clap::Command {
+    fn optional_project(cmd: clap::Command, path: &str) -> clap::Command {
+        let path = format!("{path} {}", cmd.get_name()).trim().to_string();
+        let names = cmd.get_arguments().find(|a| a.get_id() == "names").map(|a| {
+            let v: Vec<String> = a.get_value_names().unwrap_or_default().iter().map(|n| format!("<{n}>")).collect();
+            v[1..].join(" ")
+        });
+        let cmd = match names {
+            Some(rest) => cmd.override_usage(format!("{path} [OPTIONS] [PROJECT] {rest}").trim_end().to_string()),
+            None => cmd,
+        };
+        // A subcommand's usage starts with its parent's positionals (`privatelink <PROVIDER>`).
+        let parent = cmd.get_positionals().fold(path, |p, a| format!("{p} <{}>", a.get_id().as_str().to_uppercase()));
+        let subs: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+        subs.iter().fold(cmd, |cmd, sub| cmd.mut_subcommand(sub, |c| optional_project(c, &parent)))
+    }
+    let cmd = Cli::command();
+    let subs: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+    subs.iter().fold(cmd, |cmd, sub| cmd.mut_subcommand(sub, |c| optional_project(c, "fleetwall")))
+}
+
+/// `fleetwall man`: the page to stdout, or every page into `out`.
+fn man(out: Option<&std::path::Path>) -> anyhow::Result<commands::Outcome> {
+    use anyhow::Context;
+    let cmd = cli_command();
+    match out {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page).context("cannot render the man page")?;
+            std::io::Write::write_all(&mut std::io::stdout(), &page).context("cannot write the man page")?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("cannot write man pages to {}", dir.display()))?;
+            eprintln!("wrote man pages to {}", dir.display());
+        }
+    }
+    Ok(commands::Outcome::Ok)
+}
+
 /// Lets a closed pipe end a printing command quietly, as it ends `cat` or `ls`: the
 /// default action of SIGPIPE (Rust ignores it, so `println!` would panic on EPIPE).
 /// Not for the daemons, the lab or the benchmarks: they write into pipes of `nft` and
@@ -365,12 +421,15 @@ fn die_quietly_on_a_closed_pipe() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_) | Command::Agent(_) | Command::Lab { .. } | Command::Bench { .. }) {
+    let Cli { command, client } = match Cli::from_arg_matches(&cli_command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if !matches!(command, Command::Serve(_) | Command::Agent(_) | Command::Lab { .. } | Command::Bench { .. }) {
         die_quietly_on_a_closed_pipe();
     }
-    let result = match cli.command {
-        Command::Check { fleet, format } => commands::check(&fleet, format),
+    let result = match command {
+        Command::Check { fleet, format, node } => commands::check(&fleet, format, node.as_deref()),
         Command::Ports { fleet, format, node } => commands::ports(&fleet, format, node.as_deref()),
         Command::Plan { fleet, node, format, out } => commands::plan(&fleet, node.as_deref(), format, out.as_deref()),
         Command::Trace { fleet, from, to, port, format } => verify::trace(&fleet, &from, &to, &port, format),
@@ -389,22 +448,31 @@ fn main() -> ExitCode {
             writes: writes.max(1),
             json: format == CheckFormat::Json,
         }),
-        Command::Backup { cmd } => backup::run(cmd),
+        Command::Backup { cmd } => backup::run(cmd, &client),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut cli_command(), "fleetwall", &mut std::io::stdout());
+            Ok(commands::Outcome::Ok)
+        }
+        Command::Man { out } => man(out.as_deref()),
+        Command::Schema => {
+            println!("{}", fleetwall_model::schema::fleet_file_schema_json());
+            Ok(commands::Outcome::Ok)
+        }
         Command::Bench { backup: true, backup_mib, rohmu_venv, format, .. } => {
             backup_bench::run(&rohmu_venv, backup_mib.max(1), format)
         }
         Command::Bench { dataplane: true, runs, format, .. } => dataplane_bench::run_cmd(runs, format),
         Command::Bench { runs, quick, format, .. } => bench::run(runs.max(1), quick, format),
         Command::Serve(a) => daemons::serve(a),
-        Command::Agent(a) => daemons::agent(a),
-        Command::Status { client } => control::client(&client, control::ClientCmd::Status),
-        Command::Project { client, cmd } => control::client(&client, control::ClientCmd::Project(cmd)),
-        Command::Vpc { client, cmd } => control::client(&client, control::ClientCmd::Vpc(cmd)),
-        Command::Service { client, cmd } => control::client(&client, control::ClientCmd::Service(cmd)),
-        Command::Node { client, cmd } => control::client(&client, control::ClientCmd::Node(cmd)),
-        Command::Fleet { client, cmd } => control::client(&client, control::ClientCmd::Fleet(cmd)),
-        Command::Token { client, cmd } => control::client(&client, control::ClientCmd::Token(cmd)),
-        Command::Audit { client, limit, after } => control::client(&client, control::ClientCmd::Audit { limit, after }),
+        Command::Agent(a) => daemons::agent(a, &client),
+        Command::Status => control::client(&client, control::ClientCmd::Status),
+        Command::Project { cmd } => control::client(&client, control::ClientCmd::Project(cmd)),
+        Command::Vpc { cmd } => control::client(&client, control::ClientCmd::Vpc(cmd)),
+        Command::Service { cmd } => control::client(&client, control::ClientCmd::Service(cmd)),
+        Command::Node { cmd } => control::client(&client, control::ClientCmd::Node(cmd)),
+        Command::Fleet { cmd } => control::client(&client, control::ClientCmd::Fleet(cmd)),
+        Command::Token { cmd } => control::client(&client, control::ClientCmd::Token(cmd)),
+        Command::Audit { limit, after } => control::client(&client, control::ClientCmd::Audit { limit, after }),
     };
     match result {
         Ok(commands::Outcome::Ok) => ExitCode::SUCCESS,

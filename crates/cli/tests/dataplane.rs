@@ -51,7 +51,13 @@ fn control_plane(current: Arc<Mutex<(i64, NodeRuleset)>>, reported: Arc<AtomicI6
             std::thread::sleep(Duration::from_millis(20));
             return fleetwall_http::Response::new(304, "text/plain", "");
         }
-        let body = serde_json::json!({ "revision": rev, "hash": fleetwall_agent::ruleset_hash(&rs), "ruleset": rs });
+        let body = fleetwall_api::RulesetResponse {
+            fleet_revision: rev,
+            hash: rs.canonical_hash(),
+            node: rs.node.clone(),
+            revision: rev,
+            ruleset: rs,
+        };
         fleetwall_http::Response::json(200, &body)
     });
     fleetwall_http::Server::bind("127.0.0.1:0", None, handler).unwrap()

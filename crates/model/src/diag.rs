@@ -91,6 +91,8 @@ codes! {
     UnknownVpc = "unknown-vpc",
     /// A cloud not starting with a known provider prefix.
     UnknownCloud = "unknown-cloud",
+    /// A cloud whose region the list of known regions lacks (warning; "did you mean").
+    UnknownRegion = "unknown-region",
     /// A service and its VPC in different clouds.
     CloudMismatch = "cloud-mismatch",
     /// A node name used twice in the fleet.

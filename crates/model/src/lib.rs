@@ -11,6 +11,9 @@ pub mod edit;
 pub mod fleet;
 pub mod ports;
 pub mod raw;
+pub mod regions;
+pub mod schema;
+pub mod scope;
 pub mod validate;
 pub mod yaml;
 

@@ -7,6 +7,8 @@
 
 use crate::diag::{did_you_mean, DiagCode, Diagnostic, Diagnostics};
 use crate::yaml::{Node, NodeKind, Span};
+use schemars::JsonSchema;
+use std::collections::BTreeMap;
 
 /// A value and where it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,24 +20,32 @@ pub struct Spanned<T> {
 }
 
 /// The whole file.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "FleetFile")]
 pub struct RawFleet {
     /// `version:` (must be 1).
+    #[schemars(with = "i64", range(min = 1, max = 1))]
     pub version: Option<Spanned<i64>>,
     /// `platform:`.
+    #[schemars(required)]
     pub platform: RawPlatform,
     /// `projects:` in file order.
+    #[schemars(with = "Option<BTreeMap<String, RawProject>>")]
     pub projects: Vec<(Spanned<String>, RawProject)>,
     /// `tests:`.
+    #[schemars(with = "Option<Vec<RawTest>>")]
     pub tests: Vec<RawTest>,
 }
 
 /// `platform:`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Platform")]
 pub struct RawPlatform {
     /// Where the `platform` mapping was written (for "missing" messages).
+    #[schemars(skip)]
     pub span: Option<Span>,
     /// Management gateway addresses.
+    #[schemars(with = "Vec<String>")]
     pub management_gateways: Option<Vec<Spanned<String>>>,
     /// Management SSH port.
     pub ssh_port: Option<Spanned<i64>>,
@@ -48,36 +58,47 @@ pub struct RawPlatform {
 }
 
 /// One project.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Project")]
 pub struct RawProject {
     /// `base_port:`.
     pub base_port: Option<Spanned<i64>>,
     /// `vpcs:` in file order.
+    #[schemars(with = "Option<BTreeMap<String, RawVpc>>")]
     pub vpcs: Vec<(Spanned<String>, RawVpc)>,
     /// `services:` in file order.
+    #[schemars(with = "Option<BTreeMap<String, RawService>>")]
     pub services: Vec<(Spanned<String>, RawService)>,
 }
 
 /// One project VPC.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Vpc")]
 pub struct RawVpc {
     /// The VPC's mapping.
+    #[schemars(skip)]
     pub span: Span,
     /// `cloud:`.
+    #[schemars(with = "String")]
     pub cloud: Option<Spanned<String>>,
+    #[schemars(with = "String")]
     /// `network_cidr:`.
     pub network_cidr: Option<Spanned<String>>,
     /// `privatelink_cidrs:`.
     pub privatelink_cidrs: Option<Vec<Spanned<String>>>,
     /// `peerings:`.
+    #[schemars(with = "Option<Vec<RawPeering>>")]
     pub peerings: Vec<RawPeering>,
 }
 
 /// One VPC peering.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Peering")]
 pub struct RawPeering {
     /// The peering's mapping.
+    #[schemars(skip)]
     pub span: Span,
+    #[schemars(with = "String")]
     /// `peer_vpc:` (the customer's VPC id).
     pub peer_vpc: Option<Spanned<String>>,
     /// `peer_cidrs:`.
@@ -85,47 +106,63 @@ pub struct RawPeering {
 }
 
 /// One service.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Service")]
 pub struct RawService {
     /// The service's mapping.
+    #[schemars(skip)]
     pub span: Span,
+    #[schemars(rename = "type", with = "String")]
     /// `type:`.
     pub service_type: Option<Spanned<String>>,
     /// `cloud:`.
+    #[schemars(with = "String")]
     pub cloud: Option<Spanned<String>>,
     /// `vpc:`.
     pub vpc: Option<Spanned<String>>,
     /// `nodes:` in file order.
+    #[schemars(with = "BTreeMap<String, RawNode>")]
     pub nodes: Vec<(Spanned<String>, RawNode)>,
     /// `user_config:`.
+    #[schemars(with = "Option<RawUserConfig>")]
     pub user_config: RawUserConfig,
     /// `privatelink:` resources by cloud kind (`aws`, `azure`, `google`).
+    #[schemars(with = "Option<BTreeMap<String, RawPrivatelink>>")]
     pub privatelink: Vec<(Spanned<String>, RawPrivatelink)>,
     /// `ports:` pins.
+    #[schemars(with = "Option<BTreeMap<String, u16>>")]
     pub ports: Vec<(Spanned<String>, Spanned<i64>)>,
 }
 
 /// One node's addresses.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Node")]
 pub struct RawNode {
     /// The node's mapping.
+    #[schemars(skip)]
     pub span: Span,
+    #[schemars(with = "Option<crate::schema::OneOrMany>")]
     /// `private:` addresses.
     pub private: Vec<Spanned<String>>,
+    #[schemars(with = "Option<crate::schema::OneOrMany>")]
     /// `public:` addresses.
     pub public: Vec<Spanned<String>>,
 }
 
 /// `user_config:` (the keys that shape the firewall).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "UserConfig")]
 pub struct RawUserConfig {
     /// `ip_filter:` and where the list was written; `None` when absent (then the default).
     pub ip_filter: Option<Spanned<Vec<RawIpFilterEntry>>>,
     /// `public_access.<component>`.
+    #[schemars(with = "Option<BTreeMap<String, bool>>")]
     pub public_access: Vec<(Spanned<String>, Spanned<bool>)>,
     /// `private_access.<component>` (accepted for compatibility; not a firewall route).
+    #[schemars(with = "Option<BTreeMap<String, bool>>")]
     pub private_access: Vec<(Spanned<String>, Spanned<bool>)>,
     /// `privatelink_access.<component>`.
+    #[schemars(with = "Option<BTreeMap<String, bool>>")]
     pub privatelink_access: Vec<(Spanned<String>, Spanned<bool>)>,
     /// `static_ips:`.
     pub static_ips: Option<Spanned<bool>>,
@@ -141,24 +178,32 @@ pub struct RawIpFilterEntry {
 }
 
 /// A private-link resource.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Privatelink")]
 pub struct RawPrivatelink {
     /// `principals:`.
+    #[schemars(with = "Option<Vec<String>>")]
     pub principals: Vec<Spanned<String>>,
 }
 
 /// One `tests:` assertion.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Test")]
 pub struct RawTest {
     /// The entry's mapping.
+    #[schemars(skip)]
     pub span: Span,
+    #[schemars(with = "String")]
     /// `from:` (an address).
     pub from: Option<Spanned<String>>,
+    #[schemars(with = "String")]
     /// `to:` (a node, optionally `.route`).
     pub to: Option<Spanned<String>>,
     /// `accept:` (components or `port/proto`).
+    #[schemars(with = "Option<Vec<String>>")]
     pub accept: Vec<Spanned<String>>,
     /// `deny:` (components or `port/proto`).
+    #[schemars(with = "Option<Vec<String>>")]
     pub deny: Vec<Spanned<String>>,
 }
 

@@ -199,6 +199,21 @@ impl Validator<'_> {
     fn cloud(&mut self, s: &Spanned<String>) -> Option<Cloud> {
         for (prefix, provider) in Provider::PREFIXES {
             if s.value.starts_with(prefix) && s.value.len() > prefix.len() {
+                let region = &s.value[prefix.len()..];
+                if !crate::regions::is_known(provider, region) {
+                    let known: Vec<String> =
+                        crate::regions::regions(provider).iter().map(|r| format!("{prefix}{r}")).collect();
+                    let hint = match did_you_mean(&s.value, known.iter().map(String::as_str)) {
+                        Some(k) => format!("did you mean `{k}`?"),
+                        None => format!("known {} regions: {}", provider.as_str(), known.join(", ")),
+                    };
+                    self.diags.push(
+                        Diagnostic::warning(DiagCode::UnknownRegion, format!("unknown {} region", provider.as_str()))
+                            .at(s.span)
+                            .value(s.value.clone())
+                            .hint(hint),
+                    );
+                }
                 return Some(Cloud { name: s.value.clone(), provider });
             }
         }

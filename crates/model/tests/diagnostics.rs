@@ -449,3 +449,20 @@ fn a_node_with_a_management_gateways_address_was_accepted() {
     assert_eq!(w.severity, Severity::Warning);
     assert_eq!(w.message, "network_cidr 198.51.100.0/24 covers management gateway 198.51.100.10");
 }
+
+#[test]
+fn unknown_region_is_a_warning_with_a_suggestion_from_the_region_list() {
+    let body = pg("[198.51.100.0/24]").replace("aws-eu-west-1", "aws-eu-wst-1");
+    let d = one(&body, DiagCode::UnknownRegion);
+    assert_eq!(d.severity, Severity::Warning);
+    assert_eq!(d.message, "unknown aws region");
+    assert_eq!(at(&d), (9, 16));
+    assert_eq!(d.value.as_deref(), Some("aws-eu-wst-1"));
+    assert_eq!(d.hint.as_deref(), Some("did you mean `aws-eu-west-1`?"));
+    // Nothing close: the provider's regions are listed.
+    let d = one(&pg("[198.51.100.0/24]").replace("aws-eu-west-1", "aws-moon-base-7"), DiagCode::UnknownRegion);
+    assert!(d.hint.unwrap().starts_with("known aws regions: aws-af-south-1, "));
+    // A known region of another provider is not known to this one.
+    let d = one(&pg("[198.51.100.0/24]").replace("aws-eu-west-1", "google-eu-west-1"), DiagCode::UnknownRegion);
+    assert_eq!(d.message, "unknown google region");
+}

@@ -201,11 +201,7 @@ fn rejection(diags: &fleetwall_model::Diagnostics, emitted: &doc::Emitted) -> Ap
 fn summarize(list: &[Diagnostic]) -> String {
     let Some(first) = list.first() else { return "Invalid fleet".into() };
     let path = first.path.clone().unwrap_or_default();
-    let msg = first.message.clone();
-    let msg = match &first.value {
-        Some(v) if !msg.contains(v.as_str()) => format!("{msg} '{v}'"),
-        _ => msg,
-    };
+    let msg = with_value(&first.message, first.value.as_deref());
     let hint = first.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
     let message = match user_config_key(&path) {
         Some(key) => {
@@ -314,14 +310,24 @@ pub fn file_rejection(diags: &fleetwall_model::Diagnostics) -> ApiError {
         .collect();
     let message = match errors.first() {
         Some(d) => format!(
-            "Invalid fleet: {}{} ({})",
-            d.message,
+            "Invalid fleet: {}{}{} ({})",
+            with_value(&d.message, d.value.as_deref()),
+            d.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default(),
             d.span.map(|s| format!(" at line {} column {}", s.start.line, s.start.col)).unwrap_or_default(),
             if list.len() == 1 { "1 error".to_string() } else { format!("{} errors", list.len()) }
         ),
         None => "Invalid fleet".into(),
     };
     ApiError { status: 400, message, diagnostics: list }
+}
+
+/// A diagnostic's message with its offending value after it, unless the message
+/// already quotes it.
+pub fn with_value(message: &str, value: Option<&str>) -> String {
+    match value {
+        Some(v) if !message.contains(v) => format!("{message} '{v}'"),
+        _ => message.to_string(),
+    }
 }
 
 fn user_config_key(path: &str) -> Option<String> {

@@ -254,12 +254,52 @@ pub fn update_privatelink(doc: &mut Value, p: &str, s: &str, provider: &str, who
     Ok(())
 }
 
-/// Removes the private-link resource.
+/// Removes the private-link resource; refused (409) while something needs it: a fleet
+/// test that probes a node of the service on its `privatelink` route, or a component
+/// with `privatelink_access` on. The message says which, not "create the private link
+/// first" (which is what validating the edited fleet would say).
 pub fn delete_privatelink(doc: &mut Value, p: &str, s: &str, provider: &str) -> Result<(), ApiError> {
+    let tests: Vec<Value> = doc.get("tests").and_then(Value::as_array).cloned().unwrap_or_default();
     let svc = service(doc, p, s)?;
     let has = svc.get("privatelink").and_then(|v| v.get(provider)).is_some();
     if !has {
         return Err(ApiError::not_found(format!("service '{s}' has no {provider} private link")));
+    }
+    let link = format!("the {provider} private link of service '{s}'");
+    let nodes: Vec<&String> =
+        svc.get("nodes").and_then(Value::as_object).map(|o| o.keys().collect()).unwrap_or_default();
+    // The test's own node and route only: its source may be another tenant's address.
+    let needing: Vec<String> = tests
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let to = t.get("to").and_then(Value::as_str)?;
+            let node = to.strip_suffix(".privatelink")?;
+            nodes.iter().any(|n| *n == node).then(|| format!("tests[{i}] (to {to})"))
+        })
+        .collect();
+    if !needing.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "{link} is needed by the fleet's test {}, which probes it; only the platform operator can change the fleet's tests",
+            needing.join(", ")
+        )));
+    }
+    let on: Vec<String> = svc
+        .pointer("/user_config/privatelink_access")
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter(|(_, v)| v.as_bool() == Some(true))
+                .map(|(k, _)| format!("privatelink_access.{k}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !on.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "{link} is in use: {} {} on; turn it off first (--remove-option privatelink_access)",
+            on.join(", "),
+            if on.len() == 1 { "is" } else { "are" }
+        )));
     }
     svc.as_object_mut().expect("checked above").remove("privatelink");
     Ok(())

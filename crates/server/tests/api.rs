@@ -323,7 +323,12 @@ fn privatelink_resources_move_from_creating_to_active_and_are_deleted() {
     let svc = "/v1/projects/acme-stream/services/kafka-events";
     // The example has a resource already; privatelink_access needs it, so deleting is refused.
     let (s, v) = call(&a, "DELETE", &format!("{svc}/privatelink/aws"), None);
-    assert_eq!(s, 400, "{v}");
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(
+        v["message"],
+        "the aws private link of service 'kafka-events' is in use: privatelink_access.kafka is on; turn it off first (--remove-option privatelink_access)",
+        "not 'create the private link first'"
+    );
     let (s, _) = call(&a, "PATCH", &format!("{svc}/user_config"), Some(json!({"remove": ["privatelink_access"]})));
     assert_eq!(s, 200);
     let (s, v) = call(&a, "DELETE", &format!("{svc}/privatelink/aws"), None);

@@ -20,12 +20,26 @@ pub struct Spec {
     pub services_per_project: usize,
     /// PRNG seed.
     pub seed: u64,
+    /// Whether even projects deploy into a VPC (odd ones never do).
+    pub vpcs: bool,
+    /// Whether `ip_filter` entries are disjoint networks with gaps between them (none
+    /// covers, overlaps or touches another, so every entry stays its own set element)
+    /// instead of random ones.
+    pub disjoint: bool,
 }
 
 impl Spec {
     /// `nodes` nodes in services of five, each with `ip_filter` entries.
     pub fn fleet(nodes: usize, ip_filter: usize) -> Spec {
-        Spec { services: nodes.div_ceil(5), nodes_per_service: 5, ip_filter, services_per_project: 10, seed: 1 }
+        Spec {
+            services: nodes.div_ceil(5),
+            nodes_per_service: 5,
+            ip_filter,
+            services_per_project: 10,
+            seed: 1,
+            vpcs: true,
+            disjoint: false,
+        }
     }
 }
 
@@ -100,7 +114,7 @@ pub fn generate(spec: &Spec) -> String {
             let _ = writeln!(o, "    base_port: {}", 10000 + (p * 97) % 19000);
         }
         // Even projects deploy into a VPC 10.<hi>.<lo>.0/22 with one peering.
-        let in_vpc = p % 2 == 0;
+        let in_vpc = spec.vpcs && p % 2 == 0;
         let vpc_net = (10u32 << 24) | ((p as u32 & 0x3fff) << 10);
         if in_vpc {
             let _ = writeln!(
@@ -145,7 +159,7 @@ pub fn generate(spec: &Spec) -> String {
             }
             o.push_str("        user_config:\n          ip_filter:\n");
             for i in 0..spec.ip_filter {
-                let c = random_cidr(&mut rng);
+                let c = if spec.disjoint { disjoint_cidr(i) } else { random_cidr(&mut rng) };
                 if i % 10 == 0 {
                     let _ = writeln!(o, "            - {{ network: \"{c}\", description: \"client {i}\" }}");
                 } else {
@@ -158,6 +172,19 @@ pub fn generate(spec: &Spec) -> String {
         }
     }
     o
+}
+
+/// The `i`-th (`i` < 65,536) of a series of networks none of which overlaps or touches
+/// another: IPv4 /24s from 11.0.0.0 and IPv6 /48s in 2001:db8::/32, each with a gap
+/// after it; written as nft writes them.
+pub fn disjoint_cidr(i: usize) -> String {
+    assert!(i < 65_536, "disjoint_cidr: at most 65,536 networks");
+    let k = (i / 2) as u32;
+    if i.is_multiple_of(2) {
+        format!("{}/24", v4((11u32 << 24) + k * 512))
+    } else {
+        format!("{}/48", std::net::Ipv6Addr::new(0x2001, 0xdb8, (k * 2) as u16, 0, 0, 0, 0, 0))
+    }
 }
 
 /// CIDRs random ip_filters draw from: they overlap the lab's sources in every way
@@ -276,5 +303,29 @@ mod tests {
         assert_eq!(a, generate(&spec));
         assert_eq!(a.matches("{ public:").count() + a.matches("{ private:").count(), 20);
         assert_eq!(a.matches("            - ").count(), 4 * 7);
+    }
+
+    fn ord(a: std::net::IpAddr) -> u128 {
+        match a {
+            std::net::IpAddr::V4(x) => u128::from(u32::from(x)),
+            std::net::IpAddr::V6(x) => u128::from(x),
+        }
+    }
+
+    #[test]
+    fn disjoint_entries_neither_overlap_nor_touch() {
+        let nets: Vec<ipnet::IpNet> = (0..8000).map(|i| disjoint_cidr(i).parse().unwrap()).collect();
+        assert_eq!(disjoint_cidr(1), "2001:db8::/48", "canonical, as nft prints it");
+        // Within a family, each network ends more than one address before the next starts.
+        let v4: Vec<u128> = nets.iter().step_by(2).flat_map(|n| [n.network(), n.broadcast()]).map(ord).collect();
+        let v6: Vec<u128> =
+            nets.iter().skip(1).step_by(2).flat_map(|n| [n.network(), n.broadcast()]).map(ord).collect();
+        for bounds in [v4, v6] {
+            assert!(bounds.windows(2).skip(1).step_by(2).all(|w| w[1] > w[0] + 1), "touching or overlapping");
+        }
+        let spec = Spec { vpcs: false, disjoint: true, ..Spec::fleet(5, 10) };
+        let yaml = generate(&spec);
+        assert!(!yaml.contains("vpc"), "no VPC");
+        assert!(yaml.contains("\"11.0.2.0/24\""), "{yaml}");
     }
 }
