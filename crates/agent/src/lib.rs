@@ -100,8 +100,9 @@ pub enum Event {
         /// The management gateways it admits.
         gateways: Vec<IpNet>,
     },
-    /// Our table was changed or missing and was restored.
-    DriftRepaired,
+    /// Our table was changed or missing and was restored; what differed, rule by rule
+    /// (by the rule hashes in the comments).
+    DriftRepaired(String),
     /// Something failed.
     Error(String),
     /// The server could not be reached.
@@ -385,11 +386,15 @@ impl Agent {
         let Some(current) = &self.current else { return };
         match self.kernel.observe() {
             Ok(Some(now)) if now.fingerprint == current.fingerprint => {}
-            Ok(_) => {
+            found @ Ok(_) => {
+                let what = match found {
+                    Ok(Some(now)) => fleetwall_apply::rule_drift(&current.lg.ruleset, &now.rules).to_string(),
+                    _ => "our table is gone".to_string(),
+                };
                 let lg = current.lg.clone();
                 self.stats.drift_repairs.fetch_add(1, Ordering::Relaxed);
                 self.apply(lg, From::Drift);
-                self.emit(Event::DriftRepaired);
+                self.emit(Event::DriftRepaired(what));
             }
             Err(e) => self.emit(Event::Error(format!("cannot read our table: {e}"))),
         }

@@ -225,7 +225,8 @@ impl Dataplane for Iptables {
         let v4 = run(ns, "iptables-save", &["-t", "filter"], None)?;
         let v6 = run(ns, "ip6tables-save", &["-t", "filter"], None)?;
         let ipsets = run(ns, "ipset", &["save"], None)?;
-        Ok(fingerprint(&v4, &v6, &ipsets).map(|fingerprint| Observed { fingerprint }))
+        let rules = saved_rule_hashes(&v4, &v6);
+        Ok(fingerprint(&v4, &v6, &ipsets).map(|fingerprint| Observed { fingerprint, rules }))
     }
 
     fn expected(&self, rs: &NodeRuleset) -> Result<String, Error> {
@@ -259,6 +260,29 @@ impl Dataplane for Iptables {
     fn revoke(&self, rs: &NodeRuleset) -> Result<usize, Error> {
         crate::revoke(self.ns(), rs)
     }
+}
+
+/// The rule hashes of our chains in `iptables-save` output: per rule of the IR, once
+/// (iptables writes one IR rule as several lines: multiport chunks, one ICMP type each,
+/// and the v4 and v6 tables each hold the rules of their family). Input chain first.
+fn saved_rule_hashes(v4: &str, v6: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for chain in [INPUT_CHAIN, fleetwall_render::iptables::OUTPUT_CHAIN] {
+        let prefix = format!("-A {chain} ");
+        let mut seen = BTreeSet::new();
+        for line in v4.lines().chain(v6.lines()).filter(|l| l.starts_with(&prefix)) {
+            let hash = line
+                .split_once("--comment \"")
+                .or_else(|| line.split_once("--comment "))
+                .and_then(|(_, c)| crate::comment_hash(c))
+                .unwrap_or_default()
+                .to_string();
+            if hash.is_empty() || seen.insert(hash.clone()) {
+                out.push(hash);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

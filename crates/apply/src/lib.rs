@@ -191,6 +191,61 @@ pub struct Observed {
     /// A hash of our rules and sets as the kernel lists them, without state (counters,
     /// conntrack), so that traffic does not look like drift.
     pub fingerprint: String,
+    /// The rule hashes (`Rule::hash`) the kernel's rules of ours carry in their comments
+    /// (input chain first); an empty string for a rule without one (added by hand).
+    pub rules: Vec<String>,
+}
+
+/// How the rules found in the kernel differ from a ruleset, rule by rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleDrift {
+    /// Ids of the ruleset's rules whose hash is not in the kernel (changed or deleted).
+    pub missing: Vec<String>,
+    /// Rules in the kernel that are none of the ruleset's (added, or changed by hand).
+    pub foreign: usize,
+}
+
+impl RuleDrift {
+    /// No rule differs.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.foreign == 0
+    }
+}
+
+impl std::fmt::Display for RuleDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if !self.missing.is_empty() {
+            let shown: Vec<&str> = self.missing.iter().take(5).map(String::as_str).collect();
+            let more =
+                if self.missing.len() > 5 { format!(" and {} more", self.missing.len() - 5) } else { String::new() };
+            parts.push(format!("rules changed or missing: {}{more}", shown.join(", ")));
+        }
+        if self.foreign > 0 {
+            parts.push(format!("{} rule(s) not ours", self.foreign));
+        }
+        if parts.is_empty() {
+            parts.push("every rule as written (the sets, the order or the table itself differ)".into());
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// Compares the rule hashes found in the kernel with the ruleset's rules.
+pub fn rule_drift(rs: &NodeRuleset, found: &[String]) -> RuleDrift {
+    let want: Vec<(String, &str)> = rs.input.iter().chain(&rs.output).map(|r| (r.hash(), r.id.as_str())).collect();
+    let found_set: BTreeSet<&str> = found.iter().map(String::as_str).collect();
+    let want_set: BTreeSet<&str> = want.iter().map(|(h, _)| h.as_str()).collect();
+    let missing: Vec<String> =
+        want.iter().filter(|(h, _)| !found_set.contains(h.as_str())).map(|(_, id)| id.to_string()).collect();
+    let foreign = found.iter().filter(|h| !want_set.contains(h.as_str())).count();
+    RuleDrift { missing, foreign }
+}
+
+/// The rule hash at the start of a rule comment (`"0123456789abcdef id: reason"`), if any.
+pub fn comment_hash(comment: &str) -> Option<&str> {
+    let h = comment.split(' ').next()?;
+    (h.len() == fleetwall_ir::RULE_HASH_LEN && h.bytes().all(|b| b.is_ascii_hexdigit())).then_some(h)
 }
 
 /// Something that can enforce a ruleset: nftables, iptables + ipset, or memory (tests).

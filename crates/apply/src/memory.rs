@@ -52,7 +52,10 @@ impl Dataplane for Memory {
 
     fn observe(&self) -> Result<Option<Observed>, Error> {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(held.as_ref().map(|rs| Observed { fingerprint: fingerprint(rs) }))
+        Ok(held.as_ref().map(|rs| Observed {
+            fingerprint: fingerprint(rs),
+            rules: rs.input.iter().chain(&rs.output).map(|r| r.hash()).collect(),
+        }))
     }
 
     fn expected(&self, rs: &NodeRuleset) -> Result<String, Error> {

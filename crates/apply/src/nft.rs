@@ -81,7 +81,7 @@ impl Dataplane for Nft {
         }
         // -s: without counters or other state, so traffic does not look like drift.
         let listing = run(self.ns(), "nft", &["-s", "list", "table", "inet", TABLE], None)?;
-        Ok(Some(Observed { fingerprint: sha256_hex(listing.as_bytes()) }))
+        Ok(Some(Observed { fingerprint: sha256_hex(listing.as_bytes()), rules: listed_rule_hashes(&listing) }))
     }
 
     fn expected(&self, rs: &NodeRuleset) -> Result<String, Error> {
@@ -101,4 +101,32 @@ impl Dataplane for Nft {
     fn revoke(&self, rs: &NodeRuleset) -> Result<usize, Error> {
         crate::revoke(self.ns(), rs)
     }
+}
+
+/// The rule hashes of the rules of `nft list table` output, chain by chain (input, then
+/// output), in order; "" for a rule with no hash comment.
+pub fn listed_rule_hashes(listing: &str) -> Vec<String> {
+    let mut chains: Vec<(String, Vec<String>)> = Vec::new();
+    let mut current: Option<usize> = None;
+    for line in listing.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("chain ").and_then(|l| l.strip_suffix(" {")) {
+            chains.push((name.to_string(), Vec::new()));
+            current = Some(chains.len() - 1);
+        } else if line == "}" {
+            current = None;
+        } else if let Some(i) = current {
+            if line.is_empty() || line.starts_with("type ") || line.starts_with("policy ") {
+                continue;
+            }
+            let hash =
+                line.split_once("comment \"").and_then(|(_, c)| crate::comment_hash(c)).unwrap_or_default().to_string();
+            chains[i].1.push(hash);
+        }
+    }
+    chains.sort_by_key(|(name, _)| match name.as_str() {
+        "input" => 0,
+        "output" => 1,
+        _ => 2,
+    });
+    chains.into_iter().flat_map(|(_, rules)| rules).collect()
 }

@@ -163,3 +163,62 @@ fn iptables_set_deltas_go_to_the_ipsets_and_match_a_full_load() {
     assert!(sets.contains("fw-ipf4") && !sets.contains("fw-ipf6"), "{sets}");
     assert_eq!(ipt.observe().unwrap().unwrap().fingerprint, ipt.expected(&v4_only).unwrap());
 }
+
+/// Every rule carries its own hash in its comment, so the drivers see drift rule by rule:
+/// a rule deleted by hand is named by its id, a rule added by hand is counted as not ours.
+#[test]
+fn drift_is_found_rule_by_rule_from_the_hashes_in_the_comments() {
+    let rs = ruleset(&hosts(3), 12000);
+    for tag in ["rd-nft", "rd-ipt"] {
+        let ns = Netns::new(tag);
+        let driver: Box<dyn Dataplane> = match tag {
+            "rd-nft" => Box::new(Nft::new(Some(ns.0.clone()))),
+            _ => Box::new(Iptables::new(Some(ns.0.clone()))),
+        };
+        driver.load(&rs, How::Full).unwrap();
+        let seen = driver.observe().unwrap().expect("our rules are there");
+        assert_eq!(fleetwall_apply::rule_drift(&rs, &seen.rules), Default::default(), "{tag}: {:?}", seen.rules);
+        // By hand: the management SSH rule of IPv4 goes, a rule of someone else's comes.
+        let ssh = rs.input.iter().find(|r| r.id == "mgmt-ssh-v4").unwrap().hash();
+        if tag == "rd-nft" {
+            let listed = run(Some(&ns.0), "nft", &["-a", "list", "chain", "inet", "fleetwall", "input"], None).unwrap();
+            let handle = listed
+                .lines()
+                .find(|l| l.contains(&ssh))
+                .and_then(|l| l.rsplit_once("# handle "))
+                .map(|(_, h)| h.trim().to_string())
+                .expect("the rule's handle");
+            run(Some(&ns.0), "nft", &["delete", "rule", "inet", "fleetwall", "input", "handle", &handle], None)
+                .unwrap();
+            run(
+                Some(&ns.0),
+                "nft",
+                &["insert", "rule", "inet", "fleetwall", "input", "tcp", "dport", "2222", "accept"],
+                None,
+            )
+            .unwrap();
+        } else {
+            let save = run(Some(&ns.0), "iptables-save", &["-t", "filter"], None).unwrap();
+            let line = save.lines().find(|l| l.contains(&ssh)).expect("the rule in iptables-save").to_string();
+            let num = save
+                .lines()
+                .filter(|l| l.starts_with("-A fleetwall-input "))
+                .position(|l| l == line)
+                .map(|i| (i + 1).to_string())
+                .unwrap();
+            run(Some(&ns.0), "iptables", &["-D", "fleetwall-input", &num], None).unwrap();
+            run(
+                Some(&ns.0),
+                "iptables",
+                &["-I", "fleetwall-input", "-p", "tcp", "--dport", "2222", "-j", "ACCEPT"],
+                None,
+            )
+            .unwrap();
+        }
+        let seen = driver.observe().unwrap().expect("our table is still there");
+        let drift = fleetwall_apply::rule_drift(&rs, &seen.rules);
+        assert_eq!(drift.missing, ["mgmt-ssh-v4"], "{tag}");
+        assert_eq!(drift.foreign, 1, "{tag}");
+        assert_eq!(drift.to_string(), "rules changed or missing: mgmt-ssh-v4; 1 rule(s) not ours");
+    }
+}

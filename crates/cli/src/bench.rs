@@ -122,7 +122,11 @@ fn measure(s: &Scenario, runs: usize) -> Result<Report> {
 /// admit clients, and with disjoint entries every node's nft must hold every entry.
 /// Returns (client rules, entries found in every node's nft).
 fn output_check(s: &Scenario, nft: &[String]) -> Result<(usize, Option<usize>)> {
-    let client_rules = nft.iter().map(|t| t.matches("comment \"client-").count()).sum();
+    // A rule's comment is `"<rule hash> <id>: <reason>"`.
+    let is_client = |l: &str| {
+        l.split_once("comment \"").is_some_and(|(_, c)| c.split(' ').nth(1).is_some_and(|id| id.starts_with("client-")))
+    };
+    let client_rules = nft.iter().map(|t| t.lines().filter(|l| is_client(l)).count()).sum();
     if client_rules == 0 {
         bail!("scenario {}: no node's nft has a client rule: it measures nothing", s.name);
     }

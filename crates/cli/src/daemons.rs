@@ -325,7 +325,9 @@ pub fn agent(a: AgentArgs, client: &crate::control::ClientArgs) -> Result<Outcom
                     list.join(", ")
                 )
             }
-            fleetwall_agent::Event::DriftRepaired => tracing::warn!(node, "{node}: our table had drifted; restored"),
+            fleetwall_agent::Event::DriftRepaired(what) => {
+                tracing::warn!(node, drift = %what, "{node}: our table had drifted ({what}); restored")
+            }
             fleetwall_agent::Event::Error(m) => tracing::error!(node, "{node}: error: {m}"),
             fleetwall_agent::Event::Unreachable(m) => tracing::warn!(node, "{node}: server unreachable: {m}"),
         }

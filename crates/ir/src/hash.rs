@@ -98,6 +98,24 @@ impl NodeRuleset {
     }
 }
 
+/// The length, in hex digits, of a rule's own hash.
+pub const RULE_HASH_LEN: usize = 16;
+
+impl Rule {
+    /// The rule's own short hash (the first [`RULE_HASH_LEN`] hex digits of SHA-256 over
+    /// the versioned encoding of this rule alone: id, reason, match, verdict). Renderers
+    /// stamp it into the rule's comment, so a kernel's rules can be compared with the
+    /// ruleset one by one (a rule changed, lost or added by hand is named), as Calico
+    /// Felix does with its rule hashes.
+    pub fn hash(&self) -> String {
+        let mut e = Enc { out: Vec::with_capacity(256), scratch: String::new() };
+        e.out.extend_from_slice(HASH_VERSION.as_bytes());
+        e.out.extend_from_slice(b" rule\n");
+        e.rule(self);
+        Sha256::digest(&e.out).iter().take(RULE_HASH_LEN / 2).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// Sorted, without duplicates (borrowed when it already is).
 fn canonical<T: Ord + Clone>(items: &[T]) -> Cow<'_, [T]> {
     if items.windows(2).all(|w| w[0] < w[1]) {
@@ -313,6 +331,26 @@ mod tests {
 
     fn ip_mut<'a>(rs: &'a mut NodeRuleset, id: &str) -> &'a mut IpMatch {
         rule_mut(rs, id).matches.ip_mut().unwrap()
+    }
+
+    #[test]
+    fn every_rule_has_its_own_short_hash_that_follows_what_it_does() {
+        let rs = sample();
+        let hashes: Vec<String> = rs.input.iter().map(Rule::hash).collect();
+        assert!(hashes.iter().all(|h| h.len() == RULE_HASH_LEN && h.bytes().all(|b| b.is_ascii_hexdigit())));
+        let unique: std::collections::BTreeSet<&String> = hashes.iter().collect();
+        assert_eq!(unique.len(), hashes.len(), "distinct rules, distinct hashes");
+        // Independent of the rule's place and of the other rules.
+        let mut moved = sample();
+        moved.input.reverse();
+        assert_eq!(moved.input.last().unwrap().hash(), hashes[0]);
+        // Any change of the rule changes it.
+        let mut changed = sample();
+        ip_mut(&mut changed, "mgmt-v4").l4 = Some(L4::Tcp(vec![22]));
+        assert_ne!(rule_mut(&mut changed, "mgmt-v4").hash(), hashes[2]);
+        let mut changed = sample();
+        rule_mut(&mut changed, "loopback").verdict = Verdict::Drop;
+        assert_ne!(rule_mut(&mut changed, "loopback").hash(), hashes[0]);
     }
 
     #[test]

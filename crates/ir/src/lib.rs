@@ -17,7 +17,7 @@
 mod hash;
 mod validate;
 
-pub use hash::HASH_VERSION;
+pub use hash::{HASH_VERSION, RULE_HASH_LEN};
 pub use validate::{is_valid_node_name, Invalid, InvalidKind, SetName};
 
 use ipnet::IpNet;

@@ -145,7 +145,7 @@ fn rule(o: &mut String, chain: &str, fam: Family, r: &Rule) {
         Verdict::Reject(Reject::AdminProhibited) if v6 => "-j REJECT --reject-with icmp6-adm-prohibited".into(),
         Verdict::Reject(Reject::AdminProhibited) => "-j REJECT --reject-with icmp-admin-prohibited".into(),
     };
-    let c = comment(&r.id, &r.reason, COMMENT_MAX);
+    let c = comment(r, COMMENT_MAX);
     for p in protos {
         let _ = writeln!(o, "-A {chain} {head}{p}-m comment --comment \"{c}\" {target}");
     }

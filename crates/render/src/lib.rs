@@ -117,9 +117,11 @@ pub(crate) fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// Makes a reason safe inside a double-quoted comment and cuts it to `max` bytes.
-pub(crate) fn comment(id: &str, reason: &str, max: usize) -> String {
-    let mut s = one_line(&format!("{id}: {reason}"));
+/// A rule's comment: its own hash (`Rule::hash`, so drift is found rule by rule), its id
+/// and reason, made safe inside a double-quoted comment and cut to `max` bytes (the hash
+/// and id come first and always survive the cut).
+pub(crate) fn comment(r: &fleetwall_ir::Rule, max: usize) -> String {
+    let mut s = one_line(&format!("{} {}: {}", r.hash(), r.id, r.reason));
     if s.len() > max {
         let mut cut = max - 3;
         while !s.is_char_boundary(cut) {

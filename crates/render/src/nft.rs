@@ -3,7 +3,8 @@
 //! The file starts by creating and deleting the table, then declares it whole: loaded
 //! with `nft -f` it replaces our table in one transaction (atomic, idempotent) and never
 //! touches another table. Address sets are interval sets; every rule carries a comment
-//! `id: reason` (nftables keeps at most 128 bytes of a comment).
+//! `hash id: reason` (its own short hash, Felix-style, so a kernel's rules can be checked
+//! one by one; nftables keeps at most 128 bytes of a comment).
 
 use crate::{comment, one_line};
 use fleetwall_ir::{
@@ -185,5 +186,5 @@ fn rule(o: &mut String, hook: &str, r: &Rule) {
         Verdict::Reject(Reject::PortUnreachable) => o.push_str("reject with icmpx type port-unreachable"),
         Verdict::Reject(Reject::AdminProhibited) => o.push_str("reject with icmpx type admin-prohibited"),
     }
-    let _ = write!(o, " comment \"{}\"", comment(&r.id, &r.reason, COMMENT_MAX));
+    let _ = write!(o, " comment \"{}\"", comment(r, COMMENT_MAX));
 }
