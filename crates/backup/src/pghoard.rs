@@ -8,7 +8,7 @@
 
 use crate::chunked::HmacSha256;
 use crate::keys::{PrivateKey, PublicKey};
-use crate::stream::{self, read_error, read_exact, read_full};
+use crate::stream::{self, read_error, read_exact, read_full, PageBuf};
 use crate::{Error, ErrorKind, Format, Inspection, Summary};
 use aes::cipher::{KeyIvInit, StreamCipher};
 use hmac::{KeyInit, Mac};
@@ -57,7 +57,7 @@ pub(crate) fn encrypt(key: &PublicKey, mut input: impl Read, mut output: impl Wr
     stream::write_all(&mut output, &header)?;
 
     let (mut cipher, mut mac) = (keys.cipher(), keys.mac());
-    let mut buf = vec![0; BLOCK];
+    let mut buf = PageBuf::new(BLOCK);
     let mut summary = Summary { format: Format::Pghoard, plaintext_bytes: 0, file_bytes: header.len() as u64 };
     loop {
         let n = read_full(&mut input, &mut buf)?;
@@ -132,7 +132,7 @@ pub(crate) fn decrypt_verified<R: Read + Seek>(
     let body = end
         .checked_sub(body_start + TAG as u64)
         .ok_or_else(|| Error::new(ErrorKind::Truncated, "the file is truncated: it ends before its 32-byte tag"))?;
-    let mut buf = vec![0; BLOCK];
+    let mut buf = PageBuf::new(BLOCK);
 
     input.seek(SeekFrom::Start(body_start)).map_err(read_error)?;
     let mut mac = keys.mac();
@@ -181,7 +181,7 @@ pub(crate) fn decrypt_unverified(
     let wrapped = read_header(&mut input)?;
     let keys = unwrap(key, &wrapped)?;
     let (mut cipher, mut mac) = (keys.cipher(), keys.mac());
-    let mut buf = vec![0; BLOCK + TAG];
+    let mut buf = PageBuf::new(BLOCK + TAG);
     let mut held = 0;
     let mut body = 0u64;
     loop {
