@@ -384,8 +384,8 @@ fn main() -> ExitCode {
             json: format == CheckFormat::Json,
         }),
         Command::Backup { cmd } => backup::run(cmd),
-        Command::Bench { backup: true, backup_mib, rohmu_venv, format, .. } => {
-            backup_bench::run(&rohmu_venv, backup_mib.max(1), format)
+        Command::Bench { backup: true, backup_mib, rohmu_venv, runs, format, .. } => {
+            backup_bench::run(&rohmu_venv, backup_mib.max(1), runs.max(1), format)
         }
         Command::Bench { runs, quick, format, .. } => bench::run(runs.max(1), quick, format),
         Command::Serve(a) => daemons::serve(a),
