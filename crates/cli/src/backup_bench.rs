@@ -16,8 +16,10 @@
 //!
 //! The contenders run in rounds, one of each per round, so that load from other processes
 //! falls on all of them alike; a row reports the median of its runs (and the best). Two
-//! single-core openssl rows, AES-256-CTR alone and HMAC-SHA256 alone, give the per-core
-//! cost of the work, from which the run prints the ceiling two cores can reach.
+//! single-core openssl rows, AES-256-CTR alone and HMAC-SHA256 alone, show one core's
+//! speed at each half of the work (the floor runs at the slower, HMAC, half). A run's CPU
+//! seconds give the speed it would reach with its cores to itself, which a shared machine
+//! does not always grant: the run prints that ceiling for fleetwall and rohmu too.
 
 use crate::commands::Outcome;
 use crate::CheckFormat;
@@ -305,10 +307,16 @@ pub fn run(venv: &Path, mib: u64, runs: usize, format: CheckFormat) -> Result<Ou
         })
         .collect();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // What a row would reach with every core to itself: its CPU time spread over them.
-    let ceiling = |name: &str| {
-        let r = rows.iter().find(|r| r.name == name).expect("a fleetwall row");
-        bytes as f64 / 1e6 / (r.cpu_seconds / cpus as f64)
+    // What a row would reach with the cores it can use to itself, whatever else ran on the
+    // machine: MB per CPU second, times the cores (fleetwall) or one (rohmu is one thread).
+    let per_cpu_second = |name: &str| {
+        let r = rows.iter().find(|r| r.name == name).expect("a fleetwall or rohmu row");
+        bytes as f64 / 1e6 / r.cpu_seconds
+    };
+    let ceiling = |verb: &str| {
+        let fw = per_cpu_second(&format!("fleetwall {verb} > /dev/null")) * cpus as f64;
+        let rohmu = per_cpu_second(&format!("rohmu {verb} > /dev/null"));
+        format!("{verb} {fw:.0} MB/s against rohmu's {rohmu:.0} = {:.2}x", fw / rohmu)
     };
     // rohmu timed by itself, without Python's start-up: the strictest reference.
     let rohmu_own = |verb: &str| {
@@ -352,12 +360,11 @@ pub fn run(venv: &Path, mib: u64, runs: usize, format: CheckFormat) -> Result<Ou
                     &table
                 )
             );
-            let (enc, dec) = (ceiling("fleetwall encrypt > /dev/null"), ceiling("fleetwall decrypt > /dev/null"));
             println!(
-                "with all {cpus} CPUs to itself (MB / (CPU_S / {cpus})), fleetwall > /dev/null would reach: encrypt \
-                 {enc:.0} MB/s = {:.2}x rohmu, decrypt {dec:.0} MB/s = {:.2}x rohmu",
-                enc / median_rate("rohmu encrypt > /dev/null"),
-                dec / median_rate("rohmu decrypt > /dev/null")
+                "CPU-bound ceiling, each with its cores to itself (MB / CPU_S x {cpus} for fleetwall, x 1 for rohmu), \
+                 > /dev/null: {}; {}",
+                ceiling("encrypt"),
+                ceiling("decrypt")
             );
             println!(
                 "rohmu timing its own work (no interpreter start-up): encrypt {own_enc:.0} MB/s, decrypt \
