@@ -7,7 +7,7 @@
 //! over the whole file, so the body is plain AES-256-CTR and checkable against openssl.
 
 use crate::keys::{PrivateKey, PublicKey};
-use crate::stream::{self, read_exact, read_full};
+use crate::stream::{self, read_exact, read_full, PageBuf};
 use crate::{Error, ErrorKind, Format, Inspection, Summary};
 use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use hmac::{KeyInit, Mac};
@@ -112,9 +112,9 @@ fn on_every_core(
     spare: usize,
     work: impl Fn(u64, &mut [u8], usize, bool) -> Result<usize, Error> + Sync,
 ) -> Result<(u64, u64), Error> {
-    type Done = (u64, Vec<u8>, usize, Result<usize, Error>);
+    type Done = (u64, PageBuf, usize, Result<usize, Error>);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
-    let (to_work, jobs) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>, usize, bool)>(workers);
+    let (to_work, jobs) = std::sync::mpsc::sync_channel::<(u64, PageBuf, usize, bool)>(workers);
     let (finished, done) = std::sync::mpsc::sync_channel::<Done>(workers);
     let jobs = std::sync::Mutex::new(jobs);
     let (jobs, work) = (&jobs, &work);
@@ -134,13 +134,13 @@ fn on_every_core(
         }
         drop(finished);
         let mut ready = std::collections::BTreeMap::new();
-        let mut free: Vec<Vec<u8>> = Vec::new();
+        let mut free: Vec<PageBuf> = Vec::new();
         let (mut sent, mut written, mut ended) = (0u64, 0u64, false);
         let (mut read_bytes, mut written_bytes) = (0u64, 0u64);
         while !ended || written < sent {
             // Keep every worker busy: read ahead while fewer than 2 × workers are out.
             if !ended && sent - written < 2 * workers as u64 {
-                let mut buf = free.pop().unwrap_or_else(|| vec![0; chunk + spare]);
+                let mut buf = free.pop().unwrap_or_else(|| PageBuf::new(chunk + spare));
                 let n = read_full(&mut *input, &mut buf[..chunk])?;
                 ended = n < chunk;
                 read_bytes += n as u64;

@@ -5,10 +5,14 @@
 //! Because the only tag comes last, an authenticated decrypt reads the file twice: once to
 //! check the tag, once to decrypt. A stream can only be decrypted unauthenticated, holding
 //! back the last 32 bytes as the tag and reporting a mismatch after the plaintext is out.
+//!
+//! One tag over the whole ciphertext means one HMAC, which cannot be split over cores; it
+//! runs on a thread of its own (a [`Lane`]) while the calling thread reads, runs the
+//! keystream and writes, so the two halves of the work overlap and the HMAC sets the pace.
 
 use crate::chunked::HmacSha256;
 use crate::keys::{PrivateKey, PublicKey};
-use crate::stream::{self, read_error, read_exact, read_full};
+use crate::stream::{self, read_error, read_exact, read_full, PageBuf};
 use crate::{Error, ErrorKind, Format, Inspection, Summary};
 use aes::cipher::{KeyIvInit, StreamCipher};
 use hmac::{KeyInit, Mac};
@@ -56,20 +60,20 @@ pub(crate) fn encrypt(key: &PublicKey, mut input: impl Read, mut output: impl Wr
     header.extend_from_slice(&wrapped);
     stream::write_all(&mut output, &header)?;
 
-    let (mut cipher, mut mac) = (keys.cipher(), keys.mac());
-    let mut buf = vec![0; BLOCK];
+    let mut cipher = keys.cipher();
     let mut summary = Summary { format: Format::Pghoard, plaintext_bytes: 0, file_bytes: header.len() as u64 };
-    loop {
+    let ((), mac) = with_mac_lane(keys.mac(), BLOCK, |lane| loop {
+        let mut buf = lane.buffer();
         let n = read_full(&mut input, &mut buf)?;
         cipher.apply_keystream(&mut buf[..n]);
-        mac.update(&buf[..n]);
         stream::write_all(&mut output, &buf[..n])?;
         summary.plaintext_bytes += n as u64;
         summary.file_bytes += n as u64;
+        lane.send(buf, n);
         if n < BLOCK {
-            break;
+            return Ok(());
         }
-    }
+    })?;
     stream::write_all(&mut output, &mac.finalize().into_bytes())?;
     stream::flush(&mut output)?;
     summary.file_bytes += TAG as u64;
@@ -132,12 +136,16 @@ pub(crate) fn decrypt_verified<R: Read + Seek>(
     let body = end
         .checked_sub(body_start + TAG as u64)
         .ok_or_else(|| Error::new(ErrorKind::Truncated, "the file is truncated: it ends before its 32-byte tag"))?;
-    let mut buf = vec![0; BLOCK];
-
     input.seek(SeekFrom::Start(body_start)).map_err(read_error)?;
-    let mut mac = keys.mac();
-    each_block(&mut input, body, &mut buf, |data| {
-        mac.update(data);
+    let ((), mac) = with_mac_lane(keys.mac(), BLOCK, |lane| {
+        let mut left = body;
+        while left > 0 {
+            let mut buf = lane.buffer();
+            let n = usize::try_from(left).map_or(BLOCK, |l| l.min(BLOCK));
+            read_exact(&mut input, &mut buf[..n], "the ciphertext")?;
+            lane.send(buf, n);
+            left -= n as u64;
+        }
         Ok(())
     })?;
     let mut tag = [0; TAG];
@@ -146,29 +154,17 @@ pub(crate) fn decrypt_verified<R: Read + Seek>(
 
     input.seek(SeekFrom::Start(body_start)).map_err(read_error)?;
     let mut cipher = keys.cipher();
-    each_block(&mut input, body, &mut buf, |data| {
-        cipher.apply_keystream(data);
-        stream::write_all(&mut output, data)
-    })?;
-    stream::flush(&mut output)?;
-    Ok(Summary { format: Format::Pghoard, plaintext_bytes: body, file_bytes: end - start })
-}
-
-/// Feeds exactly `len` bytes of `input` to `f`, a block at a time.
-fn each_block(
-    mut input: impl Read,
-    len: u64,
-    buf: &mut [u8],
-    mut f: impl FnMut(&mut [u8]) -> Result<(), Error>,
-) -> Result<(), Error> {
-    let mut left = len;
+    let mut buf = PageBuf::new(BLOCK);
+    let mut left = body;
     while left > 0 {
-        let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+        let n = usize::try_from(left).map_or(BLOCK, |l| l.min(BLOCK));
         read_exact(&mut input, &mut buf[..n], "the ciphertext")?;
-        f(&mut buf[..n])?;
+        cipher.apply_keystream(&mut buf[..n]);
+        stream::write_all(&mut output, &buf[..n])?;
         left -= n as u64;
     }
-    Ok(())
+    stream::flush(&mut output)?;
+    Ok(Summary { format: Format::Pghoard, plaintext_bytes: body, file_bytes: end - start })
 }
 
 /// One pass over a stream: plaintext is written as it is decrypted, the last 32 bytes are
@@ -180,31 +176,141 @@ pub(crate) fn decrypt_unverified(
 ) -> Result<Summary, Error> {
     let wrapped = read_header(&mut input)?;
     let keys = unwrap(key, &wrapped)?;
-    let (mut cipher, mut mac) = (keys.cipher(), keys.mac());
-    let mut buf = vec![0; BLOCK + TAG];
-    let mut held = 0;
-    let mut body = 0u64;
-    loop {
-        let got = read_full(&mut input, &mut buf[held..])?;
-        let total = held + got;
-        let at_end = total < buf.len();
-        if at_end && total < TAG {
-            return Err(Error::new(ErrorKind::Truncated, "the file is truncated: it ends before its 32-byte tag"));
+    let mut cipher = keys.cipher();
+    // Each block goes to the HMAC thread as ciphertext and comes back to be decrypted and
+    // written, in order, while this thread reads the next ones.
+    let mut release = |lane: &mut Lane| -> Result<(), Error> {
+        let (mut buf, n) = lane.recv().expect("a block is out when this is called");
+        cipher.apply_keystream(&mut buf[..n]);
+        stream::write_all(&mut output, &buf[..n])?;
+        lane.recycle(buf);
+        Ok(())
+    };
+    let ((body, tag), mac) = with_mac_lane(keys.mac(), BLOCK + TAG, |lane| {
+        // The last TAG bytes read are held back: they are the tag if the input ends here.
+        let mut held = [0; TAG];
+        let (mut held_len, mut body) = (0, 0u64);
+        loop {
+            if lane.idle() == 0 {
+                release(lane)?;
+            }
+            let mut buf = lane.buffer();
+            buf[..held_len].copy_from_slice(&held[..held_len]);
+            let got = read_full(&mut input, &mut buf[held_len..])?;
+            let total = held_len + got;
+            let at_end = total < buf.len();
+            if at_end && total < TAG {
+                return Err(Error::new(ErrorKind::Truncated, "the file is truncated: it ends before its 32-byte tag"));
+            }
+            let data = total - TAG;
+            held.copy_from_slice(&buf[data..total]);
+            held_len = TAG;
+            body += data as u64;
+            lane.send(buf, data);
+            if at_end {
+                while lane.out() > 0 {
+                    release(lane)?;
+                }
+                return Ok((body, held));
+            }
         }
-        let data = total - TAG;
-        mac.update(&buf[..data]);
-        cipher.apply_keystream(&mut buf[..data]);
-        stream::write_all(&mut output, &buf[..data])?;
-        body += data as u64;
-        if at_end {
-            stream::flush(&mut output)?;
-            mac.verify_slice(&buf[data..total]).map_err(|_| tampered())?;
-            break;
-        }
-        buf.copy_within(data..total, 0);
-        held = TAG;
-    }
+    })?;
+    stream::flush(&mut output)?;
+    mac.verify_slice(&tag).map_err(|_| tampered())?;
     Ok(Summary { format: Format::Pghoard, plaintext_bytes: body, file_bytes: (8 + wrapped.len() + TAG) as u64 + body })
+}
+
+/// Blocks a [`Lane`] holds at most: one being filled, one being hashed, one waiting.
+const LANE_BLOCKS: usize = 3;
+
+/// The calling thread's end of a thread that runs an HMAC over blocks in the order they
+/// are sent and hands each back once hashed. The calling thread keeps all I/O (its reader
+/// and writer need not be `Send`), so an error there simply ends the lane.
+struct Lane {
+    to: std::sync::mpsc::SyncSender<(PageBuf, usize)>,
+    back: std::sync::mpsc::Receiver<(PageBuf, usize)>,
+    spare: Vec<PageBuf>,
+    made: usize,
+    out: usize,
+    size: usize,
+}
+
+impl Lane {
+    /// A buffer of the lane's block size: a spare, a new one while fewer than
+    /// [`LANE_BLOCKS`] exist, or else the oldest block back from the HMAC, recycled.
+    fn buffer(&mut self) -> PageBuf {
+        if let Some(buf) = self.spare.pop() {
+            return buf;
+        }
+        if self.made < LANE_BLOCKS {
+            self.made += 1;
+            return PageBuf::new(self.size);
+        }
+        self.recv().expect("every buffer is out, so one comes back").0
+    }
+
+    /// Buffers ready to be filled without waiting for the HMAC.
+    fn idle(&self) -> usize {
+        self.spare.len() + LANE_BLOCKS - self.made
+    }
+
+    /// Blocks sent and not yet received back.
+    fn out(&self) -> usize {
+        self.out
+    }
+
+    /// Hands the first `n` bytes of `buf` to the HMAC, after all those sent before.
+    fn send(&mut self, buf: PageBuf, n: usize) {
+        self.to.send((buf, n)).expect("the HMAC thread runs until the lane is dropped");
+        self.out += 1;
+    }
+
+    /// The oldest block sent, once hashed; `None` when none is out.
+    fn recv(&mut self) -> Option<(PageBuf, usize)> {
+        if self.out == 0 {
+            return None;
+        }
+        self.out -= 1;
+        Some(self.back.recv().expect("the HMAC thread hands back every block"))
+    }
+
+    fn recycle(&mut self, buf: PageBuf) {
+        self.spare.push(buf);
+    }
+}
+
+/// Runs `f` with a [`Lane`] of blocks of `size` bytes into `mac`; returns `f`'s value and
+/// the MAC over every block sent. At most [`LANE_BLOCKS`] blocks exist, and each channel
+/// holds as many, so neither side ever waits on a full channel for good.
+fn with_mac_lane<T>(
+    mac: HmacSha256,
+    size: usize,
+    f: impl FnOnce(&mut Lane) -> Result<T, Error>,
+) -> Result<(T, HmacSha256), Error> {
+    std::thread::scope(|scope| {
+        let (to, blocks) = std::sync::mpsc::sync_channel::<(PageBuf, usize)>(LANE_BLOCKS);
+        let (done, back) = std::sync::mpsc::sync_channel(LANE_BLOCKS);
+        let hasher = scope.spawn(move || {
+            let mut mac = mac;
+            for (buf, n) in blocks {
+                mac.update(&buf[..n]);
+                if done.send((buf, n)).is_err() {
+                    break;
+                }
+            }
+            mac
+        });
+        let mut lane = Lane { to, back, spare: Vec::new(), made: 0, out: 0, size };
+        let value = f(&mut lane);
+        // Closing the way in ends the HMAC thread once it has hashed every block it was
+        // sent; the way back stays open until then (the thread stops at a closed one, which
+        // only a panic here leaves it).
+        let Lane { to, back, .. } = lane;
+        drop(to);
+        let mac = hasher.join().expect("the HMAC thread does not panic");
+        drop(back);
+        Ok((value?, mac))
+    })
 }
 
 /// Reads the header and the length of the rest; needs no key.
@@ -231,6 +337,27 @@ pub(crate) fn inspect(mut input: impl Read) -> Result<Inspection, Error> {
 mod tests {
     use super::*;
     use crate::chunked::tests::hex;
+
+    /// The HMAC thread sees every block sent, in order, whatever the number of blocks
+    /// against the lane's buffers.
+    #[test]
+    fn a_mac_lane_hashes_every_block_in_order() {
+        let key = <HmacSha256 as KeyInit>::new_from_slice(&[9; MAC_KEY]).unwrap();
+        for blocks in [0usize, 1, 2, LANE_BLOCKS, LANE_BLOCKS + 1, 3 * LANE_BLOCKS + 2] {
+            let data: Vec<u8> = (0..blocks * 100 + 7).map(|i| (i * 131 % 251) as u8).collect();
+            let ((), mac) = with_mac_lane(key.clone(), 100, |lane| {
+                for piece in data.chunks(100) {
+                    let mut buf = lane.buffer();
+                    buf[..piece.len()].copy_from_slice(piece);
+                    lane.send(buf, piece.len());
+                }
+                Ok(())
+            })
+            .unwrap();
+            let direct = key.clone().chain_update(&data).finalize();
+            assert_eq!(mac.finalize(), direct, "{blocks} blocks");
+        }
+    }
 
     /// NIST SP 800-38A F.5.1 (CTR-AES128.Encrypt) through rohmu's key layout.
     #[test]

@@ -458,8 +458,8 @@ fn main() -> ExitCode {
             println!("{}", fleetwall_model::schema::fleet_file_schema_json());
             Ok(commands::Outcome::Ok)
         }
-        Command::Bench { backup: true, backup_mib, rohmu_venv, format, .. } => {
-            backup_bench::run(&rohmu_venv, backup_mib.max(1), format)
+        Command::Bench { backup: true, backup_mib, rohmu_venv, runs, format, .. } => {
+            backup_bench::run(&rohmu_venv, backup_mib.max(1), runs.max(1), format)
         }
         Command::Bench { dataplane: true, runs, format, .. } => dataplane_bench::run_cmd(runs, format),
         Command::Bench { runs, quick, format, .. } => bench::run(runs.max(1), quick, format),

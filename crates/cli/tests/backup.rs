@@ -246,3 +246,35 @@ fn rohmu_refuses_a_tampered_fleetwall_pghoard_file_too() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Integrity check failed"));
 }
+
+/// The benchmark end to end on a small file: every contender runs, each row is compared
+/// with the floor and (fleetwall's rows) with rohmu, and the goal is judged in the output.
+#[test]
+fn bench_backup_runs_every_contender_and_prints_the_ratios() {
+    let venv = rohmu().parent().unwrap().parent().unwrap().to_path_buf();
+    let args = ["bench", "--backup", "--backup-mib", "2", "--runs", "1", "--rohmu-venv", s(&venv)];
+    let text = String::from_utf8(ok(&args, None).stdout).unwrap();
+    for row in [
+        "openssl enc|dgst (floor)",
+        "fleetwall encrypt > /dev/null",
+        "fleetwall decrypt to file",
+        "pghoard decrypt > /dev/null",
+        "rohmu encrypt > /dev/null",
+        "rohmu decrypt to file",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(row)), "no row {row:?} in\n{text}");
+    }
+    assert!(text.contains("VS_OPENSSL  VS_ROHMU"), "{text}");
+    assert!(text.contains("goal >= 0.8x floor and >= 2x rohmu (> /dev/null): encrypt "), "{text}");
+
+    let json = ok(&[&args[..], &["--format", "json"]].concat(), None).stdout;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
+    assert_eq!(rows.len(), 15);
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no {name}"));
+    assert_eq!(row("openssl enc|dgst (floor)")["vs_openssl"], 1.0);
+    assert!(row("openssl enc|dgst (floor)")["vs_rohmu"].is_null());
+    assert_eq!(row("rohmu encrypt to file")["vs_rohmu"], 1.0);
+    let fw = row("fleetwall encrypt > /dev/null");
+    assert!(fw["vs_rohmu"].as_f64().unwrap() > 0.0 && fw["cpu_seconds"].as_f64().unwrap() > 0.0, "{fw}");
+    assert!(fw["best_mb_per_s"].as_f64().unwrap() >= fw["mb_per_s"].as_f64().unwrap(), "{fw}");
+}
