@@ -72,7 +72,7 @@ pub fn load_valid_for(args: &FleetArgs, node: Option<&str>) -> Result<std::resul
     match l.fleet.take() {
         Some(f) => Ok(Ok((l, f))),
         None => {
-            eprintln!("{}: {} error(s); run `fleetwall check {}`", l.name, l.diags.errors(), l.name);
+            eprintln!("{}: {}; run `fleetwall check {}`", l.name, errors(l.diags.errors()), l.name);
             Ok(Err(Outcome::Invalid))
         }
     }
@@ -179,7 +179,7 @@ pub fn check(args: &FleetArgs, format: CheckFormat, node: Option<&str>) -> Resul
                         l.name, c.projects, c.vpcs, c.services, c.nodes, c.listeners
                     )
                 }
-                None => println!("{}: {} error(s){warn}", l.name, l.diags.errors()),
+                None => println!("{}: {}{warn}", l.name, errors(l.diags.errors())),
             }
         }
     }
@@ -385,6 +385,15 @@ pub fn lab(args: &FleetArgs, backend: LabBackend, format: CheckFormat) -> Result
         CheckFormat::Text => print!("{}", fleetwall_lab::report::render(&report)),
     }
     Ok(if report.mismatches().next().is_none() { Outcome::Ok } else { Outcome::Invalid })
+}
+
+/// "1 error", "3 errors".
+pub fn errors(n: usize) -> String {
+    if n == 1 {
+        "1 error".into()
+    } else {
+        format!("{n} errors")
+    }
 }
 
 #[cfg(test)]

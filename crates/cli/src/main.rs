@@ -159,7 +159,8 @@ enum Command {
         /// Destination: NODE, NODE.ROUTE or a node address (inbound); an address (outbound).
         #[arg(long)]
         to: String,
-        /// Destination port and protocol: 12691/tcp, 500/udp (a bare number is TCP).
+        /// Destination port and protocol: 12691/tcp, 500/udp (a bare number is TCP), or a
+        /// component name (`kafka`: its listeners on the destination, inbound).
         #[arg(long)]
         port: String,
         /// Output format.

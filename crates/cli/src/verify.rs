@@ -65,19 +65,67 @@ fn node_named<'f>(fleet: &'f Fleet, name: &str) -> Result<&'f fleetwall_model::N
     }
 }
 
+/// A destination address, port and protocol.
+type Probe = (IpAddr, u16, Protocol);
+
+/// The listeners of component `name` on the `--to` node (route, when NODE.ROUTE): each
+/// address of the source's family with its port and protocol.
+fn component_destinations(fleet: &Fleet, to: &str, from: IpAddr, name: &str) -> Result<(String, Vec<Probe>)> {
+    let (node_name, route) = match to.rsplit_once('.').and_then(|(n, r)| Some((n, fleetwall_compile::Route::parse(r)?)))
+    {
+        Some((n, r)) => (n.to_string(), Some(r)),
+        None if to.parse::<IpAddr>().is_ok() => (destinations(fleet, to, from)?.0, None),
+        None => (to.to_string(), None),
+    };
+    let n = node_named(fleet, &node_name)?;
+    let (p, s, _) = fleet.nodes().find(|(_, _, x)| x.name == n.name).expect("the node's service");
+    let listeners = fleetwall_compile::node_listeners(fleet, p, s, n);
+    let mine: Vec<_> = listeners.iter().filter(|l| l.component == name && route.is_none_or(|r| l.route == r)).collect();
+    if mine.is_empty() {
+        let mut names: Vec<&str> = listeners.iter().map(|l| l.component.as_str()).collect();
+        names.dedup();
+        let hint = fleetwall_model::diag::did_you_mean(name, names.iter().copied())
+            .map(|x| format!("did you mean `{x}`?"))
+            .unwrap_or_else(|| format!("its listeners: {}", names.join(", ")));
+        let on = route.map(|r| format!(" on its {} route", r.as_str())).unwrap_or_default();
+        bail!("--port {name}: {node_name} has no component `{name}`{on} ({hint})");
+    }
+    let only: Option<IpAddr> = to.parse().ok();
+    let probes: Vec<Probe> = mine
+        .iter()
+        .flat_map(|l| l.addresses.iter().map(move |a| (*a, l.port, l.protocol)))
+        .filter(|(a, _, _)| a.is_ipv4() == from.is_ipv4() && only.is_none_or(|o| o == *a))
+        .collect();
+    if probes.is_empty() {
+        bail!("{to} has no {} address for component {name}", if from.is_ipv4() { "IPv4" } else { "IPv6" });
+    }
+    Ok((n.name.clone(), probes))
+}
+
 /// `trace`: inbound when `--from` is an address, outbound when it names a node.
 pub fn trace(args: &FleetArgs, from: &str, to: &str, port: &str, format: CheckFormat) -> Result<Outcome> {
     let (_, fleet) = match load_valid(args)? {
         Ok(v) => v,
         Err(o) => return Ok(o),
     };
-    let (port, proto) = parse_port(port)?;
-    let (direction, node, pairs) = match from.parse::<IpAddr>() {
+    // `--port kafka`: the component's listeners on the destination (inbound only).
+    let component = port.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && !port.contains('/');
+    let (direction, node, pairs, ports) = match from.parse::<IpAddr>() {
+        Ok(src) if component => {
+            let (node, probes) = component_destinations(&fleet, to, src, port)?;
+            let pairs = probes.iter().map(|(d, _, _)| (src, *d)).collect();
+            (Direction::Ingress, node, pairs, probes.into_iter().map(|(_, p, proto)| (p, proto)).collect())
+        }
         Ok(src) => {
             let (node, dsts) = destinations(&fleet, to, src)?;
-            (Direction::Ingress, node, dsts.into_iter().map(|d| (src, d)).collect::<Vec<_>>())
+            let p = parse_port(port)?;
+            (Direction::Ingress, node, dsts.iter().map(|d| (src, *d)).collect::<Vec<_>>(), vec![p; dsts.len()])
+        }
+        Err(_) if component => {
+            bail!("--port {port}: a component name works inbound only; outbound give a port (443/tcp)")
         }
         Err(_) => {
+            let p = parse_port(port)?;
             let n = node_named(&fleet, from)?;
             let Ok(dst) = to.parse::<IpAddr>() else {
                 bail!(
@@ -89,28 +137,34 @@ pub fn trace(args: &FleetArgs, from: &str, to: &str, port: &str, format: CheckFo
             if srcs.is_empty() {
                 bail!("{from} has no {} address to reach {dst} from", if dst.is_ipv4() { "IPv4" } else { "IPv6" });
             }
-            (Direction::Egress, n.name.clone(), srcs.into_iter().map(|s| (s, dst)).collect())
+            let n_pairs = srcs.len();
+            (Direction::Egress, n.name.clone(), srcs.into_iter().map(|s| (s, dst)).collect(), vec![p; n_pairs])
         }
     };
     let rs = fleetwall_compile::compile_node(&fleet, &node).expect("node exists");
-    let transport = match proto {
-        Protocol::Tcp => Transport::Tcp(port),
-        Protocol::Udp => Transport::Udp(port),
-    };
-    let traces: Vec<(IpAddr, IpAddr, ftrace::Trace)> = pairs
+    let traces: Vec<(IpAddr, IpAddr, u16, Protocol, ftrace::Trace)> = pairs
         .iter()
-        .map(|(s, d)| (*s, *d, ftrace::trace_in(&rs, direction, &Packet::new(*s, *d, transport))))
+        .zip(&ports)
+        .map(|((s, d), (port, proto))| {
+            let transport = match proto {
+                Protocol::Tcp => Transport::Tcp(*port),
+                Protocol::Udp => Transport::Udp(*port),
+            };
+            (*s, *d, *port, *proto, ftrace::trace_in(&rs, direction, &Packet::new(*s, *d, transport)))
+        })
         .collect();
     match format {
         CheckFormat::Json => {
             let doc: Vec<_> = traces
                 .iter()
-                .map(|(s, d, t)| serde_json::json!({"from": s, "to": d, "port": port, "protocol": proto, "trace": t}))
+                .map(|(s, d, port, proto, t)| {
+                    serde_json::json!({"from": s, "to": d, "port": port, "protocol": proto, "trace": t})
+                })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         CheckFormat::Text => {
-            for (s, d, t) in &traces {
+            for (s, d, port, proto, t) in &traces {
                 match direction {
                     Direction::Ingress => println!("{s} -> {node} ({d}) {port}/{}: {}", proto.as_str(), t.verdict),
                     Direction::Egress => {
@@ -127,7 +181,7 @@ pub fn trace(args: &FleetArgs, from: &str, to: &str, port: &str, format: CheckFo
             }
         }
     }
-    Ok(if traces.iter().all(|(_, _, t)| t.verdict == "accept") { Outcome::Ok } else { Outcome::Invalid })
+    Ok(if traces.iter().all(|(.., t)| t.verdict == "accept") { Outcome::Ok } else { Outcome::Invalid })
 }
 
 pub fn test(args: &FleetArgs, format: CheckFormat, verbose: bool) -> Result<Outcome> {
@@ -179,7 +233,7 @@ pub fn diff(old: &Path, new: &Path, catalog: Option<&Path>, format: CheckFormat,
             Some(f) => fleets.push(f),
             None => {
                 eprint!("{}", fleetwall_model::diag::render_human(&l.diags.items, &l.name, &l.src));
-                eprintln!("{}: {} error(s); a diff needs two valid fleets", l.name, l.diags.errors());
+                eprintln!("{}: {}; a diff needs two valid fleets", l.name, crate::commands::errors(l.diags.errors()));
                 return Ok(Outcome::Invalid);
             }
         }

@@ -27,7 +27,7 @@ fn check_reports_every_problem_with_location_and_exits_1() {
     assert!(text.contains("bad.yaml:5:16"), "{text}");
     assert!(text.contains("error[host-bits]") && text.contains("did you mean the network 10.0.0.0/8?"), "{text}");
     assert!(text.contains("error[unknown-service-type]"), "{text}");
-    assert!(text.trim_end().ends_with("3 error(s)"), "{text}");
+    assert!(text.trim_end().ends_with("3 errors"), "{text}");
 
     let json = fleetwall(&["check", f.to_str().unwrap(), "--format", "json"]);
     assert_eq!(json.status.code(), Some(1));

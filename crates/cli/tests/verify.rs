@@ -225,3 +225,39 @@ fn diff_printed_each_warning_twice_and_exited_0_on_a_new_opening() {
     );
     assert_eq!(fleetwall(&["diff", "examples/public-pg.yaml", &narrower, "--exit-code"]).status.code(), Some(0));
 }
+
+/// `--port COMPONENT` traces the component's listeners on the node (each route's port).
+#[test]
+fn trace_takes_a_component_name_for_the_port() {
+    let out = fleetwall(&[
+        "trace",
+        "examples/kafka-vpc.yaml",
+        "--from",
+        "172.31.9.20",
+        "--to",
+        "kafka-events-1",
+        "--port",
+        "kafka",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "the private-link route refuses a peering source");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("172.31.9.20 -> kafka-events-1 (10.20.0.11) 17072/tcp: accept"), "{text}");
+    assert!(text.contains("172.31.9.20 -> kafka-events-1 (10.20.0.11) 17080/tcp: reject with tcp-reset"), "{text}");
+    let only = ok(&[
+        "trace",
+        "examples/kafka-vpc.yaml",
+        "--from",
+        "10.20.15.9",
+        "--to",
+        "kafka-events-1.privatelink",
+        "--port",
+        "kafka",
+    ]);
+    assert_eq!(only.lines().next().unwrap(), "10.20.15.9 -> kafka-events-1 (10.20.0.11) 17080/tcp: accept");
+    let (code, err) = trace_error("examples/kafka-vpc.yaml", "172.31.9.20", "kafka-events-1", "kafak");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("has no component `kafak` (did you mean `kafka`?)"), "{err}");
+    let (code, err) = trace_error("examples/kafka-vpc.yaml", "kafka-events-1", "192.0.2.1", "kafka");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("a component name works inbound only"), "{err}");
+}
