@@ -1,4 +1,5 @@
-//! A readable summary of what a node opens to whom (`fleetwall plan` without a format).
+//! A readable summary of what a node opens to whom, and what it may reach outbound
+//! (`fleetwall plan` without a format).
 //!
 //! Built from the IR like every other renderer, so it shows what the kernel will do,
 //! not what the model meant.
@@ -44,5 +45,19 @@ pub fn render(rs: &NodeRuleset) -> String {
         let _ = writeln!(o, "  {:<18} on {:<28} from {from}  [{}]", ports(r.matches.l4()), to, r.id);
     }
     o.push_str("  everything else rejected (TCP reset, UDP port unreachable, other admin prohibited)\n");
+    // Outbound, rule by rule (standard deployments: one accept of everything).
+    for r in &rs.output {
+        let to = match r.matches.daddr() {
+            None => "anywhere".to_string(),
+            Some(Addrs::List(n)) => n.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            Some(Addrs::Set(name)) => rs.set(name.as_str()).map_or(format!("@{name}"), |s| s.reason.clone()),
+        };
+        let verdict = match r.verdict {
+            Verdict::Accept => "accepted",
+            Verdict::Drop => "dropped",
+            Verdict::Reject(_) => "rejected",
+        };
+        let _ = writeln!(o, "  outbound {:<9} {verdict} to {to}: {}  [{}]", ports(r.matches.l4()), r.reason, r.id);
+    }
     o
 }
