@@ -118,6 +118,18 @@ struct Current {
     baseline: bool,
 }
 
+/// Whether the backend a driver renders with (`nft`, `iptables`) can express `rs`; the
+/// first thing it cannot, and how many more, otherwise.
+pub fn expressible(driver: &str, rs: &NodeRuleset) -> Result<(), String> {
+    let Some(backend) = fleetwall_render::backend(driver) else { return Ok(()) };
+    let missing = fleetwall_render::check(backend.name(), &backend.capabilities(), rs);
+    match missing.first() {
+        None => Ok(()),
+        Some(first) if missing.len() == 1 => Err(first.to_string()),
+        Some(first) => Err(format!("{first} (and {} more)", missing.len() - 1)),
+    }
+}
+
 /// The status report's error while the baseline is in force.
 const BASELINE_ERROR: &str =
     "the node runs the fail-closed baseline: no ruleset from the server and no usable last good one";
@@ -338,6 +350,9 @@ impl Agent {
         ruleset
             .validate()
             .map_err(|e| FetchError::Refused(format!("refused the ruleset of revision {}: {e}", f.revision)))?;
+        // The central capability check: nothing the node's backend cannot express is loaded.
+        expressible(self.kernel.name(), &ruleset)
+            .map_err(|e| FetchError::Refused(format!("refused the ruleset of revision {}: {e}", f.revision)))?;
         if ruleset.node != self.cfg.node {
             return Err(FetchError::Refused(format!(
                 "refused the ruleset of revision {}: it is for node {:?}, not {}",
@@ -554,6 +569,25 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An iptables host refuses a ruleset with a set larger than ipset holds, naming it;
+    /// nft takes it.
+    #[test]
+    fn a_ruleset_the_backend_cannot_express_is_refused_before_loading() {
+        let mut rs = ruleset("n1");
+        let members = (0..70_000u32)
+            .map(|i| fleetwall_ir::Member {
+                net: ipnet::IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + 2 * i))),
+                reason: "many".into(),
+            })
+            .collect();
+        let name = fleetwall_ir::SetName::new("ipf4").unwrap();
+        rs.sets.push(Arc::new(fleetwall_ir::AddrSet::new(name, fleetwall_ir::Family::V4, "big", members)));
+        let e = expressible("iptables", &rs).unwrap_err();
+        assert!(e.starts_with("iptables cannot express a set of 70000 entries (at most 65536)"), "{e}");
+        assert_eq!(expressible("nft", &rs), Ok(()));
+        assert_eq!(expressible("memory", &rs), Ok(()));
+    }
     use fleetwall_http::Response;
     use fleetwall_render::nft::TABLE;
     use std::path::Path;
