@@ -51,14 +51,17 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// One key pair for the whole run (RSA-3072 generation takes a moment).
-fn keys() -> &'static (Scratch, PathBuf, PathBuf) {
-    static K: OnceLock<(Scratch, PathBuf, PathBuf)> = OnceLock::new();
+/// One key pair for the whole run (RSA-3072 generation takes a moment). A static is
+/// never dropped, so it lives under cargo's target tmp directory (one per run, replaced
+/// by the next), not in a `Scratch` that would be left behind in /tmp.
+fn keys() -> &'static ((), PathBuf, PathBuf) {
+    static K: OnceLock<((), PathBuf, PathBuf)> = OnceLock::new();
     K.get_or_init(|| {
-        let dir = Scratch::new("backup-keys");
-        ok(&["backup", "keygen", "--out", s(&dir.0.join("k"))], None);
-        let (private, public) = (dir.0.join("k/backup.pem"), dir.0.join("k/backup.pub.pem"));
-        (dir, private, public)
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("backup-test-keys");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        ok(&["backup", "keygen", "--out", s(&dir.join("k"))], None);
+        ((), dir.join("k/backup.pem"), dir.join("k/backup.pub.pem"))
     })
 }
 
