@@ -20,6 +20,7 @@ pub mod yaml;
 pub use catalog::{Catalog, Protocol};
 pub use diag::{DiagCode, Diagnostic, Diagnostics, Severity};
 pub use fleet::*;
+pub use validate::{is_valid_name, NAME_RULE};
 
 /// Parses and validates a fleet file. Returns the fleet when there is no error; the
 /// diagnostics (errors and warnings, sorted by position) in both cases.

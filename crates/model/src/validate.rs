@@ -89,12 +89,19 @@ struct Validator<'a> {
     gateways: Vec<IpAddr>,
 }
 
-fn is_valid_name(s: &str) -> bool {
+/// The one name rule for projects, VPCs, services and nodes, wherever a name comes from
+/// (a fleet file, `PUT /v1/fleet`, a `POST` of the API); see [`NAME_RULE`].
+/// (`fleetwall_ir::is_valid_node_name` checks the same rule on rulesets the agent receives.)
+pub fn is_valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
 }
+
+/// The name rule in words, for messages.
+pub const NAME_RULE: &str =
+    "names use letters, digits, `-`, `_` and `.`, start with a letter or digit, and have at most 63 characters";
 
 impl Validator<'_> {
     fn err(&mut self, code: DiagCode, span: Span, msg: impl Into<String>) -> Pending<'_> {
@@ -104,9 +111,7 @@ impl Validator<'_> {
 
     fn name(&mut self, n: &Spanned<String>, what: &str) {
         if !is_valid_name(&n.value) {
-            self.err(DiagCode::Type, n.span, format!("invalid {what} name"))
-                .value(n.value.clone())
-                .hint("names use letters, digits, `-`, `_` and `.`, start with a letter or digit, and have at most 63 characters");
+            self.err(DiagCode::Type, n.span, format!("invalid {what} name")).value(n.value.clone()).hint(NAME_RULE);
         }
     }
 

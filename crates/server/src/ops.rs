@@ -4,19 +4,14 @@
 use crate::ApiError;
 use serde_json::{json, Map, Value};
 
-/// The name rules for projects, VPCs, services and nodes: 1–63 of `a-z0-9-`, starting
-/// with a letter or digit (they end up in set names and namespace names).
+/// The name rule for projects, VPCs, services and nodes: the fleet file's own
+/// (`fleetwall_model::is_valid_name`), so a `POST` refuses exactly what `PUT /v1/fleet`
+/// refuses.
 pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        && !name.starts_with('-');
-    if ok {
+    if fleetwall_model::is_valid_name(name) {
         Ok(())
     } else {
-        Err(ApiError::bad(format!(
-            "invalid {what} name '{name}': use 1-63 of a-z, 0-9, '-' and '_', not starting with '-'"
-        )))
+        Err(ApiError::bad(format!("invalid {what} name '{name}': {}", fleetwall_model::NAME_RULE)))
     }
 }
 
@@ -318,5 +313,27 @@ fn article(word: &str) -> &'static str {
         "an"
     } else {
         "a"
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    /// `POST` and the fleet file agree on every name: what one accepts the other does
+    /// (before, `POST` refused `Acme.prod` that `PUT /v1/fleet` stored, and took `_x`
+    /// that the fleet file refuses).
+    #[test]
+    fn post_and_the_fleet_file_share_one_name_rule() {
+        let long = "a".repeat(64);
+        for name in ["acme", "Acme.prod", "pg-main_2", "_x", "-x", ".x", "a b", "", "ä", long.as_str(), "x\n"] {
+            let src = format!(
+                "version: 1\nplatform: {{ management_gateways: [198.51.100.10] }}\nprojects:\n  {}: {{}}\n",
+                serde_json::to_string(name).unwrap()
+            );
+            let file_ok = fleetwall_model::load(&src, &fleetwall_model::Catalog::builtin()).0.is_some();
+            assert_eq!(super::check_name("project", name).is_ok(), file_ok, "{name:?}");
+        }
+        assert!(super::check_name("project", "Acme.prod").is_ok());
+        let e = super::check_name("project", "_x").unwrap_err();
+        assert!(e.message.contains("start with a letter or digit"), "{}", e.message);
     }
 }
