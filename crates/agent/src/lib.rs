@@ -15,17 +15,21 @@
 #![warn(missing_docs)]
 
 mod baseline;
-mod kernel;
 mod stats;
 
 pub use baseline::{baseline, Management, DEFAULT_MANAGEMENT_PORTS};
 use fleetwall_api::client::{error_body, Api, CallError};
 use fleetwall_api::{Report, RulesetResponse};
+pub use fleetwall_apply::sha256_hex;
 pub use fleetwall_apply::{Dataplane, How, Iptables, Memory, Mode, Nft};
 use fleetwall_http::Client;
 use fleetwall_ir::NodeRuleset;
 use ipnet::IpNet;
-pub use kernel::{ruleset_hash, sha256_hex};
+
+/// The hash the server publishes for a ruleset: its canonical hash (of the IR, not of a rendering).
+pub fn ruleset_hash(rs: &NodeRuleset) -> String {
+    rs.canonical_hash()
+}
 use serde::{Deserialize, Serialize};
 pub use stats::Stats;
 use std::path::{Path, PathBuf};

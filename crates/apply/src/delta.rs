@@ -57,6 +57,43 @@ pub fn plan(loaded: Option<&NodeRuleset>, new: &NodeRuleset) -> Plan {
     Plan::Delta(deltas)
 }
 
+/// The load of the kernel drivers, one logic for all: a delta when `how` allows it and
+/// only set elements changed since what `loaded` holds, applied by `apply_delta` (one
+/// transaction); a delta the kernel refuses (nothing of it applied), or any other change,
+/// by `full`. `loaded` holds `rs` afterwards.
+pub(crate) fn load(
+    loaded: &std::sync::Mutex<Option<NodeRuleset>>,
+    rs: &NodeRuleset,
+    how: crate::How,
+    apply_delta: impl FnOnce(&[SetDelta]) -> Result<(), crate::Error>,
+    full: impl FnOnce() -> Result<(), crate::Error>,
+) -> Result<crate::Mode, crate::Error> {
+    use crate::Mode;
+    let mut loaded = loaded.lock().unwrap_or_else(|p| p.into_inner());
+    let plan = match how {
+        crate::How::Auto => plan(loaded.as_ref(), rs),
+        crate::How::Full => Plan::Full,
+    };
+    let delta = match plan {
+        Plan::Delta(d) if d.is_empty() => Some(Mode::Delta { added: 0, removed: 0 }),
+        Plan::Delta(d) => {
+            let (added, removed) = counts(&d);
+            apply_delta(&d).ok().map(|()| Mode::Delta { added, removed })
+        }
+        Plan::Full => None,
+    };
+    let mode = match delta {
+        Some(mode) => mode,
+        None => {
+            *loaded = None;
+            full()?;
+            Mode::Full
+        }
+    };
+    *loaded = Some(rs.clone());
+    Ok(mode)
+}
+
 /// How many elements a delta adds and removes, over all its sets.
 pub fn counts(deltas: &[SetDelta]) -> (usize, usize) {
     deltas.iter().fold((0, 0), |(a, r), d| (a + d.added.len(), r + d.removed.len()))

@@ -2,7 +2,7 @@
 //! (`iptables-restore` replaces each table in one commit); a change of set elements only
 //! goes to the ipsets, as one `ipset restore` of additions, then removals.
 
-use crate::delta::{self, Plan};
+use crate::delta;
 use crate::{run, sha256_hex, Dataplane, Error, ErrorKind, How, Mode, Observed};
 use fleetwall_ir::NodeRuleset;
 use fleetwall_render::iptables::{INPUT_CHAIN, IPSET_PREFIX};
@@ -191,33 +191,10 @@ impl Dataplane for Iptables {
     }
 
     fn load(&self, rs: &NodeRuleset, how: How) -> Result<Mode, Error> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        let plan = match how {
-            How::Auto => delta::plan(loaded.as_ref(), rs),
-            How::Full => Plan::Full,
+        let batch = |d: &[delta::SetDelta]| {
+            run(self.ns(), "ipset", &["restore", "-exist"], Some(&delta::ipset_batch(IPSET_PREFIX, d))).map(drop)
         };
-        let mode = match plan {
-            Plan::Delta(d) if d.is_empty() => Mode::Delta { added: 0, removed: 0 },
-            Plan::Delta(d) => {
-                let (added, removed) = delta::counts(&d);
-                let batch = delta::ipset_batch(IPSET_PREFIX, &d);
-                match run(self.ns(), "ipset", &["restore", "-exist"], Some(&batch)) {
-                    Ok(_) => Mode::Delta { added, removed },
-                    Err(_) => {
-                        *loaded = None;
-                        self.full(rs)?;
-                        Mode::Full
-                    }
-                }
-            }
-            Plan::Full => {
-                *loaded = None;
-                self.full(rs)?;
-                Mode::Full
-            }
-        };
-        *loaded = Some(rs.clone());
-        Ok(mode)
+        delta::load(&self.loaded, rs, how, batch, || self.full(rs))
     }
 
     fn observe(&self) -> Result<Option<Observed>, Error> {
@@ -232,29 +209,26 @@ impl Dataplane for Iptables {
     fn expected(&self, rs: &NodeRuleset) -> Result<String, Error> {
         let r = fleetwall_render::iptables::render(rs);
         let key = sha256_hex(format!("{}{PART}{}{PART}{}", r.ipset, r.v4, r.v6).as_bytes());
-        let mut cache = self.expected.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, fp)) = cache.as_ref().filter(|(k, _)| *k == key) {
-            return Ok(fp.clone());
-        }
-        let dir = TempDir::new()?;
-        let files = [dir.write("ipset", &r.ipset)?, dir.write("v4", &r.v4)?, dir.write("v6", &r.v6)?];
-        let mut args = vec!["--net", "sh", "-c", SCRATCH_LISTING, "sh"];
-        args.extend(files.iter().map(String::as_str));
-        let listing = run(None, "unshare", &args, None)
-            .map_err(|e| Error { message: format!("cannot list the ruleset in a scratch namespace: {e}"), ..e })?;
-        let parts: Vec<&str> = listing.split(&format!("{PART}\n")).collect();
-        let [v4, v6, ipsets] = parts.as_slice() else {
-            return Err(Error {
+        crate::cached_expected(&self.expected, key, || {
+            let dir = TempDir::new()?;
+            let files = [dir.write("ipset", &r.ipset)?, dir.write("v4", &r.v4)?, dir.write("v6", &r.v6)?];
+            let mut args = vec!["--net", "sh", "-c", SCRATCH_LISTING, "sh"];
+            args.extend(files.iter().map(String::as_str));
+            let listing = run(None, "unshare", &args, None)
+                .map_err(|e| Error { message: format!("cannot list the ruleset in a scratch namespace: {e}"), ..e })?;
+            let parts: Vec<&str> = listing.split(&format!("{PART}\n")).collect();
+            let [v4, v6, ipsets] = parts.as_slice() else {
+                return Err(Error {
+                    kind: ErrorKind::Tool,
+                    message: format!("the scratch listing has {} parts, not 3", parts.len()),
+                });
+            };
+            let fp = fingerprint(v4, v6, ipsets).ok_or_else(|| Error {
                 kind: ErrorKind::Tool,
-                message: format!("the scratch listing has {} parts, not 3", parts.len()),
-            });
-        };
-        let fp = fingerprint(v4, v6, ipsets).ok_or_else(|| Error {
-            kind: ErrorKind::Tool,
-            message: format!("the scratch namespace lists no chain {INPUT_CHAIN} after loading the ruleset"),
-        })?;
-        *cache = Some((key, fp.clone()));
-        Ok(fp)
+                message: format!("the scratch namespace lists no chain {INPUT_CHAIN} after loading the ruleset"),
+            })?;
+            Ok(fp)
+        })
     }
 
     fn revoke(&self, rs: &NodeRuleset) -> Result<usize, Error> {

@@ -297,6 +297,23 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
     }
 }
 
+/// The expected fingerprint of the ruleset whose rendering hashes to `key`, from the
+/// one-entry `cache` or, on a miss, `compute`d (in a scratch namespace) and kept: drift
+/// checks ask about the same ruleset again and again.
+pub(crate) fn cached_expected(
+    cache: &std::sync::Mutex<Option<(String, String)>>,
+    key: String,
+    compute: impl FnOnce() -> Result<String, Error>,
+) -> Result<String, Error> {
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, fp)) = cache.as_ref().filter(|(k, _)| *k == key) {
+        return Ok(fp.clone());
+    }
+    let fp = compute()?;
+    *cache = Some((key, fp.clone()));
+    Ok(fp)
+}
+
 /// SHA-256 hex of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};

@@ -1,7 +1,7 @@
 //! nftables: our table `inet fleetwall`, replaced whole in one `nft -f` transaction, or
 //! changed by set element deltas in one `nft -f` batch.
 
-use crate::delta::{self, Plan};
+use crate::delta;
 use crate::{run, sha256_hex, Dataplane, Error, How, Mode, Observed};
 use fleetwall_ir::NodeRuleset;
 use fleetwall_render::nft::TABLE;
@@ -43,35 +43,11 @@ impl Dataplane for Nft {
     }
 
     fn load(&self, rs: &NodeRuleset, how: How) -> Result<Mode, Error> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        let plan = match how {
-            How::Auto => delta::plan(loaded.as_ref(), rs),
-            How::Full => Plan::Full,
-        };
-        let mode = match plan {
-            Plan::Delta(d) if d.is_empty() => Mode::Delta { added: 0, removed: 0 },
-            Plan::Delta(d) => {
-                let (added, removed) = delta::counts(&d);
-                match run(self.ns(), "nft", &["-f", "-"], Some(&delta::nft_batch(TABLE, &d))) {
-                    Ok(_) => Mode::Delta { added, removed },
-                    // The batch is one transaction: refused (our table or a set is gone,
-                    // an element was changed by hand), nothing of it was applied. The
-                    // whole table puts things right.
-                    Err(_) => {
-                        *loaded = None;
-                        self.full(rs)?;
-                        Mode::Full
-                    }
-                }
-            }
-            Plan::Full => {
-                *loaded = None;
-                self.full(rs)?;
-                Mode::Full
-            }
-        };
-        *loaded = Some(rs.clone());
-        Ok(mode)
+        // A refused batch is one transaction: nothing of it was applied (our table or a
+        // set is gone, an element was changed by hand), and the whole table puts it right.
+        let batch =
+            |d: &[delta::SetDelta]| run(self.ns(), "nft", &["-f", "-"], Some(&delta::nft_batch(TABLE, d))).map(drop);
+        delta::load(&self.loaded, rs, how, batch, || self.full(rs))
     }
 
     fn observe(&self) -> Result<Option<Observed>, Error> {
@@ -86,16 +62,11 @@ impl Dataplane for Nft {
 
     fn expected(&self, rs: &NodeRuleset) -> Result<String, Error> {
         let text = fleetwall_render::nft::render(rs);
-        let key = sha256_hex(text.as_bytes());
-        let mut cache = self.expected.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, fp)) = cache.as_ref().filter(|(k, _)| *k == key) {
-            return Ok(fp.clone());
-        }
-        let listing = run(None, "unshare", &["--net", "sh", "-c", SCRATCH_LISTING], Some(&text))
-            .map_err(|e| Error { message: format!("cannot list the ruleset in a scratch namespace: {e}"), ..e })?;
-        let fp = sha256_hex(listing.as_bytes());
-        *cache = Some((key, fp.clone()));
-        Ok(fp)
+        crate::cached_expected(&self.expected, sha256_hex(text.as_bytes()), || {
+            let listing = run(None, "unshare", &["--net", "sh", "-c", SCRATCH_LISTING], Some(&text))
+                .map_err(|e| Error { message: format!("cannot list the ruleset in a scratch namespace: {e}"), ..e })?;
+            Ok(sha256_hex(listing.as_bytes()))
+        })
     }
 
     fn revoke(&self, rs: &NodeRuleset) -> Result<usize, Error> {

@@ -112,7 +112,11 @@ impl Rule {
         e.out.extend_from_slice(HASH_VERSION.as_bytes());
         e.out.extend_from_slice(b" rule\n");
         e.rule(self);
-        Sha256::digest(&e.out).iter().take(RULE_HASH_LEN / 2).map(|b| format!("{b:02x}")).collect()
+        let mut hex = String::with_capacity(RULE_HASH_LEN);
+        for b in &Sha256::digest(&e.out)[..RULE_HASH_LEN / 2] {
+            let _ = write!(hex, "{b:02x}");
+        }
+        hex
     }
 }
 

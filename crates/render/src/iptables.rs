@@ -53,7 +53,9 @@ pub fn render(rs: &NodeRuleset) -> Rendered {
             }
         }
     }
-    Rendered { ipset, v4: table(rs, Family::V4), v6: table(rs, Family::V6) }
+    // Each rule's comment (with its hash) once, for both tables.
+    let comments: Vec<String> = rs.input.iter().chain(&rs.output).map(|r| comment(r, COMMENT_MAX)).collect();
+    Rendered { ipset, v4: table(rs, Family::V4, &comments), v6: table(rs, Family::V6, &comments) }
 }
 
 /// ipset `hash:net` rejects prefix length 0: write a /0 as two /1s.
@@ -65,7 +67,8 @@ fn split_default(n: &IpNet) -> Vec<IpNet> {
     }
 }
 
-fn table(rs: &NodeRuleset, fam: Family) -> String {
+/// One family's table; `comments` holds the comment of every rule, input then output.
+fn table(rs: &NodeRuleset, fam: Family, comments: &[String]) -> String {
     let tool = if fam == Family::V4 { "iptables-restore" } else { "ip6tables-restore" };
     let mut o = String::with_capacity(4096);
     let _ = writeln!(o, "# fleetwall {tool} input for node {}: {}", one_line(&rs.node), one_line(&rs.description));
@@ -73,11 +76,12 @@ fn table(rs: &NodeRuleset, fam: Family) -> String {
     o.push_str("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
     let _ = writeln!(o, ":{INPUT_CHAIN} - [0:0]\n:{OUTPUT_CHAIN} - [0:0]");
     let _ = writeln!(o, "-A INPUT -j {INPUT_CHAIN}\n-A OUTPUT -j {OUTPUT_CHAIN}");
-    for r in &rs.input {
-        rule(&mut o, INPUT_CHAIN, fam, r);
+    let (input, output) = comments.split_at(rs.input.len());
+    for (r, c) in rs.input.iter().zip(input) {
+        rule(&mut o, INPUT_CHAIN, fam, r, c);
     }
-    for r in &rs.output {
-        rule(&mut o, OUTPUT_CHAIN, fam, r);
+    for (r, c) in rs.output.iter().zip(output) {
+        rule(&mut o, OUTPUT_CHAIN, fam, r, c);
     }
     o.push_str("COMMIT\n");
     o
@@ -98,11 +102,11 @@ fn icmp_name(t: IcmpType, fam: Family) -> &'static str {
         (IcmpType::NdRouterAdvert, _) => "router-advertisement",
         (IcmpType::NdNeighborSolicit, _) => "neighbour-solicitation",
         (IcmpType::NdNeighborAdvert, _) => "neighbour-advertisement",
-        (t, _) => crate::nft::icmp_name(t),
+        (t, _) => t.name(),
     }
 }
 
-fn rule(o: &mut String, chain: &str, fam: Family, r: &Rule) {
+fn rule(o: &mut String, chain: &str, fam: Family, r: &Rule, c: &str) {
     let m = &r.matches;
     if m.family().is_some_and(|f| f != fam) {
         return;
@@ -145,7 +149,6 @@ fn rule(o: &mut String, chain: &str, fam: Family, r: &Rule) {
         Verdict::Reject(Reject::AdminProhibited) if v6 => "-j REJECT --reject-with icmp6-adm-prohibited".into(),
         Verdict::Reject(Reject::AdminProhibited) => "-j REJECT --reject-with icmp-admin-prohibited".into(),
     };
-    let c = comment(r, COMMENT_MAX);
     for p in protos {
         let _ = writeln!(o, "-A {chain} {head}{p}-m comment --comment \"{c}\" {target}");
     }

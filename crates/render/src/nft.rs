@@ -7,9 +7,7 @@
 //! one by one; nftables keeps at most 128 bytes of a comment).
 
 use crate::{comment, one_line};
-use fleetwall_ir::{
-    AddrSet, Addrs, CtState, Family, IcmpType, L4Ref, Match, NodeRuleset, Reject, Rule, Verdict, L3, L4,
-};
+use fleetwall_ir::{AddrSet, Addrs, CtState, Family, L4Ref, Match, NodeRuleset, Reject, Rule, Verdict, L3, L4};
 use std::fmt::Write as _;
 
 /// The table every fleetwall ruleset owns.
@@ -122,11 +120,6 @@ fn ports(o: &mut String, proto: &str, p: &[u16]) {
     }
 }
 
-/// The name nftables (and iptables, for most types) gives an ICMP type.
-pub(crate) fn icmp_name(t: IcmpType) -> &'static str {
-    t.name()
-}
-
 fn transport(o: &mut String, fam: Option<Family>, l4: Option<L4Ref<'_>>) {
     match l4 {
         None => {}
@@ -140,7 +133,8 @@ fn transport(o: &mut String, fam: Option<Family>, l4: Option<L4Ref<'_>>) {
         Some(L4Ref::Icmp(types)) => {
             // The IR cannot hold ICMP types without a family.
             let kw = if fam == Some(Family::V6) { "icmpv6" } else { "icmp" };
-            let names: Vec<&str> = types.iter().map(|t| icmp_name(*t)).collect();
+            // The IR's names are nftables' own.
+            let names: Vec<&str> = types.iter().map(|t| t.name()).collect();
             if names.len() == 1 {
                 let _ = write!(o, "{kw} type {} ", names[0]);
             } else {
