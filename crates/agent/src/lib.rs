@@ -78,10 +78,11 @@ pub fn hash_matches(rs: &NodeRuleset, hash: &str) -> bool {
     hash == rs.canonical_hash() || hash == legacy_hash(rs)
 }
 
-/// The hash servers published before the canonical one: SHA-256 of the nft rendering.
-/// Accepted for one version, so agents can be upgraded before their server.
+/// The hash servers published before the canonical one: SHA-256 of the nft rendering as
+/// it was then (rule comments without their hash). Accepted for one version, so agents
+/// can be upgraded before their server.
 fn legacy_hash(rs: &NodeRuleset) -> String {
-    sha256_hex(fleetwall_render::nft::render(rs).as_bytes())
+    sha256_hex(fleetwall_render::nft::render_before_rule_hashes(rs).as_bytes())
 }
 
 fn now_ms() -> i64 {
@@ -573,6 +574,19 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server of the previous version hashed its nft text, whose rule comments had no
+    /// hash yet: the agent still recognises that hash (the file is that version's own
+    /// rendering of examples/kafka-vpc.yaml's kafka-events-1, with a comment nft cut).
+    #[test]
+    fn the_previous_versions_hash_of_its_own_nft_text_is_accepted() {
+        let old = include_str!("../testdata/previous-version-kafka-events-1.nft");
+        let src = include_str!("../../../examples/kafka-vpc.yaml");
+        let fleet = fleetwall_model::load(src, &fleetwall_model::Catalog::builtin()).0.unwrap();
+        let rs = fleetwall_compile::compile_node(&fleet, "kafka-events-1").unwrap();
+        assert!(hash_matches(&rs, &sha256_hex(old.as_bytes())));
+        assert!(!hash_matches(&rs, &sha256_hex(fleetwall_render::nft::render(&rs).as_bytes())));
+    }
 
     /// An iptables host refuses a ruleset with a set larger than ipset holds, naming it;
     /// nft takes it.

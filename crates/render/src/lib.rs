@@ -121,7 +121,16 @@ pub(crate) fn one_line(s: &str) -> String {
 /// and reason, made safe inside a double-quoted comment and cut to `max` bytes (the hash
 /// and id come first and always survive the cut).
 pub(crate) fn comment(r: &fleetwall_ir::Rule, max: usize) -> String {
-    let mut s = one_line(&format!("{} {}: {}", r.hash(), r.id, r.reason));
+    comment_text(&format!("{} {}: {}", r.hash(), r.id, r.reason), max)
+}
+
+/// `comment` as it was before rules carried their hash (`id: reason`).
+pub(crate) fn comment_without_hash(r: &fleetwall_ir::Rule, max: usize) -> String {
+    comment_text(&format!("{}: {}", r.id, r.reason), max)
+}
+
+fn comment_text(text: &str, max: usize) -> String {
+    let mut s = one_line(text);
     if s.len() > max {
         let mut cut = max - 3;
         while !s.is_char_boundary(cut) {

@@ -18,6 +18,16 @@ const COMMENT_MAX: usize = 127;
 
 /// Renders a ruleset as an `nft -f` file.
 pub fn render(rs: &NodeRuleset) -> String {
+    render_with(rs, true)
+}
+
+/// The file as renderers wrote it before rule comments carried their hash: what the
+/// previous version's servers hashed (the agent accepts that hash for one version).
+pub fn render_before_rule_hashes(rs: &NodeRuleset) -> String {
+    render_with(rs, false)
+}
+
+fn render_with(rs: &NodeRuleset, rule_hashes: bool) -> String {
     let mut o = String::with_capacity(4096 + rs.sets.iter().map(|s| s.elements.len() * 24).sum::<usize>());
     let _ = writeln!(o, "# fleetwall ruleset for node {}: {}", one_line(&rs.node), one_line(&rs.description));
     let _ = writeln!(o, "# generated; load with `nft -f`: it replaces table inet {TABLE} and nothing else");
@@ -27,8 +37,8 @@ pub fn render(rs: &NodeRuleset) -> String {
     for s in &rs.sets {
         set(&mut o, s);
     }
-    chain(&mut o, "input", "input", &rs.input);
-    chain(&mut o, "output", "output", &rs.output);
+    chain(&mut o, "input", "input", &rs.input, rule_hashes);
+    chain(&mut o, "output", "output", &rs.output, rule_hashes);
     o.push_str("}\n");
     o
 }
@@ -67,12 +77,12 @@ fn net(o: &mut String, n: &ipnet::IpNet) {
     }
 }
 
-fn chain(o: &mut String, name: &str, hook: &str, rules: &[Rule]) {
+fn chain(o: &mut String, name: &str, hook: &str, rules: &[Rule], rule_hashes: bool) {
     let _ = writeln!(o, "\tchain {name} {{");
     let _ = writeln!(o, "\t\ttype filter hook {hook} priority filter; policy accept;");
     for r in rules {
         o.push_str("\t\t");
-        rule(o, hook, r);
+        rule(o, hook, r, rule_hashes);
         o.push('\n');
     }
     o.push_str("\t}\n");
@@ -171,7 +181,7 @@ fn matches(o: &mut String, hook: &str, m: &Match) {
     transport(o, m.family(), m.l4());
 }
 
-fn rule(o: &mut String, hook: &str, r: &Rule) {
+fn rule(o: &mut String, hook: &str, r: &Rule, rule_hashes: bool) {
     matches(o, hook, &r.matches);
     match r.verdict {
         Verdict::Accept => o.push_str("accept"),
@@ -180,5 +190,6 @@ fn rule(o: &mut String, hook: &str, r: &Rule) {
         Verdict::Reject(Reject::PortUnreachable) => o.push_str("reject with icmpx type port-unreachable"),
         Verdict::Reject(Reject::AdminProhibited) => o.push_str("reject with icmpx type admin-prohibited"),
     }
-    let _ = write!(o, " comment \"{}\"", comment(r, COMMENT_MAX));
+    let c = if rule_hashes { comment(r, COMMENT_MAX) } else { crate::comment_without_hash(r, COMMENT_MAX) };
+    let _ = write!(o, " comment \"{c}\"");
 }
