@@ -19,10 +19,10 @@ mod stats;
 
 pub use baseline::{baseline, Management, DEFAULT_MANAGEMENT_PORTS};
 use fleetwall_api::client::{error_body, Api, CallError};
+use fleetwall_api::http::Client;
 use fleetwall_api::{Report, RulesetResponse};
 pub use fleetwall_apply::sha256_hex;
 pub use fleetwall_apply::{Dataplane, How, Iptables, Memory, Mode, Nft};
-use fleetwall_http::Client;
 use fleetwall_ir::NodeRuleset;
 use ipnet::IpNet;
 
@@ -606,8 +606,8 @@ mod tests {
         assert_eq!(expressible("nft", &rs), Ok(()));
         assert_eq!(expressible("memory", &rs), Ok(()));
     }
-    use fleetwall_http::Response;
     use fleetwall_render::nft::TABLE;
+    use fleetwall_server::web::Response;
     use std::path::Path;
     use std::sync::Mutex;
 
@@ -642,9 +642,9 @@ mod tests {
 
     #[test]
     fn a_refused_token_was_logged_as_an_unreachable_server_and_retried_forever() {
-        let handler: fleetwall_http::Handler =
-            Arc::new(|_| fleetwall_http::Response::error(401, "this token was revoked"));
-        let server = fleetwall_http::Server::bind("127.0.0.1:0", None, handler).unwrap();
+        let handler: fleetwall_server::web::Handler =
+            Arc::new(|_| fleetwall_server::web::Response::error(401, "this token was revoked"));
+        let server = fleetwall_server::web::Server::bind("127.0.0.1:0", None, handler).unwrap();
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = events.clone();
         let mut a = Agent::new(
@@ -770,7 +770,7 @@ mod tests {
             ruleset: rs.clone(),
         };
         let got = reports.clone();
-        let handler: fleetwall_http::Handler = Arc::new(move |req| match req.method.as_str() {
+        let handler: fleetwall_server::web::Handler = Arc::new(move |req| match req.method.as_str() {
             "PUT" => {
                 got.lock().unwrap().push(req.json().unwrap());
                 Response::json(200, &fleetwall_api::Ack { ok: true })
@@ -778,7 +778,7 @@ mod tests {
             _ if req.query("after") == Some("5") => Response::new(304, "text/plain", ""),
             _ => Response::json(200, &body),
         });
-        let server = fleetwall_http::Server::bind(&format!("127.0.0.1:{port}"), None, handler).unwrap();
+        let server = fleetwall_server::web::Server::bind(&format!("127.0.0.1:{port}"), None, handler).unwrap();
         wait("revision 5 reported", || reports.lock().unwrap().iter().any(|r| r["revision"] == 5));
         stop.store(true, Ordering::Relaxed);
         let a = t.join().unwrap();

@@ -1,11 +1,11 @@
 //! A typed client: the API's paths in one place and calls that return the wire types,
-//! over `fleetwall_http::Client` (which owns the transport, TLS and the size limits).
+//! over [`crate::http::Client`] (which owns the transport, TLS and the size limits).
 
+use crate::http::{percent_encode as enc, Client, Response};
 use crate::{
     Ack, AuditLog, ErrorBody, Health, ProjectList, Report, RulesetResponse, Service, ServiceList, StatusView,
     TokenList, Vpc, VpcList,
 };
-use fleetwall_http::{percent_encode as enc, Client, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
@@ -59,7 +59,7 @@ pub mod paths {
 #[derive(Debug)]
 pub enum CallError {
     /// The server could not be reached, or the exchange failed.
-    Transport(fleetwall_http::Error),
+    Transport(crate::http::Error),
     /// The server answered with an error status.
     Refused(ErrorBody),
     /// The server answered with success, but not with the body the API promises.
@@ -230,17 +230,19 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The server side of the exchange: the control plane's own HTTP server.
+    use fleetwall_server::web::{Handler, Response, Server};
     use std::sync::Arc;
 
-    fn serve(handler: fleetwall_http::Handler) -> (fleetwall_http::Server, Api) {
-        let server = fleetwall_http::Server::bind("127.0.0.1:0", None, handler).unwrap();
+    fn serve(handler: Handler) -> (Server, Api) {
+        let server = Server::bind("127.0.0.1:0", None, handler).unwrap();
         let api = Api::new(Client::new(&format!("http://{}", server.local_addr()), None).unwrap());
         (server, api)
     }
 
     #[test]
     fn errors_and_answers_of_the_wrong_shape_are_told_apart() {
-        let handler: fleetwall_http::Handler = Arc::new(|req| match req.path.as_str() {
+        let handler: Handler = Arc::new(|req| match req.path.as_str() {
             "/v1/status" => Response::json(200, &serde_json::json!({ "nodes": "not a list" })),
             "/v1/tokens" => Response::new(502, "text/plain", "bad gateway from a proxy\n"),
             "/healthz" => {

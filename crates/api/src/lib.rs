@@ -1,7 +1,7 @@
 //! The control plane's wire types: every body the server sends or receives that an agent
 //! or the CLI reads, in one place, so the three cannot drift apart. The server serialises
 //! these types, the agent and the CLI deserialise them; [`client`] is a thin typed layer
-//! over `fleetwall_http::Client`.
+//! over [`http::Client`] (ureq with rustls, [`tls`]).
 //!
 //! The JSON is the one the API has always spoken (`openapi.json` in the server describes
 //! it). Two rules keep it byte-for-byte the same:
@@ -20,7 +20,9 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod http;
 mod stored;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -7,7 +7,7 @@ use crate::table;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use fleetwall_api as wire;
-use fleetwall_http::{percent_encode as enc, Client, Response};
+use fleetwall_api::http::{percent_encode as enc, Client, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -740,7 +740,7 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             }
         }
         ClientCmd::Token(TokenCmd::Revoke { id }) => {
-            let v = api.call("DELETE", &format!("/v1/tokens/{}", fleetwall_http::percent_encode(&id)), None)?;
+            let v = api.call("DELETE", &format!("/v1/tokens/{}", fleetwall_api::http::percent_encode(&id)), None)?;
             if json_out {
                 show(&v)
             } else {

@@ -131,7 +131,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
     crate::logs::init(a.log_format);
     // Every agent's long-poll holds a descriptor: the default soft limit (1024) would refuse
     // agents long before the server's connection cap.
-    if let Err(e) = fleetwall_http::raise_open_files_limit() {
+    if let Err(e) = fleetwall_server::web::raise_open_files_limit() {
         tracing::warn!("cannot raise the open files limit: {e}");
     }
     let catalog = load_catalog(a.catalog.as_deref())?;
@@ -211,19 +211,20 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
 fn serve_logged(
     cp: Arc<fleetwall_server::ControlPlane>,
     addr: &str,
-    tls: Option<&fleetwall_http::TlsFiles>,
-) -> Result<fleetwall_http::Server, fleetwall_http::Error> {
+    tls: Option<&fleetwall_server::web::TlsFiles>,
+) -> Result<fleetwall_server::web::Server, fleetwall_server::web::Error> {
     let admission = cp.clone();
-    let admit: fleetwall_http::Admit = Arc::new(move |head| {
+    let admit: fleetwall_server::web::Admit = Arc::new(move |head| {
         let verdict = fleetwall_server::api::admit(&admission, head);
-        if let fleetwall_http::Admission::Refuse(resp) = &verdict {
+        if let fleetwall_server::web::Admission::Refuse(resp) = &verdict {
             let peer = head.peer.to_string();
             let (method, path, status) = (head.method, head.path, resp.status);
             tracing::info!(method, path, status, peer, "{method} {path} {status} (refused on its head) from {peer}");
         }
         verdict
     });
-    let handler: fleetwall_http::Handler = Arc::new(move |req| {
+    let wait = fleetwall_server::api::long_poll(&cp);
+    let handler: fleetwall_server::web::Handler = Arc::new(move |req| {
         let started = std::time::Instant::now();
         let (method, path, peer) = (req.method.clone(), req.path.clone(), req.peer.to_string());
         let caller = req.caller.clone().unwrap_or_default();
@@ -241,15 +242,16 @@ fn serve_logged(
         );
         resp
     });
-    fleetwall_http::Server::bind_with_admission(addr, tls, handler, admit, fleetwall_http::Limits::default())
+    let hooks = fleetwall_server::web::Hooks { handler, admit: Some(admit), wait: Some(wait) };
+    fleetwall_server::web::Server::bind_with(addr, tls, hooks, fleetwall_server::web::Limits::default())
 }
 
 /// What `serve` speaks: TLS with the given certificate; plain HTTP on loopback or when told
 /// to; else TLS with a certificate from its own CA, whose fingerprint is printed for those
 /// who hand `ca.pem` to agents and the CLI.
-fn serve_tls(a: &ServeArgs) -> Result<Option<fleetwall_http::TlsFiles>> {
+fn serve_tls(a: &ServeArgs) -> Result<Option<fleetwall_server::web::TlsFiles>> {
     if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
-        return Ok(Some(fleetwall_http::TlsFiles { cert: cert.clone(), key: key.clone() }));
+        return Ok(Some(fleetwall_server::web::TlsFiles { cert: cert.clone(), key: key.clone() }));
     }
     if a.insecure_http {
         return Ok(None);
@@ -340,12 +342,12 @@ pub fn agent(a: AgentArgs, client: &crate::control::ClientArgs) -> Result<Outcom
     let _metrics = if a.metrics_listen != "off" {
         let stats = agent.stats.clone();
         let n = node.clone();
-        let h: fleetwall_http::Handler = Arc::new(move |req| match req.path.as_str() {
-            "/metrics" => fleetwall_http::Response::new(200, "text/plain; version=0.0.4", stats.render(&n)),
-            _ => fleetwall_http::Response::new(404, "text/plain", "see /metrics\n"),
+        let h: fleetwall_server::web::Handler = Arc::new(move |req| match req.path.as_str() {
+            "/metrics" => fleetwall_server::web::Response::new(200, "text/plain; version=0.0.4", stats.render(&n)),
+            _ => fleetwall_server::web::Response::new(404, "text/plain", "see /metrics\n"),
         });
         Some(
-            fleetwall_http::Server::bind(&a.metrics_listen, None, h)
+            fleetwall_server::web::Server::bind(&a.metrics_listen, None, h)
                 .map_err(|e| anyhow!("metrics on {}: {e}", a.metrics_listen))?,
         )
     } else {

@@ -125,7 +125,7 @@ fn hostname() -> Option<String> {
 #[derive(Debug)]
 pub struct ServerTls {
     /// The server certificate and key.
-    pub files: fleetwall_http::TlsFiles,
+    pub files: fleetwall_server::web::TlsFiles,
     /// The CA certificate clients trust.
     pub ca: PathBuf,
     /// The CA certificate's SHA-256 fingerprint, `AB:CD:…` as `openssl x509 -fingerprint` shows it.
@@ -141,7 +141,7 @@ pub struct ServerTls {
 pub fn ensure(dir: &Path, names: &BTreeSet<San>) -> Result<ServerTls> {
     let ca_path = dir.join("ca.pem");
     let ca_key_path = dir.join("ca-key.pem");
-    let files = fleetwall_http::TlsFiles { cert: dir.join("server.pem"), key: dir.join("server-key.pem") };
+    let files = fleetwall_server::web::TlsFiles { cert: dir.join("server.pem"), key: dir.join("server-key.pem") };
     let now = now();
     let (ca_key, ca_der, new_ca) = match (ca_path.exists(), ca_key_path.exists()) {
         (true, true) => {
@@ -222,7 +222,7 @@ fn ca_params(key: &KeyPair) -> CertificateParams {
 
 /// Whether the server certificate in `files` is the one to keep: its key, issued by the CA
 /// named `ca_subject`, valid now and for a while yet, for exactly `names`.
-fn fits(files: &fleetwall_http::TlsFiles, ca_subject: &[u8], names: &BTreeSet<San>, now: i64) -> Result<bool> {
+fn fits(files: &fleetwall_server::web::TlsFiles, ca_subject: &[u8], names: &BTreeSet<San>, now: i64) -> Result<bool> {
     let key = read_key(&files.key)?;
     let der = read_cert(&files.cert)?;
     let cert = parse(&der, &files.cert)?;

@@ -9,7 +9,7 @@
 
 use crate::commands::Outcome;
 use anyhow::{anyhow, bail, Result};
-use fleetwall_http::Client;
+use fleetwall_api::http::Client;
 use serde_json::{json, Value};
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
@@ -68,7 +68,7 @@ fn control_plane(tag: &str) -> Result<(std::path::PathBuf, Arc<fleetwall_server:
 /// Latencies (ms) of `writes` writes, each awaited on all `n` simulated agents.
 fn simulated(n: usize, writes: usize) -> Result<(Vec<f64>, f64)> {
     // Every simulated agent holds a connection, in this process and to it.
-    let _ = fleetwall_http::raise_open_files_limit();
+    let _ = fleetwall_server::web::raise_open_files_limit();
     let (dir, cp, admin_token) = control_plane("sim")?;
     let server = fleetwall_server::api::serve(cp.clone(), "127.0.0.1:0", None).map_err(|e| anyhow!("{e}"))?;
     let url = format!("http://{}", server.local_addr());

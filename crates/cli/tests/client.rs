@@ -147,7 +147,7 @@ fn client_verbs_speak_the_platforms_dialect() {
         .output()
         .unwrap();
     assert!(check.status.success(), "the exported fleet checks: {}", String::from_utf8_lossy(&check.stdout));
-    let metrics = fleetwall_http::Client::new(&server, None).unwrap().get("/metrics").unwrap().text();
+    let metrics = fleetwall_api::http::Client::new(&server, None).unwrap().get("/metrics").unwrap().text();
     assert!(metrics.contains("fleetwall_writes_total ") && metrics.contains("fleetwall_fleet_revision "), "{metrics}");
 
     // A value too long for a command line comes from a file: 7,900 entries, over 128 KiB.

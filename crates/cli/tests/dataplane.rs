@@ -37,19 +37,19 @@ fn ruleset(extra: &[&str]) -> NodeRuleset {
 }
 
 /// A fake control plane serving `current` (revision, ruleset) to the node's agent.
-fn control_plane(current: Arc<Mutex<(i64, NodeRuleset)>>, reported: Arc<AtomicI64>) -> fleetwall_http::Server {
-    let handler: fleetwall_http::Handler = Arc::new(move |req| {
+fn control_plane(current: Arc<Mutex<(i64, NodeRuleset)>>, reported: Arc<AtomicI64>) -> fleetwall_server::web::Server {
+    let handler: fleetwall_server::web::Handler = Arc::new(move |req| {
         if req.method == "PUT" {
             let v: serde_json::Value = req.json().unwrap();
             reported.store(v["revision"].as_i64().unwrap_or(-1), Ordering::Relaxed);
-            return fleetwall_http::Response::json(200, &serde_json::json!({}));
+            return fleetwall_server::web::Response::json(200, &serde_json::json!({}));
         }
         let (rev, rs) = current.lock().unwrap().clone();
         let after: i64 = req.query("after").and_then(|a| a.parse().ok()).unwrap_or(-1);
         if after >= rev {
             // No long-poll here: the agent asks again at once, which is fine for a test.
             std::thread::sleep(Duration::from_millis(20));
-            return fleetwall_http::Response::new(304, "text/plain", "");
+            return fleetwall_server::web::Response::new(304, "text/plain", "");
         }
         let body = fleetwall_api::RulesetResponse {
             fleet_revision: rev,
@@ -58,9 +58,9 @@ fn control_plane(current: Arc<Mutex<(i64, NodeRuleset)>>, reported: Arc<AtomicI6
             revision: rev,
             ruleset: rs,
         };
-        fleetwall_http::Response::json(200, &body)
+        fleetwall_server::web::Response::json(200, &body)
     });
-    fleetwall_http::Server::bind("127.0.0.1:0", None, handler).unwrap()
+    fleetwall_server::web::Server::bind("127.0.0.1:0", None, handler).unwrap()
 }
 
 fn wait(what: &str, until: impl Fn() -> bool) {

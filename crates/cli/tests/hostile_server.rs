@@ -14,7 +14,7 @@ mod common;
 
 use common::{kernel_available, root, Namespaces, Scratch};
 use fleetwall_agent::{Agent, Config, Nft};
-use fleetwall_http::{Handler, Request, Response, Server};
+use fleetwall_server::web::{Handler, Request, Response, Server};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

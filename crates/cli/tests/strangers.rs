@@ -26,7 +26,7 @@ fn serve(scratch: &Scratch) -> (Serve, String) {
         .spawn()
         .unwrap();
     let serve = Serve(child);
-    let health = fleetwall_http::Client::new(&format!("http://{addr}"), None).unwrap();
+    let health = fleetwall_api::http::Client::new(&format!("http://{addr}"), None).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !health.get("/healthz").is_ok_and(|r| r.status == 200) {
         assert!(Instant::now() < deadline, "the server did not come up");

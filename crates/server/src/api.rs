@@ -4,9 +4,9 @@
 //! Callers are authenticated twice over: on the request head, before its body is read
 //! ([`admit`], so a stranger cannot make the server buffer a body), and again in the routing.
 
+use crate::web::{Admission, Request, RequestHead, Response};
 use crate::{ops, ptr, Actor, ApiError, ControlPlane, Report, Written};
 use fleetwall_api as wire;
-use fleetwall_http::{Admission, Request, RequestHead, Response};
 use serde_json::{json, Value};
 use std::ops::RangeInclusive;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -715,17 +715,65 @@ fn privatelink(
     }
 }
 
-/// Serves the API on `addr` until the process ends; callers are [`admit`]ted on the request
-/// head.
+/// The long-poll of `GET /v1/nodes/{node}/ruleset?after=…&wait=…`, as a [`crate::web::Wait`]:
+/// on the HTTP runtime, without a thread, it waits on the control plane's revision channel
+/// until the node's ruleset is newer than `after` or `wait` has passed, then hands [`route`]
+/// the request with `wait=0`, which answers from the snapshot at once. A request that route
+/// will refuse (a caller that may not read the node, a malformed `after` or `wait`) does not
+/// wait: route answers it as before.
+pub fn long_poll(cp: &Arc<ControlPlane>) -> crate::web::Wait {
+    let cp = cp.clone();
+    Arc::new(move |mut req: Request| {
+        let cp = cp.clone();
+        Box::pin(async move {
+            let segs: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+            let ["v1", "nodes", node, "ruleset"] = segs.as_slice() else { return req };
+            if req.method != "GET" {
+                return req;
+            }
+            let allowed = match req.caller.as_deref().and_then(Actor::from_name) {
+                Some(Actor::Admin(_)) => true,
+                Some(Actor::Agent(me)) => me == *node,
+                _ => false,
+            };
+            let (Ok(after), Ok(Some(wait))) =
+                (query_int(&req, "after", -1..=i64::MAX), query_seconds(&req, "wait", MAX_WAIT))
+            else {
+                return req;
+            };
+            if !allowed || wait.is_zero() {
+                return req;
+            }
+            let node = node.to_string();
+            cp.wait_node_async(&node, after.unwrap_or(-1), wait).await;
+            for (name, value) in &mut req.query {
+                if name == "wait" {
+                    *value = "0".into();
+                }
+            }
+            req
+        })
+    })
+}
+
+/// The hooks of the API's HTTP server: [`admit`] on the head, [`long_poll`], [`handle`].
+pub fn hooks(cp: &Arc<ControlPlane>) -> crate::web::Hooks {
+    let (admission, handling) = (cp.clone(), cp.clone());
+    crate::web::Hooks {
+        handler: Arc::new(move |req| handle(&handling, req)),
+        admit: Some(Arc::new(move |head| admit(&admission, head))),
+        wait: Some(long_poll(cp)),
+    }
+}
+
+/// Serves the API on `addr` until the returned server is dropped; callers are [`admit`]ted
+/// on the request head.
 pub fn serve(
     cp: Arc<ControlPlane>,
     addr: &str,
-    tls: Option<&fleetwall_http::TlsFiles>,
-) -> Result<fleetwall_http::Server, fleetwall_http::Error> {
-    let admission = cp.clone();
-    let admit: fleetwall_http::Admit = Arc::new(move |head| admit(&admission, head));
-    let handler: fleetwall_http::Handler = Arc::new(move |req| handle(&cp, req));
-    fleetwall_http::Server::bind_with_admission(addr, tls, handler, admit, fleetwall_http::Limits::default())
+    tls: Option<&crate::web::TlsFiles>,
+) -> Result<crate::web::Server, crate::web::Error> {
+    crate::web::Server::bind_with(addr, tls, hooks(&cp), crate::web::Limits::default())
 }
 
 #[cfg(test)]

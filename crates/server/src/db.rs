@@ -108,7 +108,7 @@ impl PgTarget {
     /// `require` and no `sslrootcert`, so those two are taken off the URL here and become the
     /// TLS configuration; everything else is tokio-postgres's to read.
     pub fn parse(url: &str) -> Result<PgTarget, DbError> {
-        use fleetwall_http::ServerTrust;
+        use fleetwall_api::tls::ServerTrust;
         use postgres::config::SslMode;
         let bad = |m: String| DbError(format!("{}: {m}", redact(url)));
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
@@ -116,7 +116,7 @@ impl PgTarget {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decoded =
-                || fleetwall_http::percent_decode(value, true).ok_or_else(|| bad(format!("bad escape in {key}")));
+                || fleetwall_api::http::percent_decode(value, true).ok_or_else(|| bad(format!("bad escape in {key}")));
             match key {
                 "sslmode" => mode = Some(decoded()?),
                 "sslrootcert" => root = Some(std::path::PathBuf::from(decoded()?)),
@@ -145,7 +145,7 @@ impl PgTarget {
         let rest = if rest.is_empty() { String::new() } else { format!("?{}", rest.join("&")) };
         let mut config: postgres::Config = format!("{base}{rest}").parse().map_err(|e| bad(format!("{e}")))?;
         config.ssl_mode(ssl_mode);
-        let tls = fleetwall_http::client_tls_config(trust, b"postgresql").map_err(|e| bad(e.to_string()))?;
+        let tls = fleetwall_api::tls::client_tls_config(trust, b"postgresql").map_err(|e| bad(e.to_string()))?;
         Ok(PgTarget { url: url.to_string(), config, tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls) })
     }
 

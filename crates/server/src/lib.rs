@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod ops;
 pub mod tokens;
 pub mod util;
+pub mod web;
 
 use db::{Db, DbError, Tx, V};
 pub use fleetwall_api::{Diagnostic, NodeStatus, Report, Written, MAX_REPORT_ERROR};
@@ -396,6 +397,10 @@ pub struct ControlPlane {
     pub catalog: Catalog,
     snap: Mutex<Arc<Snapshot>>,
     changed: Condvar,
+    /// The revision of the snapshot, for long-polls that wait on the HTTP runtime
+    /// ([`ControlPlane::wait_node_async`]): a write through this replica, or another
+    /// replica's seen through PostgreSQL's NOTIFY, wakes them all without a thread each.
+    revision: tokio::sync::watch::Sender<i64>,
     /// Counters and histograms for `/metrics`.
     pub metrics: metrics::Metrics,
     in_sync: Mutex<Option<(Instant, usize)>>,
@@ -427,6 +432,7 @@ impl ControlPlane {
                 fleet: None,
             })),
             changed: Condvar::new(),
+            revision: tokio::sync::watch::Sender::new(0),
             metrics: metrics::Metrics::default(),
             in_sync: Mutex::new(None),
             started: Instant::now(),
@@ -453,8 +459,10 @@ impl ControlPlane {
         let mut cur = self.snap.lock().unwrap_or_else(|p| p.into_inner());
         if s.revision >= cur.revision {
             self.metrics.set_revision(s.revision, s.nodes.len());
+            let revision = s.revision;
             *cur = Arc::new(s);
             self.changed.notify_all();
+            self.revision.send_replace(revision);
         }
     }
 
@@ -620,6 +628,34 @@ impl ControlPlane {
         };
         self.metrics.watchers(-1);
         out
+    }
+
+    /// Like [`ControlPlane::wait_node`] without holding a thread: returns once node `node`'s
+    /// desired revision is above `after`, the node is not in the fleet, or `timeout` has
+    /// passed. The caller reads the outcome from the snapshot (`wait_node` with no wait).
+    pub async fn wait_node_async(&self, node: &str, after: i64, timeout: Duration) {
+        /// Counts the watcher for as long as it waits (also when the caller goes away).
+        struct Watching<'a>(&'a metrics::Metrics);
+        impl Drop for Watching<'_> {
+            fn drop(&mut self) {
+                self.0.watchers(-1);
+            }
+        }
+        // Subscribed before the first look: a change after it is not missed.
+        let mut changes = self.revision.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.metrics.watchers(1);
+        let _watching = Watching(&self.metrics);
+        loop {
+            match self.snapshot().nodes.get(node) {
+                Some(d) if d.revision <= after => {}
+                _ => return,
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
     }
 
     /// Gives every project and node of the current fleet an identity (a store from before

@@ -1,7 +1,7 @@
 //! The control plane over real HTTP, on a real SQLite file (and PostgreSQL when the test
 //! environment provides one: FLEETWALL_TEST_PG, set by scripts/test).
 
-use fleetwall_http::Client;
+use fleetwall_api::http::Client;
 use fleetwall_server::{api, ControlPlane};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -395,7 +395,7 @@ fn https_with_a_certificate_and_key() {
         .expect("openssl is needed for the TLS test (scripts/test installs it)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cp = ControlPlane::open(dir.join("fleet.db").to_str().unwrap(), catalog()).unwrap();
-    let tls = fleetwall_http::TlsFiles { cert: dir.join("cert.pem"), key: dir.join("key.pem") };
+    let tls = fleetwall_server::web::TlsFiles { cert: dir.join("cert.pem"), key: dir.join("key.pem") };
     let server = api::serve(cp, "127.0.0.1:0", Some(&tls)).unwrap();
     let url = format!("https://{}", server.local_addr());
     let c = Client::new(&url, Some(&dir.join("cert.pem"))).unwrap();

@@ -11,7 +11,7 @@
 mod common;
 
 use common::root;
-use fleetwall_http::{Request, Response};
+use fleetwall_server::web::{Request, Response};
 use fleetwall_server::{api, ControlPlane};
 use fleetwall_synth::Rng;
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! to panic the handler, and requests without a valid token that announce a body. Each test is
 //! named after what used to break.
 
-use fleetwall_http::Client;
+use fleetwall_api::http::Client;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;

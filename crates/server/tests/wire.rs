@@ -4,7 +4,7 @@
 //! server published, and the status view shows the node in sync with it.
 
 use fleetwall_api as wire;
-use fleetwall_http::Client;
+use fleetwall_api::http::Client;
 use fleetwall_server::api;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -2,7 +2,8 @@
 //! scratch SQLite file (or a PostgreSQL URL), with an admin token.
 #![allow(dead_code)]
 
-use fleetwall_http::{Client, Server};
+use fleetwall_api::http::Client;
+use fleetwall_server::web::Server;
 use fleetwall_server::{api, ControlPlane};
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
-//! rustls configuration from PEM files, always with the ring provider: the HTTP server and
-//! client here, and TLS clients elsewhere (the PostgreSQL store) through [`client_tls_config`].
+//! rustls configuration from PEM files, always with the ring provider: the HTTP client
+//! ([`crate::http::Client`]), the server's certificate ([`load_certs`], [`load_key`]), and TLS
+//! clients elsewhere (the PostgreSQL store) through [`client_tls_config`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,16 +13,17 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::{Error, TlsFiles};
+use crate::http::Error;
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The ring crypto provider, the one the workspace uses everywhere.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Every certificate in a PEM file; an error naming the file if there is none.
-fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+pub fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
     let fail = |e: &dyn std::fmt::Display| Error::Tls(format!("cannot read {what} {}: {e}", path.display()));
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| fail(&e))?
@@ -33,31 +35,15 @@ fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, E
     Ok(certs)
 }
 
-/// The server configuration for a certificate chain and private key.
-pub(crate) fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, Error> {
-    let certs = load_certs(&files.cert, "certificate chain")?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+/// The private key in a PEM file (PKCS#8, PKCS#1 RSA or SEC1 EC).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
         let e = match e {
             rustls::pki_types::pem::Error::NoItemsFound => "no PEM private key in the file".to_string(),
             e => e.to_string(),
         };
-        Error::Tls(format!("cannot read private key {}: {e}", files.key.display()))
-    })?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            Error::Tls(format!("cannot use certificate {} with key {}: {e}", files.cert.display(), files.key.display()))
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// The HTTP client configuration trusting exactly the certificates in `ca`.
-pub(crate) fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, Error> {
-    client_tls_config(ServerTrust::CaFile(ca), b"http/1.1").map(Arc::new)
+        Error::Tls(format!("cannot read private key {}: {e}", path.display()))
+    })
 }
 
 /// How a TLS client decides whether to trust a server.
