@@ -6,6 +6,7 @@ mod backup_bench;
 mod bench;
 mod commands;
 mod control;
+mod crowd_bench;
 mod daemons;
 mod datadir;
 mod dataplane_bench;
@@ -298,9 +299,19 @@ enum Command {
         /// node of a synthetic fleet in services of five (3 gives 5).
         #[arg(long, default_value_t = 10)]
         real_agents: usize,
-        /// With --rollout: writes measured.
+        /// With --rollout or --crowd: writes measured.
         #[arg(long, default_value_t = 20)]
         writes: usize,
+        /// Instead: write → received on --agents simulated agents (real HTTP long-polls, in
+        /// child processes of at most 4,000 each) against `fleetwall serve` processes.
+        #[arg(long)]
+        crowd: bool,
+        /// With --crowd: `serve` replicas (more than one needs --crowd-db).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+        /// With --crowd: the replicas' PostgreSQL URL (an empty database: it is loaded).
+        #[arg(long, value_name = "URL")]
+        crowd_db: Option<String>,
         /// Instead: backup encrypt/decrypt throughput against openssl and rohmu.
         #[arg(long)]
         backup: bool,
@@ -442,6 +453,15 @@ fn main() -> ExitCode {
         Command::Synth { nodes, ip_filter } => {
             print!("{}", fleetwall_synth::generate(&fleetwall_synth::Spec::fleet(nodes, ip_filter)));
             Ok(commands::Outcome::Ok)
+        }
+        Command::Bench { crowd: true, agents, writes, replicas, crowd_db, format, .. } => {
+            crowd_bench::run(&crowd_bench::Options {
+                agents,
+                writes: writes.max(1),
+                replicas,
+                db: crowd_db,
+                json: format == CheckFormat::Json,
+            })
         }
         Command::Bench { rollout: true, agents, real_agents, writes, format, .. } => rollout::run(&rollout::Options {
             agents,
