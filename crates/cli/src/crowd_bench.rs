@@ -109,6 +109,17 @@ fn process_figures(pid: u32) -> Value {
     })
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (in parentheses, which may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
 fn wait_healthy(url: &str, within: Duration) -> Result<()> {
     let c = Client::new(url, None).map_err(|e| anyhow!("{e}"))?.with_timeout(Duration::from_secs(5));
     let deadline = Instant::now() + within;
@@ -286,10 +297,15 @@ pub fn run(o: &Options) -> Result<Outcome> {
     let everyone: Vec<usize> = (0..n).collect();
     let affected: Vec<usize> = service_nodes.iter().filter_map(|s| index.get(s.as_str()).copied()).collect();
     let mut rows = Vec::new();
+    let server_pids: Vec<u32> = servers.iter().map(|(_, pid, _)| *pid).collect();
+    let agent_pids: Vec<u32> = procs.0.iter().map(Child::id).filter(|p| !server_pids.contains(p)).collect();
+    let cpu = |pids: &[u32]| pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
     for (kind, targets) in [("platform", &everyone), ("ip_filter", &affected)] {
+        let (server_cpu0, agents_cpu0) = (cpu(&server_pids), cpu(&agent_pids));
         let mut lat = Vec::new();
         let mut write_ms = Vec::new();
         let mut all_ms = Vec::new();
+        let mut fanout_ms = Vec::new();
         for k in 0..o.writes {
             let t0 = now_us();
             let rev = match kind {
@@ -312,13 +328,15 @@ pub fn run(o: &Options) -> Result<Outcome> {
                     ),
                 }
             }
-            let mut last = 0f64;
+            let (mut first, mut last) = (f64::MAX, 0f64);
             for i in targets.iter() {
                 let ms = (seen[&(*i, rev)].saturating_sub(t0)) as f64 / 1000.0;
+                first = first.min(ms);
                 last = last.max(ms);
                 lat.push(ms);
             }
             all_ms.push(last);
+            fanout_ms.push(last - first);
             eprint!(
                 "\rcrowd: {kind} write {}/{}: {} agents had it within {last:.0} ms   ",
                 k + 1,
@@ -330,6 +348,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
         lat.sort_by(f64::total_cmp);
         write_ms.sort_by(f64::total_cmp);
         all_ms.sort_by(f64::total_cmp);
+        fanout_ms.sort_by(f64::total_cmp);
         rows.push(json!({
             "write": kind,
             "agents": n,
@@ -342,6 +361,13 @@ pub fn run(o: &Options) -> Result<Outcome> {
             "max_ms": pct(&lat, 1.0),
             "write_p50_ms": pct(&write_ms, 0.5),
             "all_received_p50_ms": pct(&all_ms, 0.5),
+            // From the first agent having the new ruleset to the last: the fan-out alone,
+            // without the write's compile and commit.
+            "fanout_p50_ms": pct(&fanout_ms, 0.5),
+            "fanout_max_ms": pct(&fanout_ms, 1.0),
+            // CPU seconds per write, of the servers and of the simulated agents.
+            "server_cpu_s_per_write": (cpu(&server_pids) - server_cpu0) / o.writes as f64,
+            "agents_cpu_s_per_write": (cpu(&agent_pids) - agents_cpu0) / o.writes as f64,
         }));
     }
     let after_figures: Vec<Value> = servers.iter().map(|(_, pid, _)| process_figures(*pid)).collect();
@@ -366,17 +392,40 @@ pub fn run(o: &Options) -> Result<Outcome> {
                     f("p50_ms"),
                     f("p99_ms"),
                     f("max_ms"),
+                    f("fanout_p50_ms"),
+                    f("fanout_max_ms"),
                 ]
             })
             .collect();
         print!(
             "{}",
             crate::table::render(
-                &["WRITE", "AGENTS", "REPLICAS", "RECEIVING", "SAMPLES", "WRITE_MS", "P50_MS", "P99_MS", "MAX_MS"],
+                &[
+                    "WRITE",
+                    "AGENTS",
+                    "REPLICAS",
+                    "RECEIVING",
+                    "SAMPLES",
+                    "WRITE_MS",
+                    "P50_MS",
+                    "P99_MS",
+                    "MAX_MS",
+                    "FANOUT_P50",
+                    "FANOUT_MAX"
+                ],
                 &table
             )
         );
-        println!("latency: from sending the write to a simulated agent having read its new ruleset (WRITE_MS: the write's own answer)");
+        println!("latency: from sending the write to a simulated agent having read its new ruleset (WRITE_MS: the write's own answer;");
+        println!("FANOUT: from the first agent having it to the last, i.e. without the write's compile and commit)");
+        for r in &rows {
+            println!(
+                "{} write: {:.2} CPU s in the servers and {:.2} in the simulated agents per write",
+                r["write"].as_str().unwrap_or(""),
+                r["server_cpu_s_per_write"].as_f64().unwrap_or(f64::NAN),
+                r["agents_cpu_s_per_write"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
         for (r, (f0, f1)) in waiting_figures.iter().zip(&after_figures).enumerate() {
             println!(
                 "replica {r}: {} descriptors, {} threads, {} MB resident with the agents waiting; {} MB peak after the writes",
@@ -495,6 +544,12 @@ mod tests {
         assert!(f["rss_mb"].as_f64().unwrap() > 0.0);
         assert!(f["threads"].as_f64().unwrap() >= 1.0);
         assert!(f["open_descriptors"].as_u64().unwrap() >= 3);
+        let before = cpu_seconds(std::process::id());
+        let mut x = 0u64;
+        while cpu_seconds(std::process::id()) <= before {
+            x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(7));
+        }
+        assert!(cpu_seconds(std::process::id()) > before, "{x}");
     }
 
     #[test]

@@ -129,6 +129,15 @@ fn load_catalog(path: Option<&Path>) -> Result<fleetwall_model::Catalog> {
 /// `fleetwall serve`.
 pub fn serve(a: ServeArgs) -> Result<Outcome> {
     crate::logs::init(a.log_format);
+    // glibc gives each of the HTTP server's threads that allocates its own heap arena (up to
+    // 8 per core), and each keeps the garbage of the last write it ran (a whole fleet's
+    // compile): two arenas held the peak of `bench --crowd` at 10,000 nodes to 1.3 GB
+    // instead of 3.2 GB, at no measurable cost in latency.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt before any other thread of this process allocates.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     // Every agent's long-poll holds a descriptor: the default soft limit (1024) would refuse
     // agents long before the server's connection cap.
     if let Err(e) = fleetwall_server::web::raise_open_files_limit() {
