@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
-use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector, Transport, TransportAdapter,
 };
@@ -158,7 +158,7 @@ impl Client {
             .build();
         let connector =
             TcpConnector::default().chain(PinnedTls { config: self.tls.clone(), display: self.display.clone() });
-        ureq::Agent::with_parts(config, connector, DefaultResolver::default())
+        ureq::Agent::with_parts(config, connector, LiteralFirst::default())
     }
 
     /// Sends `Authorization: Bearer <token>` with every request.
@@ -406,6 +406,37 @@ fn parse_base(base: &str) -> Result<(bool, String, String), Error> {
     Ok((https, display.clone(), format!("{scheme}://{display}{}", prefix.trim_end_matches('/'))))
 }
 
+/// ureq's resolver, except that an IP literal (what agents are mostly given) is used as it
+/// is: ureq's own resolves every name, literals too, on a thread it starts per request when
+/// a timeout is set (and ours always is).
+#[derive(Debug, Default)]
+struct LiteralFirst(DefaultResolver);
+
+impl Resolver for LiteralFirst {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().unwrap_or_default();
+        let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        match (literal.parse::<std::net::IpAddr>(), port) {
+            (Ok(ip), Some(port)) => {
+                let mut addrs = self.empty();
+                addrs.push(std::net::SocketAddr::new(ip, port));
+                Ok(addrs)
+            }
+            _ => self.0.resolve(uri, config, timeout),
+        }
+    }
+}
+
 /// A TLS failure explained for people (a plain server on the other end, a closed handshake).
 #[derive(Debug)]
 struct TlsFailure(String);
@@ -636,6 +667,19 @@ mod tests {
         assert!(matches!(c.request("G T", "/", None), Err(Error::Url(_))));
         let t = Client::new("http://127.0.0.1:9", None).unwrap().with_token("a\u{1}b");
         assert!(matches!(t.get("/"), Err(Error::Url(_))));
+    }
+
+    #[test]
+    fn ip_literals_are_not_looked_up() {
+        let config = ureq::Agent::config_builder().build();
+        let resolve = |uri: &str| {
+            let uri: ureq::http::Uri = uri.parse().unwrap();
+            LiteralFirst::default().resolve(&uri, &config, NextTimeout::default()).unwrap().to_vec()
+        };
+        assert_eq!(resolve("http://127.0.0.1:8181/v1"), vec!["127.0.0.1:8181".parse().unwrap()]);
+        assert_eq!(resolve("http://[::1]/"), vec!["[::1]:80".parse().unwrap()]);
+        assert_eq!(resolve("https://10.0.0.1/"), vec!["10.0.0.1:443".parse().unwrap()]);
+        assert!(resolve("http://localhost:9/").iter().all(|a| a.ip().is_loopback() && a.port() == 9));
     }
 
     #[test]

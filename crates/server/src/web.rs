@@ -254,7 +254,8 @@ pub struct Limits {
     /// How long a keep-alive connection may sit idle, before its first request or between
     /// requests. Default 120 s.
     pub idle_timeout: Duration,
-    /// Longest time for a request head, from its first byte, and for a TLS handshake. Default 10 s.
+    /// Longest time for a request head, from its first byte (the connection is dropped), and
+    /// for a TLS handshake. Default 10 s.
     pub head_deadline: Duration,
     /// Longest time for reading a body, plus its size at `min_body_rate` (→ 408). Default 30 s.
     pub body_deadline: Duration,
@@ -533,6 +534,9 @@ struct ConnState {
     busy: AtomicUsize,
     /// When the last request ended (or the connection opened).
     last: Mutex<Option<Instant>>,
+    /// When the first byte of a request head arrived that hyper has not yet handed on as a
+    /// request (None: no head in progress).
+    head_started: Mutex<Option<Instant>>,
     /// A request was refused without reading its body: on closing, stop writing and drain
     /// what the peer still sends for a moment, so that the peer reads the answer instead of
     /// a reset.
@@ -542,6 +546,16 @@ struct ConnState {
 impl ConnState {
     fn touch(&self) {
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+    /// Bytes arrived: if no request is being handled, a head has started.
+    fn bytes_arrived(&self) {
+        if self.busy.load(Ordering::SeqCst) == 0 {
+            self.head_started.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Instant::now);
+        }
+    }
+    /// How long the head in progress has been arriving.
+    fn head_for(&self) -> Option<Duration> {
+        self.head_started.lock().unwrap_or_else(|p| p.into_inner()).map(|t| t.elapsed())
     }
     fn idle_for(&self) -> Option<Duration> {
         if self.busy.load(Ordering::SeqCst) > 0 {
@@ -557,6 +571,7 @@ struct Busy(Arc<ConnState>);
 impl Busy {
     fn new(state: &Arc<ConnState>) -> Busy {
         state.busy.fetch_add(1, Ordering::SeqCst);
+        *state.head_started.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Busy(state.clone())
     }
 }
@@ -624,12 +639,16 @@ async fn run_http<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.head_deadline)
+        // The head deadline runs from a head's first byte (below), not from the end of the
+        // previous request as hyper's header timeout would: an idle keep-alive connection
+        // may wait `idle_timeout`.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_head.max(8192))
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let tick = (limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let tick =
+        (limits.idle_timeout.min(limits.head_deadline) / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
     let mut closing = false;
     loop {
         tokio::select! {
@@ -638,8 +657,13 @@ async fn run_http<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = tokio::time::sleep(tick), if !closing => {
-                if state.idle_for().is_some_and(|idle| idle >= limits.idle_timeout) {
+            _ = tokio::time::sleep(tick) => {
+                if state.head_for().is_some_and(|h| h >= limits.head_deadline) {
+                    // A head trickling in: drop the connection (hyper cannot answer a head
+                    // it has not got).
+                    return;
+                }
+                if !closing && state.idle_for().is_some_and(|idle| idle >= limits.idle_timeout) {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -890,7 +914,12 @@ impl<T> Lingering<T> {
 
 impl<T: AsyncRead + Unpin> AsyncRead for Lingering<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.state.bytes_arrived();
+        }
+        polled
     }
 }
 
@@ -1014,6 +1043,62 @@ mod tests {
         assert!(parse_target("GET", &uri("*")).is_err());
         assert!(parse_target("GET", &uri("/%zz")).is_err());
         assert!(parse_target("GET", &uri("/?a=%zz")).is_err());
+    }
+
+    /// Reads until the peer closes or `within` passes; whether it closed, and what came.
+    fn read_until_closed(s: &mut std::net::TcpStream, within: Duration) -> (bool, String) {
+        use std::io::Read;
+        s.set_read_timeout(Some(within)).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return (true, String::from_utf8_lossy(&got).into_owned()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return (true, String::from_utf8_lossy(&got).into_owned())
+                }
+                Err(_) => return (false, String::from_utf8_lossy(&got).into_owned()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_head_must_arrive_in_time_but_a_keep_alive_connection_may_idle_longer() {
+        use std::io::Write;
+        let limits = Limits {
+            head_deadline: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(1500),
+            ..Limits::default()
+        };
+        let handler: Handler = Arc::new(|_| Response::new(200, "text/plain", "ok"));
+        let server =
+            Server::bind_with("127.0.0.1:0", None, Hooks { handler, admit: None, wait: None }, limits).unwrap();
+        let addr = server.local_addr();
+        // Idle between requests for longer than the head deadline: still served.
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let (closed, text) = read_until_closed(&mut s, Duration::from_millis(200));
+        assert!(!closed && text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        std::thread::sleep(Duration::from_millis(700));
+        s.write_all(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let (closed, text) = read_until_closed(&mut s, Duration::from_millis(200));
+        assert!(!closed && text.starts_with("HTTP/1.1 200 OK\r\n"), "after an idle pause: {text}");
+        // Idle past the idle timeout: closed.
+        let (closed, _) = read_until_closed(&mut s, Duration::from_secs(10));
+        assert!(closed, "an idle connection is closed after idle_timeout");
+        // A head that trickles: dropped soon after the head deadline, long before the idle timeout.
+        let mut slow = std::net::TcpStream::connect(addr).unwrap();
+        slow.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n").unwrap();
+        let t = Instant::now();
+        let (closed, text) = read_until_closed(&mut slow, Duration::from_secs(10));
+        assert!(closed && text.is_empty(), "{text}");
+        assert!(
+            t.elapsed() < Duration::from_millis(1400),
+            "closed by the head deadline, not the idle timeout: {:?}",
+            t.elapsed()
+        );
+        server.shutdown();
     }
 
     #[test]
