@@ -199,7 +199,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
         cp.db.kind(),
         fleetwall_server::db::redact(&url),
         snap.revision,
-        snap.nodes.len()
+        snap.nodes().len()
     );
     loop {
         std::thread::park();
