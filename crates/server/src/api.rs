@@ -548,9 +548,11 @@ fn project_view(p: &str, v: &Value) -> wire::Project {
 
 /// The listeners of project `p`'s services (the port table, computed once per request).
 fn listeners_of(snap: &crate::Snapshot, p: &str) -> Vec<fleetwall_compile::listeners::PortRow> {
-    snap.fleet()
-        .map(|f| fleetwall_compile::listeners::port_table(f).into_iter().filter(|r| r.project == p).collect())
-        .unwrap_or_default()
+    let Some(f) = snap.fleet() else { return Vec::new() };
+    // The port table of this project alone (a fleet of one project: the rest is shared, not copied).
+    let projects: Vec<_> = f.projects.iter().filter(|x| x.name == p).cloned().collect();
+    let one = fleetwall_model::Fleet { platform: f.platform.clone(), projects, tests: Vec::new() };
+    fleetwall_compile::listeners::port_table(&one)
 }
 
 fn service_view(

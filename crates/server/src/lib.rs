@@ -814,7 +814,15 @@ pub fn audit(
 fn persist_ports(st: &mut state::State, touched: &fleetwall_model::ops::Touched) {
     let Some(fleet) = st.fleet.clone() else { return };
     let doc = Arc::make_mut(&mut st.doc);
-    for (p, s) in fleet.services() {
+    // The touched projects only (all of them when everything was touched).
+    let projects: Vec<&Arc<fleetwall_model::Project>> = if touched.all {
+        fleet.projects.iter().collect()
+    } else {
+        let find = |name: &String| fleet.projects.binary_search_by(|p| p.name.as_str().cmp(name)).ok();
+        touched.projects.keys().filter_map(find).map(|i| &fleet.projects[i]).collect()
+    };
+    let services = projects.into_iter().flat_map(|p| p.services.iter().map(move |s| (p, s)));
+    for (p, s) in services {
         if s.ports.is_empty() || !touched.covers(&p.name, &s.name) {
             continue;
         }
