@@ -75,6 +75,10 @@ fn one(nodes: usize, writes: usize) -> Result<Row> {
         .iter()
         .flat_map(|(p, pd)| pd.services.keys().map(move |s| (p.clone(), s.clone())))
         .collect();
+    eprintln!(
+        "fleetwall bench: {nodes} nodes loaded from the store in {:.1} s; timing {writes} writes…",
+        startup_ms / 1e3
+    );
     let before = store_size(&db)?;
     let mut lat = Vec::with_capacity(writes);
     let mut history = 0usize;
@@ -117,7 +121,7 @@ fn one(nodes: usize, writes: usize) -> Result<Row> {
 pub fn run(sizes: &[usize], writes: usize, format: CheckFormat) -> Result<Outcome> {
     let mut rows = Vec::new();
     for &n in sizes {
-        eprintln!("fleetwall bench: {n} nodes, {writes} writes…");
+        eprintln!("fleetwall bench: generating and storing {n} nodes…");
         rows.push(one(n, writes.max(1))?);
     }
     if matches!(format, CheckFormat::Json) {

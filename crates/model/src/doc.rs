@@ -14,6 +14,7 @@
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::raw::*;
 use crate::yaml::{Node, NodeKind, Pos, Span};
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -29,9 +30,9 @@ pub struct FleetDoc {
     /// `platform:`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<PlatformDoc>,
-    /// `projects:` by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub projects: BTreeMap<String, Arc<ProjectDoc>>,
+    /// `projects:` by name (a persistent map: a changed copy shares all but what changed).
+    #[serde(default, skip_serializing_if = "OrdMap::is_empty")]
+    pub projects: OrdMap<String, Arc<ProjectDoc>>,
     /// `tests:`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<TestDoc>,

@@ -16,7 +16,7 @@ use fleetwall_model::ops::{Reach, Touched};
 use fleetwall_model::validate::Elsewhere;
 use fleetwall_model::{Catalog, Diagnostics, Fleet, Project, Service};
 use imbl::{HashMap as PHashMap, OrdMap};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -190,12 +190,18 @@ pub fn apply(
         return Err(rejection(&diags));
     };
     // 2. The new fleet: the previous one with the touched projects and services replaced.
-    let mut by_name: BTreeMap<String, Arc<Project>> =
-        cur_fleet.projects.iter().map(|p| (p.name.clone(), p.clone())).collect();
+    // The projects stay sorted by name: a touched one is replaced, removed or inserted in place.
+    let mut projects = cur_fleet.projects.clone();
     let mut fresh: Vec<Arc<Project>> = Vec::new();
     for (p, reach) in &touched.projects {
-        let old = by_name.remove(p);
-        let Some(new) = part_projects.iter().find(|x| &x.name == p) else { continue };
+        let at = projects.binary_search_by(|x| x.name.as_str().cmp(p));
+        let old = at.ok().map(|i| projects[i].clone());
+        let Some(new) = part_projects.iter().find(|x| &x.name == p) else {
+            if let Ok(i) = at {
+                projects.remove(i);
+            }
+            continue;
+        };
         let services = match (reach, old) {
             (Reach::Services(set), Some(old)) => {
                 let mut s: Vec<Arc<Service>> =
@@ -210,9 +216,12 @@ pub fn apply(
         // What to compile: the touched services only.
         let compile = Project { services: new.services.clone(), ..new.clone() };
         fresh.push(Arc::new(compile));
-        by_name.insert(p.clone(), project);
+        match at {
+            Ok(i) => projects[i] = project,
+            Err(i) => projects.insert(i, project),
+        }
     }
-    let mut fleet = Fleet { platform, projects: by_name.into_values().collect(), tests: Vec::new() };
+    let mut fleet = Fleet { platform, projects, tests: Vec::new() };
     // 3. The tests, against the new fleet.
     let touched_nodes: HashMap<&str, &Service> = fresh
         .iter()
