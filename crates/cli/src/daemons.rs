@@ -48,6 +48,13 @@ pub struct ServeArgs {
     /// How to log: text, or one JSON object per line (one line per request).
     #[arg(long, value_enum, default_value_t = crate::logs::LogFormat::Text)]
     pub log_format: crate::logs::LogFormat,
+    /// Fleet revisions to keep readable (`fleet get --revision`); older ones are compacted
+    /// away once a minute. The head is always kept.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub keep_revisions: i64,
+    /// Days of fleet history to keep; both limits apply.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=36500))]
+    pub keep_days: i64,
 }
 
 /// `fleetwall agent` options.
@@ -148,6 +155,11 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
     let tls = serve_tls(&a)?;
     let url = a.db.clone().unwrap_or_else(|| a.data_dir.join("fleet.db").display().to_string());
     let cp = fleetwall_server::ControlPlane::open(&url, catalog)?;
+    cp.set_retention(fleetwall_server::store::Retention {
+        revisions: a.keep_revisions,
+        max_age_ms: a.keep_days * 24 * 3600 * 1000,
+    });
+    compact_in_background(Arc::downgrade(&cp));
     // The admin token: registered from the file, or created into it.
     let token_file = a.admin_token_file.clone().unwrap_or_else(|| a.data_dir.join("admin.token"));
     crate::datadir::tighten_secret(&token_file)?;
@@ -208,7 +220,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
         cp.db.kind(),
         fleetwall_server::db::redact(&url),
         snap.revision,
-        snap.nodes.len()
+        snap.nodes().len()
     );
     loop {
         std::thread::park();
@@ -217,6 +229,20 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
 
 /// `fleetwall_server::api::serve` with one log line per request: answered by the API, or
 /// refused on its head (no valid token, too large).
+/// Compacts the fleet history now and then, while the control plane lives.
+fn compact_in_background(cp: std::sync::Weak<fleetwall_server::ControlPlane>) {
+    std::thread::spawn(move || loop {
+        let Some(cp) = cp.upgrade() else { return };
+        match cp.compact() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(revisions = n, "compacted {n} old fleet revisions"),
+            Err(e) => tracing::warn!("compacting the fleet history failed: {}", e.message),
+        }
+        drop(cp);
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    });
+}
+
 fn serve_logged(
     cp: Arc<fleetwall_server::ControlPlane>,
     addr: &str,

@@ -16,6 +16,7 @@ mod rohmu_venv;
 mod rollout;
 mod table;
 mod verify;
+mod write_bench;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -319,6 +320,16 @@ enum Command {
         /// ip_filter, as a full replace and as a set delta, nft and iptables.
         #[arg(long)]
         dataplane: bool,
+        /// Instead: the control plane's cost of one write (a one-service ip_filter change) at
+        /// each fleet size of --nodes: latency p50/p99, store growth, memory, startup.
+        #[arg(long)]
+        control_plane: bool,
+        /// With --control-plane: fleet sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 10000, 100000])]
+        nodes: Vec<usize>,
+        /// With --control-plane: writes measured per size.
+        #[arg(long, default_value_t = 200)]
+        cp_writes: usize,
         /// With --backup: the size of the generated file, MiB.
         #[arg(long, default_value_t = 1024)]
         backup_mib: u64,
@@ -483,6 +494,9 @@ fn main() -> ExitCode {
             backup_bench::run(&rohmu_venv, backup_mib.max(1), runs.max(1), format)
         }
         Command::Bench { dataplane: true, runs, format, .. } => dataplane_bench::run_cmd(runs, format),
+        Command::Bench { control_plane: true, nodes, cp_writes, format, .. } => {
+            write_bench::run(&nodes, cp_writes, format)
+        }
         Command::Bench { runs, quick, format, .. } => bench::run(runs.max(1), quick, format),
         Command::Serve(a) => daemons::serve(a),
         Command::Agent(a) => daemons::agent(a, &client),

@@ -82,7 +82,7 @@ fn simulated(n: usize, writes: usize) -> Result<(Vec<f64>, f64)> {
     if r.status != 200 {
         bail!("the synthetic fleet was refused: {}", r.text());
     }
-    let nodes: Vec<String> = cp.snapshot().nodes.keys().cloned().collect();
+    let nodes: Vec<String> = cp.snapshot().nodes().keys().cloned().collect();
     let (tx, rx) = mpsc::channel::<(i64, Instant)>();
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();

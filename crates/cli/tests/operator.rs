@@ -319,7 +319,41 @@ fn schema_errors(
 }
 
 fn yaml_as_json(text: &str) -> serde_json::Value {
-    fleetwall_server::doc::from_yaml(&fleetwall_model::yaml::parse(text).unwrap())
+    from_yaml(&fleetwall_model::yaml::parse(text).unwrap())
+}
+
+/// A YAML tree as JSON: plain scalars that read as integers, booleans or null become
+/// those; everything else is a string.
+fn from_yaml(node: &fleetwall_model::yaml::Node) -> serde_json::Value {
+    match &node.kind {
+        fleetwall_model::yaml::NodeKind::Null => serde_json::Value::Null,
+        fleetwall_model::yaml::NodeKind::Scalar { text, plain } => {
+            if *plain {
+                if let Ok(i) = text.parse::<i64>() {
+                    return serde_json::Value::from(i);
+                }
+                match text.as_str() {
+                    "true" | "True" | "TRUE" => return serde_json::Value::Bool(true),
+                    "false" | "False" | "FALSE" => return serde_json::Value::Bool(false),
+                    "null" | "Null" | "NULL" | "~" => return serde_json::Value::Null,
+                    _ => {}
+                }
+            }
+            serde_json::Value::String(text.clone())
+        }
+        fleetwall_model::yaml::NodeKind::Seq(items) => serde_json::Value::Array(items.iter().map(from_yaml).collect()),
+        fleetwall_model::yaml::NodeKind::Map(entries) => {
+            let mut m = serde_json::Map::new();
+            for (k, v) in entries {
+                let key = match &k.kind {
+                    fleetwall_model::yaml::NodeKind::Scalar { text, .. } => text.clone(),
+                    _ => k.display_value(),
+                };
+                m.insert(key, from_yaml(v));
+            }
+            serde_json::Value::Object(m)
+        }
+    }
 }
 
 #[test]

@@ -140,12 +140,23 @@ pub struct Diagnostic {
     pub value: Option<String>,
     /// How to fix it.
     pub hint: Option<String>,
+    /// The document path of what it is about (`projects.acme.services.pg.nodes.pg-1`),
+    /// for a fleet held as a document (`doc::FleetDoc`).
+    pub path: Option<String>,
 }
 
 impl Diagnostic {
     /// A new error.
     pub fn error(code: DiagCode, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Error, code, message: message.into(), span: None, value: None, hint: None }
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            span: None,
+            value: None,
+            hint: None,
+            path: None,
+        }
     }
 
     /// A new warning.
@@ -173,7 +184,7 @@ impl Diagnostic {
 }
 
 /// The diagnostics of one run, in the order they were found.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Diagnostics {
     /// All diagnostics, errors and warnings.
     pub items: Vec<Diagnostic>,

@@ -15,8 +15,8 @@ use std::sync::Arc;
 pub struct Fleet {
     /// Platform-wide settings.
     pub platform: Platform,
-    /// Projects, sorted by name.
-    pub projects: Vec<Project>,
+    /// Projects, sorted by name; shared, so a changed fleet copies only what changed.
+    pub projects: Vec<Arc<Project>>,
     /// `tests:` assertions, in file order.
     pub tests: Vec<Test>,
 }
@@ -48,8 +48,8 @@ pub struct Project {
     pub base_port: Option<u16>,
     /// Its VPCs, sorted by name.
     pub vpcs: Vec<Vpc>,
-    /// Its services, sorted by name.
-    pub services: Vec<Service>,
+    /// Its services, sorted by name; shared like the projects.
+    pub services: Vec<Arc<Service>>,
 }
 
 impl Project {
@@ -244,7 +244,7 @@ pub struct Test {
 impl Fleet {
     /// Every service with its project.
     pub fn services(&self) -> impl Iterator<Item = (&Project, &Service)> {
-        self.projects.iter().flat_map(|p| p.services.iter().map(move |s| (p, s)))
+        self.projects.iter().flat_map(|p| p.services.iter().map(move |s| (&**p, &**s)))
     }
 
     /// Every node with its project and service.

@@ -7,8 +7,10 @@
 pub mod catalog;
 pub mod cidr;
 pub mod diag;
+pub mod doc;
 pub mod edit;
 pub mod fleet;
+pub mod ops;
 pub mod ports;
 pub mod raw;
 pub mod regions;
@@ -36,6 +38,20 @@ pub fn load(src: &str, catalog: &Catalog) -> (Option<Fleet>, Diagnostics) {
             None
         }
     };
+    diags.sort();
+    let fleet = if diags.has_errors() { None } else { fleet };
+    (fleet, diags)
+}
+
+/// Validates a fleet document exactly as `load` validates a fleet file; every diagnostic
+/// carries the document path of what it is about.
+pub fn validate_doc(doc: &doc::FleetDoc, catalog: &Catalog) -> (Option<Fleet>, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let mut paths = doc::PathTable::default();
+    let root = doc.to_node(&mut paths);
+    let raw = raw::decode(&root, &mut diags);
+    let fleet = validate::validate_located(&raw, catalog, Some(&paths), &mut diags);
+    paths.locate(&mut diags);
     diags.sort();
     let fleet = if diags.has_errors() { None } else { fleet };
     (fleet, diags)

@@ -213,6 +213,57 @@ pub fn decode(root: &Node, diags: &mut Diagnostics) -> RawFleet {
     d.fleet(root)
 }
 
+/// One part of a fleet, decoded on its own (a control-plane write's body): the same
+/// shape checks as in a whole fleet file.
+pub enum Part<'a> {
+    /// `platform:`.
+    Platform,
+    /// A project called this.
+    Project(&'a str),
+    /// A VPC called this.
+    Vpc(&'a str),
+    /// One peering of a VPC.
+    Peering,
+    /// A service called this.
+    Service(&'a str),
+    /// A node called this.
+    Node(&'a str),
+    /// A service's `user_config`.
+    UserConfig,
+}
+
+/// A decoded part (the variant of the `Part` asked for).
+pub enum RawPart {
+    /// `platform:`.
+    Platform(RawPlatform),
+    /// A project.
+    Project(RawProject),
+    /// A VPC.
+    Vpc(RawVpc),
+    /// A peering.
+    Peering(RawPeering),
+    /// A service.
+    Service(RawService),
+    /// A node.
+    Node(RawNode),
+    /// A `user_config`.
+    UserConfig(RawUserConfig),
+}
+
+/// Decodes one part of a fleet, recording every shape problem in `diags`.
+pub fn decode_part(part: Part<'_>, node: &Node, diags: &mut Diagnostics) -> RawPart {
+    let mut d = Decoder { diags };
+    match part {
+        Part::Platform => RawPart::Platform(d.platform(node)),
+        Part::Project(n) => RawPart::Project(d.project(node, n)),
+        Part::Vpc(n) => RawPart::Vpc(d.vpc(node, n)),
+        Part::Peering => RawPart::Peering(d.peering(node)),
+        Part::Service(n) => RawPart::Service(d.service(node, n)),
+        Part::Node(n) => RawPart::Node(d.node(node, n)),
+        Part::UserConfig => RawPart::UserConfig(d.user_config(node)),
+    }
+}
+
 pub(crate) struct Decoder<'a> {
     pub(crate) diags: &'a mut Diagnostics,
 }
@@ -423,12 +474,7 @@ impl Decoder<'_> {
         v.privatelink_cidrs = f.get("privatelink_cidrs").map(|n| self.strings(n, "privatelink_cidrs"));
         if let Some(list) = f.get("peerings") {
             for pn in self.list(list, "peerings") {
-                let mut peering = RawPeering { span: pn.span, ..RawPeering::default() };
-                if let Some(pf) = self.fields(pn, "peering", &["peer_vpc", "peer_cidrs"]) {
-                    peering.peer_vpc = pf.get("peer_vpc").and_then(|n| self.string(n, "peer_vpc"));
-                    peering.peer_cidrs =
-                        pf.get("peer_cidrs").map(|n| self.strings(n, "peer_cidrs")).unwrap_or_default();
-                }
+                let peering = self.peering(pn);
                 v.peerings.push(peering);
             }
         }
@@ -445,11 +491,7 @@ impl Decoder<'_> {
         s.vpc = f.get("vpc").and_then(|n| self.string(n, "vpc"));
         if let Some(nodes) = f.get("nodes") {
             for (nname, nnode) in self.entries(nodes, "nodes") {
-                let mut raw = RawNode { span: nnode.span, ..RawNode::default() };
-                if let Some(nf) = self.fields(nnode, &format!("node {}", nname.value), &["private", "public"]) {
-                    raw.private = nf.get("private").map(|n| self.one_or_many(n, "private")).unwrap_or_default();
-                    raw.public = nf.get("public").map(|n| self.one_or_many(n, "public")).unwrap_or_default();
-                }
+                let raw = self.node(nnode, &nname.value);
                 s.nodes.push((nname, raw));
             }
         }
@@ -477,6 +519,24 @@ impl Decoder<'_> {
             }
         }
         s
+    }
+
+    fn peering(&mut self, pn: &Node) -> RawPeering {
+        let mut peering = RawPeering { span: pn.span, ..RawPeering::default() };
+        if let Some(pf) = self.fields(pn, "peering", &["peer_vpc", "peer_cidrs"]) {
+            peering.peer_vpc = pf.get("peer_vpc").and_then(|n| self.string(n, "peer_vpc"));
+            peering.peer_cidrs = pf.get("peer_cidrs").map(|n| self.strings(n, "peer_cidrs")).unwrap_or_default();
+        }
+        peering
+    }
+
+    fn node(&mut self, nnode: &Node, name: &str) -> RawNode {
+        let mut raw = RawNode { span: nnode.span, ..RawNode::default() };
+        if let Some(nf) = self.fields(nnode, &format!("node {name}"), &["private", "public"]) {
+            raw.private = nf.get("private").map(|n| self.one_or_many(n, "private")).unwrap_or_default();
+            raw.public = nf.get("public").map(|n| self.one_or_many(n, "public")).unwrap_or_default();
+        }
+        raw
     }
 
     fn user_config(&mut self, node: &Node) -> RawUserConfig {

@@ -7,6 +7,7 @@
 use crate::catalog::{Catalog, Protocol};
 use crate::cidr::{parse_address, parse_network, Ambiguity, CidrError};
 use crate::diag::{did_you_mean, DiagCode, Diagnostic, Diagnostics};
+use crate::doc::PathTable;
 use crate::fleet::*;
 use crate::ports::{allocate, service_base, PORT_MAX, PORT_MIN};
 use crate::raw::*;
@@ -25,29 +26,82 @@ pub const MAX_DESCRIPTION_LEN: usize = 1024;
 
 /// Validates a decoded fleet against the catalog.
 pub fn validate(raw: &RawFleet, catalog: &Catalog, diags: &mut Diagnostics) -> Option<Fleet> {
+    validate_located(raw, catalog, None, diags)
+}
+
+/// `validate` for a fleet decoded from a document (`doc::FleetDoc::to_node`): hints say
+/// where something else is by its path in `paths`, not by its line.
+pub fn validate_located(
+    raw: &RawFleet,
+    catalog: &Catalog,
+    paths: Option<&PathTable>,
+    diags: &mut Diagnostics,
+) -> Option<Fleet> {
     let before = diags.errors();
-    let mut v =
-        Validator { diags, catalog, node_names: HashMap::new(), addresses: HashMap::new(), gateways: Vec::new() };
-    match &raw.version {
-        None => v.diags.push(
-            Diagnostic::error(DiagCode::Missing, "the fleet file has no `version`")
-                .at(Span::default().with_line(1))
-                .hint("add `version: 1` at the top"),
-        ),
-        Some(ver) if ver.value != 1 => v.diags.push(
-            Diagnostic::error(DiagCode::Version, "unsupported fleet file version")
-                .at(ver.span)
-                .value(ver.value.to_string())
-                .hint("this fleetwall reads `version: 1`"),
-        ),
-        Some(_) => {}
-    }
+    let mut v = Validator::new(diags, catalog, paths, None);
+    v.version(raw);
+    let platform = v.platform(&raw.platform);
+    v.gateways.clone_from(&platform.management_gateways);
+    let mut projects: Vec<Arc<Project>> =
+        raw.projects.iter().filter_map(|(n, p)| v.project(n, p, &platform)).map(Arc::new).collect();
+    projects.sort_by(|a, b| a.name.cmp(&b.name));
+    let tests = {
+        let by_node: HashMap<&str, &Service> = projects
+            .iter()
+            .flat_map(|p| &p.services)
+            .flat_map(|s| s.nodes.iter().map(move |n| (n.name.as_str(), &**s)))
+            .collect();
+        let find = |n: &str| by_node.get(n).copied();
+        let names = || by_node.keys().map(|k| k.to_string()).collect();
+        raw.tests.iter().filter_map(|t| v.test(t, &find, &names)).collect()
+    };
+    (diags.errors() == before).then_some(Fleet { platform, projects, tests })
+}
+
+/// What the rest of a fleet holds, when only a part of it is validated (a control-plane
+/// write revalidates what it touched): the fleet-wide constraints are checked against it.
+pub trait Elsewhere {
+    /// Where node `name` is declared outside the part (a document path), if it is.
+    fn node(&self, name: &str) -> Option<String>;
+    /// The node outside the part that has address `ip`, if one has.
+    fn address(&self, ip: &IpAddr) -> Option<String>;
+}
+
+/// Validates part of a fleet: the platform and the projects of `raw` (each with only the
+/// services to revalidate; its VPCs whole), with node names and addresses also checked
+/// against `elsewhere`. `raw.tests` are not read: [`validate_tests`] checks them once the
+/// part is in the fleet. Returns the platform and the projects when there is no error.
+pub fn validate_part(
+    raw: &RawFleet,
+    catalog: &Catalog,
+    paths: &PathTable,
+    elsewhere: &dyn Elsewhere,
+    diags: &mut Diagnostics,
+) -> Option<(Platform, Vec<Project>)> {
+    let before = diags.errors();
+    let mut v = Validator::new(diags, catalog, Some(paths), Some(elsewhere));
+    v.version(raw);
     let platform = v.platform(&raw.platform);
     v.gateways.clone_from(&platform.management_gateways);
     let mut projects: Vec<Project> = raw.projects.iter().filter_map(|(n, p)| v.project(n, p, &platform)).collect();
     projects.sort_by(|a, b| a.name.cmp(&b.name));
-    let tests = raw.tests.iter().filter_map(|t| v.test(t, &projects)).collect();
-    (diags.errors() == before).then_some(Fleet { platform, projects, tests })
+    (diags.errors() == before).then_some((platform, projects))
+}
+
+/// Validates `raw.tests` against a fleet: `find` gives the service of a node, `names`
+/// every node name (only for a "did you mean" hint).
+pub fn validate_tests<'s>(
+    raw: &RawFleet,
+    catalog: &Catalog,
+    paths: &PathTable,
+    find: &dyn Fn(&str) -> Option<&'s Service>,
+    names: &dyn Fn() -> Vec<String>,
+    diags: &mut Diagnostics,
+) -> Option<Vec<Test>> {
+    let before = diags.errors();
+    let mut v = Validator::new(diags, catalog, Some(paths), None);
+    let tests = raw.tests.iter().filter_map(|t| v.test(t, find, names)).collect();
+    (diags.errors() == before).then_some(tests)
 }
 
 trait SpanExt {
@@ -87,6 +141,10 @@ struct Validator<'a> {
     addresses: HashMap<IpAddr, String>,
     /// The management gateways, once the platform is read.
     gateways: Vec<IpAddr>,
+    /// The paths of a document's values (None: a fleet file, located by line).
+    paths: Option<&'a PathTable>,
+    /// The rest of the fleet, when only a part is validated.
+    elsewhere: Option<&'a dyn Elsewhere>,
 }
 
 /// The one name rule for projects, VPCs, services and nodes, wherever a name comes from
@@ -103,7 +161,57 @@ pub fn is_valid_name(s: &str) -> bool {
 pub const NAME_RULE: &str =
     "names use letters, digits, `-`, `_` and `.`, start with a letter or digit, and have at most 63 characters";
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    fn new(
+        diags: &'a mut Diagnostics,
+        catalog: &'a Catalog,
+        paths: Option<&'a PathTable>,
+        elsewhere: Option<&'a dyn Elsewhere>,
+    ) -> Self {
+        Validator {
+            diags,
+            catalog,
+            node_names: HashMap::new(),
+            addresses: HashMap::new(),
+            gateways: Vec::new(),
+            paths,
+            elsewhere,
+        }
+    }
+
+    /// Where `span` is, after "on" or "at": `line 7` in a file, the path in a document.
+    fn on(&self, span: Span) -> String {
+        match self.paths {
+            Some(t) => format!("at {}", t.path(span)),
+            None => format!("on line {}", span.start.line),
+        }
+    }
+
+    /// Where `span` is, standing alone: `line 7` or the path.
+    fn place(&self, span: Span) -> String {
+        match self.paths {
+            Some(t) => t.path(span).to_string(),
+            None => format!("line {}", span.start.line),
+        }
+    }
+
+    fn version(&mut self, raw: &RawFleet) {
+        match &raw.version {
+            None => self.diags.push(
+                Diagnostic::error(DiagCode::Missing, "the fleet file has no `version`")
+                    .at(Span::default().with_line(1))
+                    .hint("add `version: 1` at the top"),
+            ),
+            Some(ver) if ver.value != 1 => self.diags.push(
+                Diagnostic::error(DiagCode::Version, "unsupported fleet file version")
+                    .at(ver.span)
+                    .value(ver.value.to_string())
+                    .hint("this fleetwall reads `version: 1`"),
+            ),
+            Some(_) => {}
+        }
+    }
+
     fn err(&mut self, code: DiagCode, span: Span, msg: impl Into<String>) -> Pending<'_> {
         self.diags.push(Diagnostic::error(code, msg).at(span));
         Pending(self.diags.items.last_mut().expect("just pushed"))
@@ -313,7 +421,7 @@ impl Validator<'_> {
         let mut services = Vec::new();
         for (sname, s) in &raw.services {
             if let Some(svc) = self.service(&name.value, base_port, sname, s, &vpcs, &vpc_names, platform) {
-                services.push(svc);
+                services.push(Arc::new(svc));
             }
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));
@@ -556,11 +664,14 @@ impl Validator<'_> {
         let mut out = Vec::new();
         for (nname, n) in &raw.nodes {
             self.name(nname, "node");
-            if let Some(first) = self.node_names.get(&nname.value) {
-                let line = first.start.line;
+            let first = match self.node_names.get(&nname.value) {
+                Some(first) => Some(self.on(*first)),
+                None => self.elsewhere.and_then(|e| e.node(&nname.value)).map(|p| format!("at {p}")),
+            };
+            if let Some(first) = first {
                 self.err(DiagCode::DuplicateNode, nname.span, "node name used twice in the fleet")
                     .value(nname.value.clone())
-                    .hint(format!("node names are unique across the fleet; it is first declared on line {line}"));
+                    .hint(format!("node names are unique across the fleet; it is first declared {first}"));
             } else {
                 self.node_names.insert(nname.value.clone(), nname.span);
             }
@@ -573,8 +684,9 @@ impl Validator<'_> {
                             .value(a.value.clone())
                             .hint("a node cannot have a gateway's address: the platform's management traffic would come from the node itself");
                     }
-                    if let Some(owner) = v.addresses.get(&ip) {
-                        let hint = if *owner == nname.value {
+                    let owner = v.addresses.get(&ip).cloned().or_else(|| v.elsewhere.and_then(|e| e.address(&ip)));
+                    if let Some(owner) = owner {
+                        let hint = if owner == nname.value {
                             "listed twice on this node".to_string()
                         } else {
                             format!("already the address of node {owner}")
@@ -642,11 +754,10 @@ impl Validator<'_> {
             }
             if let Some(top) = open.last() {
                 let other = entries[*top].network;
-                let line = spans[*top].start.line;
                 let msg = if other == net {
-                    format!("ip_filter entry {net} is listed twice (also on line {line})")
+                    format!("ip_filter entry {net} is listed twice (also {})", self.on(spans[*top]))
                 } else {
-                    format!("ip_filter entry {net} is covered by {other} (line {line})")
+                    format!("ip_filter entry {net} is covered by {other} ({})", self.place(spans[*top]))
                 };
                 self.diags.push(
                     Diagnostic::warning(DiagCode::CoveredEntry, msg)
@@ -921,7 +1032,12 @@ impl Validator<'_> {
         (ports, pinned)
     }
 
-    fn test(&mut self, raw: &RawTest, projects: &[Project]) -> Option<Test> {
+    fn test<'s>(
+        &mut self,
+        raw: &RawTest,
+        find: &dyn Fn(&str) -> Option<&'s Service>,
+        names: &dyn Fn() -> Vec<String>,
+    ) -> Option<Test> {
         let from = match &raw.from {
             Some(f) => self.address(f, "test `from`"),
             None => {
@@ -940,11 +1056,9 @@ impl Validator<'_> {
             }
             _ => (to.value.clone(), None),
         };
-        let svc = projects.iter().flat_map(|p| &p.services).find(|s| s.nodes.iter().any(|n| n.name == node));
-        let Some(svc) = svc else {
-            let all: Vec<&str> =
-                projects.iter().flat_map(|p| &p.services).flat_map(|s| &s.nodes).map(|n| n.name.as_str()).collect();
-            let hint = match did_you_mean(&node, all.iter().copied()) {
+        let Some(svc) = find(&node) else {
+            let all = names();
+            let hint = match did_you_mean(&node, all.iter().map(String::as_str)) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => "name a node of the fleet, optionally with `.dynamic`, `.public` or `.privatelink`".into(),
             };

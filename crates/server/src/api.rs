@@ -7,6 +7,8 @@
 use crate::web::{Admission, Request, RequestHead, Response};
 use crate::{ops, ptr, Actor, ApiError, ControlPlane, Report, Written};
 use fleetwall_api as wire;
+use fleetwall_model::doc::FleetDoc;
+use fleetwall_model::ops::Op;
 use serde_json::{json, Value};
 use std::ops::RangeInclusive;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -157,12 +159,17 @@ fn need_project(a: &Actor, p: &str) -> Result<(), ApiError> {
     }
 }
 
-fn project_in<'a>(doc: &'a Value, p: &str) -> Result<&'a Value, ApiError> {
-    doc.pointer(&format!("/projects/{}", ptr(p))).ok_or_else(|| ops::no_project(p))
+/// The project's stored object, as JSON.
+fn project_in(doc: &FleetDoc, p: &str) -> Result<Value, ApiError> {
+    let pd = doc.project(p).ok_or_else(|| ops::no_project(p))?;
+    serde_json::to_value(pd).map_err(ApiError::internal)
 }
 
-fn service_in<'a>(doc: &'a Value, p: &str, s: &str) -> Result<&'a Value, ApiError> {
-    doc.pointer(&format!("/projects/{}/services/{}", ptr(p), ptr(s))).ok_or_else(|| ops::no_service(p, s))
+/// The service's stored object, as JSON.
+fn service_in(doc: &FleetDoc, p: &str, s: &str) -> Result<Value, ApiError> {
+    doc.project(p).ok_or_else(|| ops::no_project(p))?;
+    let sd = doc.service(p, s).ok_or_else(|| ops::no_service(p, s))?;
+    serde_json::to_value(sd).map_err(ApiError::internal)
 }
 
 fn written(w: Written, status: u16) -> Response {
@@ -198,20 +205,12 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
         ("GET", ["v1", "fleet"]) => {
             need_admin(&actor)?;
             let (rev, doc) = match query_int(req, "revision", 1..=i64::MAX)? {
-                Some(r) => {
-                    let rows = cp
-                        .db
-                        .read(|tx| tx.query("SELECT fleet FROM revisions WHERE revision = ?", &[crate::db::V::I(r)]))?;
-                    let text = rows
-                        .first()
-                        .map(|r| r[0].text())
-                        .ok_or_else(|| ApiError::not_found(format!("no revision {r}")))?;
-                    (r, serde_json::from_str(&text).map_err(ApiError::internal)?)
-                }
-                None => (snap.revision, snap.doc.clone()),
+                Some(r) => (r, cp.doc_at_revision(r)?),
+                None => (snap.revision, snap.doc().clone()),
             };
+            let doc = serde_json::to_value(&doc).map_err(ApiError::internal)?;
             if req.query("format") == Some("yaml") {
-                let text = format!("# fleet revision {rev}\n{}", crate::doc::to_yaml(&doc).text);
+                let text = format!("# fleet revision {rev}\n{}", crate::doc::to_yaml(&doc));
                 return Ok(Response::new(200, "application/yaml", text).header("x-fleet-revision", &rev.to_string()));
             }
             Ok(Response::json(200, &wire::FleetRevision { fleet: doc, revision: rev }))
@@ -225,15 +224,13 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
         ("PUT", ["v1", "platform"]) => {
             need_admin(&actor)?;
             let body = body_json(req)?;
-            Ok(written(cp.edit(&actor, "platform.update", "/platform", |d| ops::put_platform(d, &body))?, 200))
+            Ok(written(cp.edit(&actor, "platform.update", "/platform", ops::put_platform(&body)?)?, 200))
         }
         ("GET", ["v1", "projects"]) => {
-            let projects: Vec<wire::Project> = snap
-                .doc
-                .get("projects")
-                .and_then(Value::as_object)
-                .map(|o| o.iter().filter(|(p, _)| actor.may_project(p)).map(|(p, v)| project_view(p, v)).collect())
-                .unwrap_or_default();
+            let mut projects = Vec::new();
+            for p in snap.doc().projects.keys().filter(|p| actor.may_project(p)) {
+                projects.push(project_view(p, &project_in(snap.doc(), p)?));
+            }
             Ok(Response::json(200, &wire::ProjectList { projects }))
         }
         ("POST", ["v1", "projects"]) => {
@@ -241,22 +238,22 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             let body = body_json(req)?;
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let target = format!("/projects/{}", ptr(&name));
-            let w = cp.edit(&actor, "project.create", &target, |d| ops::create_project(d, &body).map(|_| ()))?;
+            let w = cp.edit(&actor, "project.create", &target, ops::create_project(&body)?)?;
             Ok(written(w, 201))
         }
         ("GET", ["v1", "projects", p]) => {
             need_project(&actor, p)?;
-            let v = project_in(&snap.doc, p)?;
-            Ok(Response::json(200, &project_view(p, v)))
+            let v = project_in(snap.doc(), p)?;
+            Ok(Response::json(200, &project_view(p, &v)))
         }
         ("DELETE", ["v1", "projects", p]) => {
             need_admin(&actor)?;
             let target = format!("/projects/{}", ptr(p));
-            Ok(written(cp.edit(&actor, "project.delete", &target, |d| ops::delete_project(d, p))?, 200))
+            Ok(written(cp.edit(&actor, "project.delete", &target, Op::DeleteProject(p.to_string()))?, 200))
         }
         ("GET", ["v1", "projects", p, "vpcs"]) => {
             need_project(&actor, p)?;
-            let proj = project_in(&snap.doc, p)?;
+            let proj = project_in(snap.doc(), p)?;
             let vpcs: Vec<wire::Vpc> = proj
                 .get("vpcs")
                 .and_then(Value::as_object)
@@ -269,36 +266,41 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             let body = body_json(req)?;
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let target = format!("/projects/{}/vpcs/{}", ptr(p), ptr(&name));
-            Ok(written(cp.edit(&actor, "vpc.create", &target, |d| ops::create_vpc(d, p, &body).map(|_| ()))?, 201))
+            Ok(written(cp.edit(&actor, "vpc.create", &target, ops::create_vpc(p, &body)?)?, 201))
         }
         ("GET", ["v1", "projects", p, "vpcs", v]) => {
             need_project(&actor, p)?;
-            let vpc =
-                snap.doc.pointer(&format!("/projects/{}/vpcs/{}", ptr(p), ptr(v))).ok_or_else(|| ops::no_vpc(p, v))?;
+            let proj = project_in(snap.doc(), p)?;
+            let vpc = proj.pointer(&format!("/vpcs/{}", ptr(v))).ok_or_else(|| ops::no_vpc(p, v))?;
             Ok(Response::json(200, &wire::Vpc { name: v.to_string(), stored: stored(vpc) }))
         }
         ("DELETE", ["v1", "projects", p, "vpcs", v]) => {
             need_project(&actor, p)?;
             let target = format!("/projects/{}/vpcs/{}", ptr(p), ptr(v));
-            Ok(written(cp.edit(&actor, "vpc.delete", &target, |d| ops::delete_vpc(d, p, v))?, 200))
+            Ok(written(cp.edit(&actor, "vpc.delete", &target, Op::DeleteVpc(p.to_string(), v.to_string()))?, 200))
         }
         ("POST", ["v1", "projects", p, "vpcs", v, "peerings"]) => {
             need_project(&actor, p)?;
             let body = body_json(req)?;
             let target = format!("/projects/{}/vpcs/{}/peerings", ptr(p), ptr(v));
-            Ok(written(
-                cp.edit(&actor, "peering.create", &target, |d| ops::create_peering(d, p, v, &body).map(|_| ()))?,
-                201,
-            ))
+            Ok(written(cp.edit(&actor, "peering.create", &target, ops::create_peering(p, v, &body)?)?, 201))
         }
         ("DELETE", ["v1", "projects", p, "vpcs", v, "peerings", peer]) => {
             need_project(&actor, p)?;
             let target = format!("/projects/{}/vpcs/{}/peerings", ptr(p), ptr(v));
-            Ok(written(cp.edit(&actor, "peering.delete", &target, |d| ops::delete_peering(d, p, v, peer))?, 200))
+            Ok(written(
+                cp.edit(
+                    &actor,
+                    "peering.delete",
+                    &target,
+                    Op::DeletePeering(p.to_string(), v.to_string(), peer.to_string()),
+                )?,
+                200,
+            ))
         }
         ("GET", ["v1", "projects", p, "services"]) => {
             need_project(&actor, p)?;
-            let proj = project_in(&snap.doc, p)?;
+            let proj = project_in(snap.doc(), p)?;
             let listeners = listeners_of(&snap, p);
             let services = proj
                 .get("services")
@@ -314,14 +316,14 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             let body = body_json(req)?;
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let target = format!("/projects/{}/services/{}", ptr(p), ptr(&name));
-            let w = cp.edit(&actor, "service.create", &target, |d| ops::create_service(d, p, &body).map(|_| ()))?;
+            let w = cp.edit(&actor, "service.create", &target, ops::create_service(p, &body)?)?;
             // The service's backup key pair is made with it (after the write: it is slow).
             cp.make_key(&actor, p, &name)?;
             Ok(written(w, 201))
         }
         ("GET", ["v1", "projects", p, "services", s, "backup-key"]) => {
             need_project(&actor, p)?;
-            service_in(&snap.doc, p, s)?;
+            service_in(snap.doc(), p, s)?;
             let private = match req.query("private") {
                 None | Some("false") => false,
                 Some("true") => true,
@@ -333,13 +335,16 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
         }
         ("GET", ["v1", "projects", p, "services", s]) => {
             need_project(&actor, p)?;
-            let svc = service_in(&snap.doc, p, s)?;
-            Ok(Response::json(200, &service_view(cp, &listeners_of(&snap, p), p, s, svc)?))
+            let svc = service_in(snap.doc(), p, s)?;
+            Ok(Response::json(200, &service_view(cp, &listeners_of(&snap, p), p, s, &svc)?))
         }
         ("DELETE", ["v1", "projects", p, "services", s]) => {
             need_project(&actor, p)?;
             let target = format!("/projects/{}/services/{}", ptr(p), ptr(s));
-            Ok(written(cp.edit(&actor, "service.delete", &target, |d| ops::delete_service(d, p, s))?, 200))
+            Ok(written(
+                cp.edit(&actor, "service.delete", &target, Op::DeleteService(p.to_string(), s.to_string()))?,
+                200,
+            ))
         }
         ("PATCH", ["v1", "projects", p, "services", s, "user_config"]) => {
             need_project(&actor, p)?;
@@ -357,19 +362,25 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 ));
             }
             let target = format!("/projects/{}/services/{}/user_config", ptr(p), ptr(s));
-            Ok(written(cp.edit(&actor, "service.update", &target, |d| ops::edit_user_config(d, p, s, &edits))?, 200))
+            Ok(written(
+                cp.edit(&actor, "service.update", &target, Op::EditUserConfig(p.to_string(), s.to_string(), edits))?,
+                200,
+            ))
         }
         ("POST", ["v1", "projects", p, "services", s, "nodes"]) => {
             need_project(&actor, p)?;
             let body = body_json(req)?;
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let target = format!("/projects/{}/services/{}/nodes/{}", ptr(p), ptr(s), ptr(&name));
-            Ok(written(cp.edit(&actor, "node.add", &target, |d| ops::add_node(d, p, s, &body).map(|_| ()))?, 201))
+            Ok(written(cp.edit(&actor, "node.add", &target, ops::add_node(p, s, &body)?)?, 201))
         }
         ("DELETE", ["v1", "projects", p, "services", s, "nodes", n]) => {
             need_project(&actor, p)?;
             let target = format!("/projects/{}/services/{}/nodes/{}", ptr(p), ptr(s), ptr(n));
-            Ok(written(cp.edit(&actor, "node.remove", &target, |d| ops::remove_node(d, p, s, n))?, 200))
+            Ok(written(
+                cp.edit(&actor, "node.remove", &target, Op::RemoveNode(p.to_string(), s.to_string(), n.to_string()))?,
+                200,
+            ))
         }
         (_, ["v1", "projects", p, "services", s, "privatelink", provider, rest @ ..]) => {
             need_project(&actor, p)?;
@@ -440,7 +451,7 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 Actor::Agent(me) if me == n => {}
                 other => return Err(ApiError::forbidden(format!("{} may not read node '{n}'", other.name()))),
             }
-            let d = snap.nodes.get(*n).ok_or_else(|| ApiError::not_found(format!("no node '{n}'")))?;
+            let d = snap.nodes().get(*n).ok_or_else(|| ApiError::not_found(format!("no node '{n}'")))?;
             Ok(Response::json(200, &cp.backup_key(&actor, &d.project, &d.service, false)?))
         }
         ("GET", ["v1", "nodes", n, "ruleset"]) => {
@@ -481,7 +492,7 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 serde_json::from_slice(&req.body).map_err(|e| ApiError::bad(format!("invalid status report: {e}")))?;
             r.validate(snap.revision, crate::util::now_ms()).map_err(ApiError::bad)?;
             cp.report(n, &r)?;
-            if let Some(d) = snap.nodes.get(*n) {
+            if let Some(d) = snap.nodes().get(*n) {
                 // A private link of this node's service may now be in force everywhere.
                 privatelink_state(cp, &d.project, &d.service, true)?;
             }
@@ -537,10 +548,11 @@ fn project_view(p: &str, v: &Value) -> wire::Project {
 
 /// The listeners of project `p`'s services (the port table, computed once per request).
 fn listeners_of(snap: &crate::Snapshot, p: &str) -> Vec<fleetwall_compile::listeners::PortRow> {
-    snap.fleet
-        .as_ref()
-        .map(|f| fleetwall_compile::listeners::port_table(f).into_iter().filter(|r| r.project == p).collect())
-        .unwrap_or_default()
+    let Some(f) = snap.fleet() else { return Vec::new() };
+    // The port table of this project alone (a fleet of one project: the rest is shared, not copied).
+    let projects: Vec<_> = f.projects.iter().filter(|x| x.name == p).cloned().collect();
+    let one = fleetwall_model::Fleet { platform: f.platform.clone(), projects, tests: Vec::new() };
+    fleetwall_compile::listeners::port_table(&one)
 }
 
 fn service_view(
@@ -662,7 +674,7 @@ fn privatelink(
         return Err(ApiError::bad(format!("unknown private-link provider '{provider}' (aws, azure or google)")));
     }
     let target = format!("/projects/{}/services/{}/privatelink", ptr(p), ptr(s));
-    let svc_of = |cp: &ControlPlane| service_in(&cp.snapshot().doc, p, s).cloned();
+    let svc_of = |cp: &ControlPlane| service_in(cp.snapshot().doc(), p, s);
     let set_state = |state: &'static str| {
         let (p, s, provider) = (p.to_string(), s.to_string(), provider.to_string());
         move |tx: &mut dyn crate::db::Tx, rev: i64| {
@@ -681,7 +693,13 @@ fn privatelink(
                 actor,
                 "privatelink.create",
                 &target,
-                |d| ops::create_privatelink(d, p, s, provider, who),
+                Op::SetPrivatelink {
+                    project: p.into(),
+                    service: s.into(),
+                    provider: provider.into(),
+                    principals: who,
+                    create: true,
+                },
                 set_state("creating"),
             )?;
             Ok(Response::json(201, &privatelink_view(cp, p, s, provider, &svc_of(cp)?)?))
@@ -689,7 +707,14 @@ fn privatelink(
         ("GET", []) => Ok(Response::json(200, &privatelink_view(cp, p, s, provider, &svc_of(cp)?)?)),
         ("PUT", []) => {
             let who = ops::principals(&body_json(req)?)?;
-            cp.edit(actor, "privatelink.update", &target, |d| ops::update_privatelink(d, p, s, provider, who))?;
+            let op = Op::SetPrivatelink {
+                project: p.into(),
+                service: s.into(),
+                provider: provider.into(),
+                principals: who,
+                create: false,
+            };
+            cp.edit(actor, "privatelink.update", &target, op)?;
             Ok(Response::json(200, &privatelink_view(cp, p, s, provider, &svc_of(cp)?)?))
         }
         ("DELETE", []) => {
@@ -697,7 +722,7 @@ fn privatelink(
                 actor,
                 "privatelink.delete",
                 &target,
-                |d| ops::delete_privatelink(d, p, s, provider),
+                Op::DeletePrivatelink(p.into(), s.into(), provider.into()),
                 set_state("deleting"),
             )?;
             let state = privatelink_state(cp, p, s, false)?.map_or_else(|| "deleted".to_string(), |(st, _)| st);

@@ -191,6 +191,11 @@ pub const MIGRATIONS: &[&str] = &[
     // 4: each service's backup key pair (RSA-3072); kept after the service is deleted,
     // since its backups may still need restoring.
     "CREATE TABLE backup_keys (project TEXT NOT NULL, service TEXT NOT NULL, public_pem TEXT NOT NULL, private_pem TEXT NOT NULL, created_ms BIGINT NOT NULL, PRIMARY KEY (project, service))",
+    // 5: the fleet's history as changes (`store`): a revision keeps its delta, or now and
+    // then the whole document; every revision stored before keeps its document.
+    "CREATE TABLE fleet_log (revision BIGINT PRIMARY KEY, created_at TEXT NOT NULL, created_ms BIGINT NOT NULL, delta TEXT, snapshot TEXT, bytes BIGINT NOT NULL, since_snapshot BIGINT NOT NULL, snapshot_bytes BIGINT NOT NULL);
+     INSERT INTO fleet_log (revision, created_at, created_ms, delta, snapshot, bytes, since_snapshot, snapshot_bytes) SELECT revision, created_at, created_ms, NULL, fleet, length(fleet), 0, length(fleet) FROM revisions;
+     DROP TABLE revisions",
 ];
 
 fn pg_sql(sql: &str) -> String {

@@ -18,6 +18,8 @@ pub mod db;
 pub mod doc;
 pub mod metrics;
 pub mod ops;
+pub mod state;
+pub mod store;
 pub mod tokens;
 pub mod util;
 pub mod web;
@@ -25,9 +27,11 @@ pub mod web;
 use db::{Db, DbError, Tx, V};
 pub use fleetwall_api::{Diagnostic, NodeStatus, Report, Written, MAX_REPORT_ERROR};
 use fleetwall_ir::NodeRuleset;
+use fleetwall_model::doc::FleetDoc;
+use fleetwall_model::ops::{Op, OpError};
 use fleetwall_model::{Catalog, Severity};
-use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -143,12 +147,23 @@ pub struct Snapshot {
     pub revision: i64,
     /// When it was committed (ms since the epoch).
     pub created_ms: i64,
+    /// The fleet document, the validated fleet and every node's desired ruleset.
+    pub state: state::State,
+}
+
+impl Snapshot {
     /// The fleet document.
-    pub doc: Value,
+    pub fn doc(&self) -> &FleetDoc {
+        &self.state.doc
+    }
     /// Every node's desired ruleset.
-    pub nodes: BTreeMap<String, Desired>,
+    pub fn nodes(&self) -> &imbl::OrdMap<String, Desired> {
+        &self.state.nodes
+    }
     /// The validated fleet (None before anything is stored).
-    pub fleet: Option<Arc<fleetwall_model::Fleet>>,
+    pub fn fleet(&self) -> Option<&Arc<fleetwall_model::Fleet>> {
+        self.state.fleet.as_ref()
+    }
 }
 
 /// The hash published with a ruleset and reported back by its agent: the canonical hash
@@ -157,30 +172,9 @@ pub fn ruleset_hash(rs: &NodeRuleset) -> String {
     rs.canonical_hash()
 }
 
-/// The document a fresh store starts from.
-pub fn empty_doc() -> Value {
-    json!({ "version": 1 })
-}
-
-/// Validates `doc`; on success the fleet, on failure the 400 to return.
-pub fn validate(doc: &Value, catalog: &Catalog) -> Result<fleetwall_model::Fleet, ApiError> {
-    let emitted = doc::to_yaml(doc);
-    let (fleet, diags) = fleetwall_model::load(&emitted.text, catalog);
-    fleet.ok_or_else(|| rejection(&diags, &emitted))
-}
-
-/// What `fleetwall check` adds to validation: the management proof on every node and
-/// the fleet's own `tests:`, over the compiled rulesets.
-pub fn check(doc: &Value, fleet: &fleetwall_model::Fleet, rulesets: &[NodeRuleset]) -> Result<(), ApiError> {
-    let mut diags = fleetwall_model::Diagnostics::default();
-    fleetwall_verify::check::check_fleet(fleet, rulesets, &mut diags);
-    if diags.has_errors() {
-        return Err(rejection(&diags, &doc::to_yaml(doc)));
-    }
-    Ok(())
-}
-
-fn rejection(diags: &fleetwall_model::Diagnostics, emitted: &doc::Emitted) -> ApiError {
+/// The 400 of a rejected write: its errors, each with the document path of what it is
+/// about.
+pub fn rejection(diags: &fleetwall_model::Diagnostics) -> ApiError {
     let list: Vec<Diagnostic> = diags
         .items
         .iter()
@@ -188,7 +182,7 @@ fn rejection(diags: &fleetwall_model::Diagnostics, emitted: &doc::Emitted) -> Ap
         .map(|d| Diagnostic {
             code: d.code.as_str().into(),
             message: d.message.clone(),
-            path: d.span.map(|s| emitted.path_at(s.start.line).to_string()),
+            path: d.path.clone(),
             value: d.value.clone(),
             hint: d.hint.clone(),
             ..Diagnostic::default()
@@ -280,13 +274,14 @@ pub fn redact(e: ApiError, actor: &Actor) -> ApiError {
 
 /// A whole fleet file (YAML or JSON text) as a document, or the diagnostics refusing it
 /// (located by line and column in `text`).
-pub fn fleet_file(text: &str, catalog: &Catalog) -> Result<Value, fleetwall_model::Diagnostics> {
+pub fn fleet_file(text: &str, catalog: &Catalog) -> Result<FleetDoc, fleetwall_model::Diagnostics> {
     let (fleet, diags) = fleetwall_model::load(text, catalog);
     if fleet.is_none() {
         return Err(diags);
     }
     let tree = fleetwall_model::yaml::parse(text).map_err(|d| fleetwall_model::Diagnostics { items: vec![d] })?;
-    Ok(doc::from_yaml(&tree))
+    let mut ignored = fleetwall_model::Diagnostics::default();
+    Ok(FleetDoc::from_raw(&fleetwall_model::raw::decode(&tree, &mut ignored)))
 }
 
 /// The 400 for a refused fleet file: every error with its line and column.
@@ -336,56 +331,6 @@ fn user_config_key(path: &str) -> Option<String> {
     Some(rest.split(['.', '[']).next().unwrap_or(rest).to_string())
 }
 
-/// A compiled document: the fleet (None when empty) and every node's desired ruleset.
-pub type Compiled = (Option<Arc<fleetwall_model::Fleet>>, BTreeMap<String, Desired>);
-
-/// Compiles `doc` into every node's desired ruleset. `since` gives each node's previous
-/// (hash, revision); a node whose hash is unchanged keeps its revision.
-pub fn compile_doc(
-    doc: &Value,
-    catalog: &Catalog,
-    revision: i64,
-    since: &HashMap<String, (String, i64)>,
-) -> Result<Compiled, ApiError> {
-    if doc.get("projects").is_none() && doc.get("platform").is_none() {
-        return Ok((None, BTreeMap::new()));
-    }
-    compile_fleet(validate(doc, catalog)?, revision, since, None)
-}
-
-/// Compiles a validated fleet; with `check_doc`, first runs `check` (the management proof
-/// and the fleet's tests) over the rulesets, reporting paths in that document.
-fn compile_fleet(
-    fleet: fleetwall_model::Fleet,
-    revision: i64,
-    since: &HashMap<String, (String, i64)>,
-    check_doc: Option<&Value>,
-) -> Result<Compiled, ApiError> {
-    let rulesets = fleetwall_compile::compile(&fleet);
-    if let Some(doc) = check_doc {
-        check(doc, &fleet, &rulesets)?;
-    }
-    let mut owner = HashMap::new();
-    for (p, s, n) in fleet.nodes() {
-        owner.insert(n.name.clone(), (p.name.clone(), s.name.clone()));
-    }
-    let mut out = BTreeMap::new();
-    for rs in rulesets {
-        // Agents refuse a ruleset that fails validation: never publish one.
-        rs.validate().map_err(|e| {
-            ApiError::bad(format!("Invalid fleet: node {} would get a ruleset its agent refuses: {e}", rs.node))
-        })?;
-        let hash = ruleset_hash(&rs);
-        let rev = match since.get(&rs.node) {
-            Some((h, r)) if *h == hash => *r,
-            _ => revision,
-        };
-        let (project, service) = owner.get(&rs.node).cloned().unwrap_or_default();
-        out.insert(rs.node.clone(), Desired { project, service, revision: rev, hash, ruleset: Arc::new(rs) });
-    }
-    Ok((Some(Arc::new(fleet)), out))
-}
-
 /// How long `/metrics` reuses its count of nodes in sync.
 pub const IN_SYNC_TTL: Duration = Duration::from_secs(1);
 
@@ -405,16 +350,39 @@ pub struct ControlPlane {
     pub metrics: metrics::Metrics,
     in_sync: Mutex<Option<(Instant, usize)>>,
     started: Instant,
-}
-
-fn head(tx: &mut dyn Tx) -> Result<Option<(i64, i64, String)>, DbError> {
-    let rows = tx.query("SELECT revision, created_ms, fleet FROM revisions ORDER BY revision DESC LIMIT 1", &[])?;
-    Ok(rows.first().map(|r| (r[0].int(), r[1].int(), r[2].text())))
+    retention: Mutex<store::Retention>,
 }
 
 fn node_revisions(tx: &mut dyn Tx) -> Result<HashMap<String, (String, i64)>, DbError> {
     let rows = tx.query("SELECT node, hash, revision FROM node_rulesets", &[])?;
     Ok(rows.into_iter().map(|r| (r[0].text(), (r[1].text(), r[2].int()))).collect())
+}
+
+/// The 400 (or 404, 409) of an operation refused before validation.
+pub fn op_error(e: OpError) -> ApiError {
+    match e {
+        OpError::NotFound(m) => ApiError::not_found(m),
+        OpError::Conflict(m) => ApiError::conflict(m),
+        OpError::Invalid(m) => ApiError::bad(m),
+        OpError::Shape(d) => rejection(&d),
+    }
+}
+
+/// The part of `doc` at JSON pointer `target` (for the audit's before/after), read off
+/// the project it is in, not the whole fleet.
+pub fn doc_at(doc: &FleetDoc, target: &str) -> Value {
+    let segs: Vec<String> = target.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
+    let (root, rest) = match segs.as_slice() {
+        [] => return serde_json::to_value(doc).unwrap_or(Value::Null),
+        [first, p, rest @ ..] if first == "projects" => match doc.projects.get(p) {
+            Some(pd) => (serde_json::to_value(&**pd).unwrap_or(Value::Null), rest),
+            None => return Value::Null,
+        },
+        [first, rest @ ..] if first == "platform" => (serde_json::to_value(&doc.platform).unwrap_or(Value::Null), rest),
+        _ => return Value::Null,
+    };
+    let pointer: String = rest.iter().map(|s| format!("/{}", ptr(s))).collect();
+    root.pointer(&pointer).cloned().unwrap_or(Value::Null)
 }
 
 impl ControlPlane {
@@ -424,18 +392,13 @@ impl ControlPlane {
         let cp = Arc::new(ControlPlane {
             db,
             catalog,
-            snap: Mutex::new(Arc::new(Snapshot {
-                revision: 0,
-                created_ms: 0,
-                doc: empty_doc(),
-                nodes: BTreeMap::new(),
-                fleet: None,
-            })),
+            snap: Mutex::new(Arc::new(Snapshot { revision: 0, created_ms: 0, state: state::State::default() })),
             changed: Condvar::new(),
             revision: tokio::sync::watch::Sender::new(0),
             metrics: metrics::Metrics::default(),
             in_sync: Mutex::new(None),
             started: Instant::now(),
+            retention: Mutex::new(store::Retention::default()),
         });
         cp.refresh()?;
         cp.adopt_identities()?;
@@ -457,8 +420,8 @@ impl ControlPlane {
 
     fn publish(&self, s: Snapshot) {
         let mut cur = self.snap.lock().unwrap_or_else(|p| p.into_inner());
-        if s.revision >= cur.revision {
-            self.metrics.set_revision(s.revision, s.nodes.len());
+        if s.revision > cur.revision || (s.revision == cur.revision && cur.revision == 0) {
+            self.metrics.set_revision(s.revision, s.state.nodes.len());
             let revision = s.revision;
             *cur = Arc::new(s);
             self.changed.notify_all();
@@ -466,108 +429,176 @@ impl ControlPlane {
         }
     }
 
-    /// Reloads the head revision from the store when it is newer than the snapshot (another
-    /// replica wrote it). Returns the head revision.
+    /// Sets how much history the store keeps (see [`store::compact`]).
+    pub fn set_retention(&self, keep: store::Retention) {
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner()) = keep;
+    }
+
+    /// Drops the revisions outside the retention. Returns how many went.
+    pub fn compact(&self) -> Result<usize, ApiError> {
+        let keep = *self.retention.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(self.db.write(|tx| store::compact(tx, keep, util::now_ms()))?)
+    }
+
+    /// The document at revision `rev`, or 404 when it is not (or no longer) kept.
+    pub fn doc_at_revision(&self, rev: i64) -> Result<FleetDoc, ApiError> {
+        let snap = self.snapshot();
+        if rev == snap.revision {
+            return Ok((*snap.state.doc).clone());
+        }
+        let found = self.db.read(|tx| Ok((store::doc_at(tx, rev)?, store::oldest(tx)?)))?;
+        match found {
+            (Some(doc), _) => Ok(doc),
+            (None, Some(oldest)) if rev < oldest => Err(ApiError::not_found(format!(
+                "revision {rev} is no longer kept (the oldest kept is {oldest}; see `fleetwall serve --keep-revisions`)"
+            ))),
+            (None, _) => Err(ApiError::not_found(format!("no revision {rev}"))),
+        }
+    }
+
+    /// Brings the snapshot up to the store's head revision when another replica (or an
+    /// earlier run) wrote it. Returns the head revision.
     pub fn refresh(&self) -> Result<i64, ApiError> {
-        let known = self.snapshot().revision;
+        let cur = self.snapshot();
         // Only the head's number unless it is newer: replicas call this on every read.
-        let loaded = self.db.read(|tx| {
-            let newest = tx.query("SELECT coalesce(max(revision), 0) FROM revisions", &[])?;
-            let newest = newest.first().map(|r| r[0].int()).unwrap_or(0);
-            if newest <= known {
-                return Ok(Err(newest));
+        let mut failed = None;
+        let loaded = self.db.read(|tx| match self.catch_up(tx, &cur) {
+            Ok(l) => Ok(l),
+            Err(e) => {
+                failed = Some(e);
+                Err(DbError("refresh failed".into()))
             }
-            Ok(Ok((head(tx)?, node_revisions(tx)?)))
-        })?;
-        let (h, revs) = match loaded {
-            Ok(l) => l,
-            Err(newest) => return Ok(newest),
-        };
-        let Some((rev, created_ms, text)) = h else { return Ok(0) };
-        let doc: Value = serde_json::from_str(&text).map_err(ApiError::internal)?;
-        let (fleet, mut nodes) = compile_doc(&doc, &self.catalog, rev, &revs)?;
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        match loaded? {
+            Some(snap) => {
+                let rev = snap.revision;
+                self.publish(snap);
+                Ok(rev)
+            }
+            None => Ok(cur.revision),
+        }
+    }
+
+    /// The snapshot of the store's head when it is newer than `cur`: `cur` with the deltas
+    /// since replayed incrementally when they are few, else the head loaded whole.
+    fn catch_up(&self, tx: &mut dyn Tx, cur: &Snapshot) -> Result<Option<Snapshot>, ApiError> {
+        let known = cur.revision;
+        let Some((newest, created_ms)) = store::head(tx)? else { return Ok(None) };
+        if newest <= known {
+            return Ok(None);
+        }
+        if known > 0 && newest - known <= store::SNAPSHOT_EVERY {
+            let ds = store::deltas(tx, known, newest)?;
+            if ds.iter().all(|(_, _, d)| d.is_some()) {
+                let mut st = cur.state.clone();
+                for (rev, _, delta) in ds {
+                    let delta = delta.expect("checked: only deltas");
+                    let mut doc = (*st.doc).clone();
+                    delta.apply(&mut doc);
+                    st = state::apply(&st, Arc::new(doc), &delta.touched(), &self.catalog, rev)?.0;
+                }
+                return Ok(Some(Snapshot { revision: newest, created_ms, state: st }));
+            }
+        }
+        let doc = store::doc_at(tx, newest)?.ok_or_else(|| ApiError::internal("the head revision cannot be read"))?;
+        let revs = node_revisions(tx)?;
+        let since = |n: &str| revs.get(n).cloned();
+        let mut st = state::full(Arc::new(doc), &self.catalog, newest, &since, false)?;
         // The store is authoritative for when each node last changed.
-        for (name, d) in nodes.iter_mut() {
-            if let Some((_, r)) = revs.get(name) {
+        let names: Vec<String> = st.nodes.keys().cloned().collect();
+        for name in names {
+            if let (Some((_, r)), Some(d)) = (revs.get(&name), st.nodes.get_mut(&name)) {
                 d.revision = *r;
             }
         }
-        self.publish(Snapshot { revision: rev, created_ms, doc, nodes, fleet });
-        Ok(rev)
+        Ok(Some(Snapshot { revision: newest, created_ms, state: st }))
     }
 
-    /// Applies `edit` to the fleet as one validated, atomic write by `actor`. `target` is
-    /// the JSON pointer of the object the write is about (for the audit's before/after).
+    /// Applies `op` to the fleet as one validated, atomic write by `actor`: only what it
+    /// touched is revalidated, recompiled and stored. `target` is the JSON pointer of the
+    /// object the write is about (for the audit's before/after).
     pub fn write(
         &self,
         actor: &Actor,
         action: &str,
         target: &str,
-        edit: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+        op: Op,
         extra: impl FnOnce(&mut dyn Tx, i64) -> Result<(), DbError>,
     ) -> Result<Written, ApiError> {
         let mut rejected: Option<ApiError> = None;
-        let cur = self.snapshot();
         let result = self.db.write(|tx| {
-            let (rev, doc, since) = match head(tx)? {
-                Some((rev, _, _)) if rev == cur.revision => {
-                    let since = cur.nodes.iter().map(|(n, d)| (n.clone(), (d.hash.clone(), d.revision))).collect();
-                    (rev, cur.doc.clone(), since)
+            let head = store::head(tx)?.map(|h| h.0).unwrap_or(0);
+            let mut cur = self.snapshot();
+            if head != cur.revision {
+                // Another replica wrote since: catch up first (inside the lock, so no one else can).
+                match self.catch_up(tx, &cur) {
+                    Ok(Some(snap)) => cur = Arc::new(snap),
+                    Ok(None) => {}
+                    Err(e) => {
+                        rejected = Some(e);
+                        return Err(DbError("rejected".into()));
+                    }
                 }
-                Some((rev, _, text)) => {
-                    (rev, serde_json::from_str(&text).map_err(|e| DbError(e.to_string()))?, node_revisions(tx)?)
-                }
-                None => (0, empty_doc(), HashMap::new()),
-            };
-            let new_rev = rev + 1;
-            let mut next = doc.clone();
-            let outcome = edit(&mut next).and_then(|()| {
-                let fleet = validate(&next, &self.catalog)?;
-                persist_ports(&mut next, &fleet);
-                compile_fleet(fleet, new_rev, &since, Some(&next))
+            }
+            let new_rev = head + 1;
+            let mut next = (*cur.state.doc).clone();
+            let outcome = op.apply(&mut next).map_err(op_error).and_then(|touched| {
+                state::apply(&cur.state, Arc::new(next), &touched, &self.catalog, new_rev).map(|r| (r, touched))
             });
-            let (fleet, nodes) = match outcome {
+            let ((mut st, changes), touched) = match outcome {
                 Ok(n) => n,
                 Err(e) => {
                     rejected = Some(e);
                     return Err(DbError("rejected".into()));
                 }
             };
+            persist_ports(&mut st, &touched);
             let now = util::now_ms();
-            let text = serde_json::to_string(&next).map_err(|e| DbError(e.to_string()))?;
-            tx.exec(
-                "INSERT INTO revisions (revision, fleet, created_at, created_ms) VALUES (?, ?, ?, ?)",
-                &[V::I(new_rev), V::S(text), V::S(util::rfc3339(now)), V::I(now)],
-            )?;
-            let mut changed = 0;
-            for (name, d) in &nodes {
-                if d.revision == new_rev {
-                    changed += 1;
-                    tx.exec("DELETE FROM node_rulesets WHERE node = ?", &[V::S(name.clone())])?;
-                    tx.exec(
-                        "INSERT INTO node_rulesets (node, hash, revision) VALUES (?, ?, ?)",
-                        &[V::S(name.clone()), V::S(d.hash.clone()), V::I(new_rev)],
-                    )?;
-                }
+            let delta = match &op {
+                Op::Replace(_) => None,
+                _ => Some(store::Delta::of(&st.doc, &touched, matches!(op, Op::SetPlatform(_)))),
+            };
+            let stored = store::append(tx, new_rev, now, delta.as_ref(), &st.doc)?;
+            for name in &changes.changed {
+                let d = &st.nodes[name];
+                tx.exec("DELETE FROM node_rulesets WHERE node = ?", &[V::S(name.clone())])?;
+                tx.exec(
+                    "INSERT INTO node_rulesets (node, hash, revision) VALUES (?, ?, ?)",
+                    &[V::S(name.clone()), V::S(d.hash.clone()), V::I(new_rev)],
+                )?;
             }
-            for gone in since.keys().filter(|n| !nodes.contains_key(*n)) {
-                changed += 1;
+            for gone in &changes.removed {
                 tx.exec("DELETE FROM node_rulesets WHERE node = ?", &[V::S(gone.clone())])?;
             }
             tokens::follow_write(
                 tx,
                 tokens::Kind::Node,
-                since.keys().map(String::as_str),
-                nodes.keys().map(String::as_str),
+                changes.before.iter().map(String::as_str),
+                changes.after.iter().map(String::as_str),
                 now,
             )?;
-            tokens::follow_write(tx, tokens::Kind::Project, project_names(&doc), project_names(&next), now)?;
-            let before = doc.pointer(target).cloned().unwrap_or(Value::Null);
-            let after = next.pointer(target).cloned().unwrap_or(Value::Null);
+            tokens::follow_write(
+                tx,
+                tokens::Kind::Project,
+                cur.state
+                    .doc
+                    .projects
+                    .keys()
+                    .filter(|p| touched.all || touched.projects.contains_key(*p))
+                    .map(String::as_str),
+                st.doc.projects.keys().filter(|p| touched.all || touched.projects.contains_key(*p)).map(String::as_str),
+                now,
+            )?;
+            let before = if target.is_empty() { Value::Null } else { doc_at(&cur.state.doc, target) };
+            let after = if target.is_empty() { Value::Null } else { doc_at(&st.doc, target) };
             audit(tx, Some(new_rev), now, actor, action, target, &before, &after)?;
             extra(tx, new_rev)?;
             self.db.notify(tx, &new_rev.to_string())?;
-            Ok((Snapshot { revision: new_rev, created_ms: now, doc: next, nodes, fleet }, changed, after))
+            let changed = changes.changed.len() + changes.removed.len();
+            Ok((Snapshot { revision: new_rev, created_ms: now, state: st }, changed, after, stored))
         });
         match (result, rejected) {
             (_, Some(e)) => {
@@ -578,8 +609,9 @@ impl ControlPlane {
                 self.metrics.write(false);
                 Err(e.into())
             }
-            (Ok((snap, changed, after)), None) => {
+            (Ok((snap, changed, after, stored)), None) => {
                 self.metrics.write(true);
+                self.metrics.stored(stored);
                 let revision = snap.revision;
                 self.publish(snap);
                 Ok(Written { revision, nodes_changed: changed, after })
@@ -588,23 +620,13 @@ impl ControlPlane {
     }
 
     /// `write` without extra statements: the common case.
-    pub fn edit(
-        &self,
-        actor: &Actor,
-        action: &str,
-        target: &str,
-        edit: impl FnOnce(&mut Value) -> Result<(), ApiError>,
-    ) -> Result<Written, ApiError> {
-        self.write(actor, action, target, edit, |_, _| Ok(()))
+    pub fn edit(&self, actor: &Actor, action: &str, target: &str, op: Op) -> Result<Written, ApiError> {
+        self.write(actor, action, target, op, |_, _| Ok(()))
     }
 
     /// Replaces the whole fleet document (`fleet_file` reads one from text).
-    pub fn replace(&self, actor: &Actor, action: &str, doc: Value) -> Result<Written, ApiError> {
-        let w = self.edit(actor, action, "", |d| {
-            *d = doc;
-            Ok(())
-        })?;
-        Ok(Written { after: Value::Null, ..w })
+    pub fn replace(&self, actor: &Actor, action: &str, doc: FleetDoc) -> Result<Written, ApiError> {
+        self.edit(actor, action, "", Op::Replace(doc))
     }
 
     /// Waits until node `node`'s desired revision is above `after` (or `timeout` passes).
@@ -614,7 +636,7 @@ impl ControlPlane {
         let mut guard = self.snap.lock().unwrap_or_else(|p| p.into_inner());
         self.metrics.watchers(1);
         let out = loop {
-            match guard.nodes.get(node) {
+            match guard.state.nodes.get(node) {
                 None => break None,
                 Some(d) if d.revision > after => break Some(d.clone()),
                 Some(d) => {
@@ -647,7 +669,7 @@ impl ControlPlane {
         self.metrics.watchers(1);
         let _watching = Watching(&self.metrics);
         loop {
-            match self.snapshot().nodes.get(node) {
+            match self.snapshot().nodes().get(node) {
                 Some(d) if d.revision <= after => {}
                 _ => return,
             }
@@ -664,8 +686,8 @@ impl ControlPlane {
         let snap = self.snapshot();
         let now = util::now_ms();
         self.db.write(|tx| {
-            tokens::adopt(tx, tokens::Kind::Project, project_names(&snap.doc), now)?;
-            tokens::adopt(tx, tokens::Kind::Node, snap.nodes.keys().map(String::as_str), now)
+            tokens::adopt(tx, tokens::Kind::Project, snap.doc().projects.keys().map(String::as_str), now)?;
+            tokens::adopt(tx, tokens::Kind::Node, snap.nodes().keys().map(String::as_str), now)
         })?;
         Ok(())
     }
@@ -714,7 +736,7 @@ impl ControlPlane {
             Ok(())
         })?;
         let snap = self.snapshot();
-        if let Some(d) = snap.nodes.get(node) {
+        if let Some(d) = snap.nodes().get(node) {
             if d.hash == r.hash && r.revision == d.revision && r.error.is_none() {
                 if let Some(created) = self.revision_created_ms(d.revision)? {
                     self.metrics.propagation((r.applied_ms - created).max(0));
@@ -729,7 +751,7 @@ impl ControlPlane {
         if snap.revision == rev {
             return Ok(Some(snap.created_ms));
         }
-        let rows = self.db.read(|tx| tx.query("SELECT created_ms FROM revisions WHERE revision = ?", &[V::I(rev)]))?;
+        let rows = self.db.read(|tx| tx.query("SELECT created_ms FROM fleet_log WHERE revision = ?", &[V::I(rev)]))?;
         Ok(rows.first().map(|r| r[0].int()))
     }
 
@@ -740,7 +762,7 @@ impl ControlPlane {
             .db
             .read(|tx| tx.query("SELECT node, revision, hash, applied_at, applied_ms, error FROM node_status", &[]))?;
         let reported: HashMap<String, &Vec<V>> = rows.iter().map(|r| (r[0].text(), r)).collect();
-        let revs: std::collections::BTreeSet<i64> = snap.nodes.values().map(|d| d.revision).collect();
+        let revs: std::collections::BTreeSet<i64> = snap.nodes().values().map(|d| d.revision).collect();
         let mut created = HashMap::new();
         for r in revs {
             if let Some(ms) = self.revision_created_ms(r)? {
@@ -749,7 +771,7 @@ impl ControlPlane {
         }
         let now = util::now_ms();
         Ok(snap
-            .nodes
+            .nodes()
             .iter()
             .filter(|(_, d)| visible(d))
             .map(|(name, d)| {
@@ -823,27 +845,31 @@ pub fn audit(
     Ok(())
 }
 
-/// The names of the projects of a fleet document.
-fn project_names(doc: &Value) -> impl Iterator<Item = &str> {
-    doc.get("projects").and_then(Value::as_object).into_iter().flat_map(|m| m.keys().map(String::as_str))
-}
-
-/// Writes every allocated port of every service into its `ports:` pins, so later writes
-/// can never move it.
-fn persist_ports(doc: &mut Value, fleet: &fleetwall_model::Fleet) {
-    for (p, s) in fleet.services() {
-        if s.ports.is_empty() {
+/// Writes every allocated port of the touched services into their `ports:` pins, so
+/// later writes can never move it.
+fn persist_ports(st: &mut state::State, touched: &fleetwall_model::ops::Touched) {
+    let Some(fleet) = st.fleet.clone() else { return };
+    let doc = Arc::make_mut(&mut st.doc);
+    // The touched projects only (all of them when everything was touched).
+    let projects: Vec<&Arc<fleetwall_model::Project>> = if touched.all {
+        fleet.projects.iter().collect()
+    } else {
+        let find = |name: &String| fleet.projects.binary_search_by(|p| p.name.as_str().cmp(name)).ok();
+        touched.projects.keys().filter_map(find).map(|i| &fleet.projects[i]).collect()
+    };
+    let services = projects.into_iter().flat_map(|p| p.services.iter().map(move |s| (p, s)));
+    for (p, s) in services {
+        if s.ports.is_empty() || !touched.covers(&p.name, &s.name) {
             continue;
         }
-        let Some(svc) = doc.pointer_mut(&format!("/projects/{}/services/{}", ptr(&p.name), ptr(&s.name))) else {
+        let Some(sd) = doc.projects.get(&p.name).and_then(|pd| pd.services.get(&s.name)) else { continue };
+        if s.ports.keys().all(|k| sd.ports.contains_key(&k.pin_name())) {
             continue;
-        };
-        let Some(o) = svc.as_object_mut() else { continue };
-        let pins = o.entry("ports").or_insert_with(|| json!({}));
-        if let Some(pins) = pins.as_object_mut() {
-            for (key, port) in &s.ports {
-                pins.entry(key.pin_name()).or_insert_with(|| json!(port));
-            }
+        }
+        let pd = Arc::make_mut(doc.projects.get_mut(&p.name).expect("found above"));
+        let sd = Arc::make_mut(pd.services.get_mut(&s.name).expect("found above"));
+        for (key, port) in &s.ports {
+            sd.ports.entry(key.pin_name()).or_insert(i64::from(*port));
         }
     }
 }

@@ -47,6 +47,7 @@ pub struct Metrics {
     revision: AtomicI64,
     nodes: AtomicI64,
     writes: AtomicU64,
+    stored_bytes: AtomicU64,
     rejected: AtomicU64,
     watchers: AtomicI64,
     requests: Mutex<std::collections::BTreeMap<(String, u16), u64>>,
@@ -62,6 +63,10 @@ impl Metrics {
     /// A write was committed (`true`) or rejected.
     pub fn write(&self, ok: bool) {
         if ok { &self.writes } else { &self.rejected }.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A committed write stored `bytes` of fleet history.
+    pub fn stored(&self, bytes: usize) {
+        self.stored_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
     /// A long-poll started (+1) or ended (-1).
     pub fn watchers(&self, d: i64) {
@@ -106,6 +111,12 @@ impl Metrics {
         );
         gauge(&mut out, "fleetwall_uptime_seconds", "Seconds since the server started.", format!("{uptime:.3}"));
         counter(&mut out, "fleetwall_writes_total", "Fleet writes committed.", self.writes.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "fleetwall_fleet_history_bytes_total",
+            "Bytes of fleet history (deltas and snapshots) the committed writes stored.",
+            self.stored_bytes.load(Ordering::Relaxed),
+        );
         counter(
             &mut out,
             "fleetwall_writes_rejected_total",

@@ -682,7 +682,7 @@ fn a_rejected_write_by_one_tenant_names_nothing_of_another() {
     assert_eq!(s, 400);
     assert!(!v.to_string().contains("tenant-a") && !v.to_string().contains("\"x\""), "{v}");
     assert_eq!(v["diagnostics"][0]["message"], "address already in use");
-    assert_eq!(v["diagnostics"][0]["path"], "projects.tenant-b.services.db-b.nodes.b-2.public");
+    assert_eq!(v["diagnostics"][0]["path"], "projects.tenant-b.services.db-b.nodes.b-2.public[0]");
     // The admin still sees everything.
     let (s, v) = call(
         &a,
