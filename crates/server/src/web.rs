@@ -682,7 +682,7 @@ async fn answer(
     let _busy = Busy::new(&state);
     let refuse = |status: u16, message: &str| {
         state.linger.store(true, Ordering::SeqCst);
-        encode(&Response::error(status, message), true)
+        encode(Response::error(status, message), true)
     };
     let method = req.method().as_str().to_string();
     let (path, query) = match parse_target(&method, req.uri()) {
@@ -729,7 +729,7 @@ async fn answer(
                 }
                 Ok((Ok(Admission::Refuse(response)), ..)) => {
                     state.linger.store(true, Ordering::SeqCst);
-                    return encode(&response, true);
+                    return encode(response, true);
                 }
                 Ok((Err(_), ..)) | Err(_) => return refuse(500, "internal error"),
             }
@@ -744,7 +744,7 @@ async fn answer(
     let Some(_reservation) = shared.reserve_body(length) else {
         state.linger.store(true, Ordering::SeqCst);
         let busy = Response::error(503, "too many request bodies are being received right now; retry shortly");
-        return encode(&busy.header("retry-after", "1"), true);
+        return encode(busy.header("retry-after", "1"), true);
     };
     if let Some((_, expect)) = headers.iter().find(|(n, _)| n == "expect") {
         if !expect.eq_ignore_ascii_case("100-continue") {
@@ -780,7 +780,7 @@ async fn answer(
         .unwrap_or_else(|| Response::error(500, "internal error"));
     let close =
         response.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
-    encode(&response, close)
+    encode(response, close)
 }
 
 /// Reads exactly `length` bytes of body (the size hyper frames it by).
@@ -804,7 +804,7 @@ async fn read_body(mut body: Incoming, length: u64) -> Result<Vec<u8>, ()> {
 /// The hyper response for `response`; `close` ends the connection after it. A response the
 /// handler got wrong (status outside 200..=999, or a header that would break the framing) is
 /// replaced by a 500.
-fn encode(response: &Response, close: bool) -> hyper::Response<Full<Bytes>> {
+fn encode(response: Response, close: bool) -> hyper::Response<Full<Bytes>> {
     let mut builder = hyper::Response::builder().status(response.status);
     for (name, value) in &response.headers {
         if ["content-length", "connection", "transfer-encoding"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
@@ -815,13 +815,10 @@ fn encode(response: &Response, close: bool) -> hyper::Response<Full<Bytes>> {
     if close {
         builder = builder.header("connection", "close");
     }
-    let body = if response.status == 204 || response.status == 304 {
-        Bytes::new()
-    } else {
-        Bytes::from(response.body.clone())
-    };
+    let status = response.status;
+    let body = if status == 204 || status == 304 { Bytes::new() } else { Bytes::from(response.body) };
     match builder.body(Full::new(body)) {
-        Ok(r) if (200..=999).contains(&response.status) => r,
+        Ok(r) if (200..=999).contains(&status) => r,
         _ => {
             let fallback = Response::error(500, "internal error: invalid response");
             let mut r = hyper::Response::new(Full::new(Bytes::from(fallback.body)));
@@ -1103,10 +1100,10 @@ mod tests {
 
     #[test]
     fn invalid_responses_become_500s() {
-        assert_eq!(encode(&Response::new(200, "", "").header("X", "a\r\nb"), false).status(), 500);
-        assert_eq!(encode(&Response::new(101, "", ""), false).status(), 500);
-        assert_eq!(encode(&Response::new(299, "", ""), false).status(), 299);
-        let r = encode(&Response::new(200, "text/plain", "hi").header("Content-Length", "99"), true);
+        assert_eq!(encode(Response::new(200, "", "").header("X", "a\r\nb"), false).status(), 500);
+        assert_eq!(encode(Response::new(101, "", ""), false).status(), 500);
+        assert_eq!(encode(Response::new(299, "", ""), false).status(), 299);
+        let r = encode(Response::new(200, "text/plain", "hi").header("Content-Length", "99"), true);
         assert_eq!(r.headers().get("connection").unwrap(), "close");
         assert!(r.headers().get("content-length").is_none(), "hyper frames the body itself");
     }
