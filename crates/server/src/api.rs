@@ -723,6 +723,9 @@ pub fn serve(
     addr: &str,
     tls: Option<&fleetwall_http::TlsFiles>,
 ) -> Result<fleetwall_http::Server, fleetwall_http::Error> {
+    // A route without an operation in the OpenAPI document stops the server here, not at
+    // the first `GET /openapi.json`.
+    LazyLock::force(&OPENAPI);
     let admission = cp.clone();
     let admit: fleetwall_http::Admit = Arc::new(move |head| admit(&admission, head));
     let handler: fleetwall_http::Handler = Arc::new(move |req| handle(&cp, req));
