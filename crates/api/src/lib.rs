@@ -3,8 +3,9 @@
 //! these types, the agent and the CLI deserialise them; [`client`] is a thin typed layer
 //! over [`http::Client`] (ureq with rustls, [`tls`]).
 //!
-//! The JSON is the one the API has always spoken (`openapi.json` in the server describes
-//! it). Two rules keep it byte-for-byte the same:
+//! The JSON is the one the API has always spoken (the server's `/openapi.json`, built from
+//! these types' `utoipa::ToSchema` derives, describes it). Two rules keep it byte-for-byte
+//! the same:
 //!
 //! * types that replaced a `json!` object declare their fields in alphabetical order
 //!   (a `serde_json::Value` object prints its keys sorted); types that were structs
@@ -21,16 +22,19 @@
 
 pub mod client;
 pub mod http;
+pub mod schema;
 mod stored;
 pub mod tls;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 pub use stored::text;
 
 /// `GET /healthz`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(description = "Liveness: the fleet revision this replica serves and its store.")]
 pub struct Health {
     /// The head fleet revision.
     pub revision: i64,
@@ -41,7 +45,21 @@ pub struct Health {
 }
 
 /// Every failure's body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(
+    description = "Every failure. A rejected write changes nothing.",
+    example = json!({
+        "diagnostics": [{
+            "code": "invalid-cidr",
+            "hint": "write an IPv4 or IPv6 network such as 198.51.100.0/24 or 2001:db8::/32",
+            "message": "ip_filter: not a valid CIDR",
+            "path": "projects.acme-prod.services.pg-main.user_config.ip_filter[0]",
+            "value": "10.0.0.0/33"
+        }],
+        "message": "Invalid 'user_config': Invalid input for ip_filter: not a valid CIDR '10.0.0.0/33' (write an IPv4 or IPv6 network such as 198.51.100.0/24 or 2001:db8::/32)",
+        "status": 400
+    })
+)]
 pub struct ErrorBody {
     /// Validation problems, when validation failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -55,7 +73,7 @@ pub struct ErrorBody {
 /// One validation problem. API writes locate it by `path` in the fleet document;
 /// `PUT /v1/fleet` locates it by `line`/`col` in the submitted text and also gives
 /// `severity` and `file`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Diagnostic {
     /// The stable diagnostic code.
     pub code: String,
@@ -96,7 +114,8 @@ impl Diagnostic {
 }
 
 /// What a successful write returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"revision": 42, "nodes_changed": 3, "after": {"base_port": 12000}}))]
 pub struct Written {
     /// The new fleet revision.
     pub revision: i64,
@@ -107,16 +126,17 @@ pub struct Written {
 }
 
 /// `GET /v1/fleet` (JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FleetRevision {
     /// The fleet document.
+    #[schema(schema_with = schema::fleet_file)]
     pub fleet: Value,
     /// Its revision.
     pub revision: i64,
 }
 
 /// A project as listed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Project {
     /// Where its port allocation starts.
     pub base_port: Option<i64>,
@@ -129,7 +149,7 @@ pub struct Project {
 }
 
 /// `GET /v1/projects`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProjectList {
     /// The projects the caller may see.
     pub projects: Vec<Project>,
@@ -137,24 +157,26 @@ pub struct ProjectList {
 
 /// A project VPC: its name and the VPC as stored in the fleet document
 /// (`cloud`, `network_cidr`, `privatelink_cidrs`, `peerings`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
 pub struct Vpc {
     /// Its name.
     pub name: String,
-    /// The VPC object as stored.
+    /// The VPC object as stored (the server's OpenAPI document lists its fields).
     #[serde(flatten)]
+    #[schema(ignore)]
     pub stored: Map<String, Value>,
 }
 
 /// `GET /v1/projects/{project}/vpcs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VpcList {
     /// The project's VPCs.
     pub vpcs: Vec<Vpc>,
 }
 
 /// A VPC peering.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"peer_vpc": "vpc-0abc", "peer_cidrs": ["172.31.0.0/16"]}))]
 pub struct Peering {
     /// The peer VPC's id.
     pub peer_vpc: String,
@@ -186,7 +208,7 @@ impl Vpc {
 }
 
 /// One listener of one node: a row of `fleetwall ports`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Listener {
     /// The address it listens on.
     pub address: String,
@@ -209,7 +231,7 @@ pub struct Listener {
 /// A service: the service as stored in the fleet document (`type`, `cloud`, `vpc`,
 /// `nodes`, `user_config`, `privatelink`, `ports`) with its project, its listeners and,
 /// when it has a private link, that link's state.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
 pub struct Service {
     /// Its listeners.
     pub listeners: Vec<Listener>,
@@ -220,13 +242,14 @@ pub struct Service {
     pub privatelink_state: Option<String>,
     /// Its project.
     pub project: String,
-    /// The service object as stored.
+    /// The service object as stored (the server's OpenAPI document lists its fields).
     #[serde(flatten)]
+    #[schema(ignore)]
     pub stored: Map<String, Value>,
 }
 
 /// `GET /v1/projects/{project}/services`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ServiceList {
     /// The project's services.
     pub services: Vec<Service>,
@@ -278,7 +301,7 @@ impl Service {
 }
 
 /// One row of the rollout view.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeStatus {
     /// When the agent applied it (RFC 3339).
     pub applied_at: Option<String>,
@@ -319,7 +342,7 @@ pub mod state {
 }
 
 /// `GET /v1/status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StatusView {
     /// Every node the caller may see.
     pub nodes: Vec<NodeStatus>,
@@ -330,7 +353,8 @@ pub struct StatusView {
 /// `GET /v1/nodes/{node}/ruleset`: a node's ruleset and its canonical hash. `R` is the
 /// ruleset's type: an agent first reads it as JSON (`serde_json::Value`), so that a
 /// ruleset it refuses can still be named by its revision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(bound = "", description = "A node's ruleset and its canonical hash.")]
 pub struct RulesetResponse<R = fleetwall_ir::NodeRuleset> {
     /// The head fleet revision when it was served.
     pub fleet_revision: i64,
@@ -341,11 +365,12 @@ pub struct RulesetResponse<R = fleetwall_ir::NodeRuleset> {
     /// The fleet revision at which this node's ruleset last changed.
     pub revision: i64,
     /// The ruleset.
+    #[schema(schema_with = schema::node_ruleset)]
     pub ruleset: R,
 }
 
 /// `PUT /v1/nodes/{node}/status`: what an agent enforces.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Report {
     /// When it applied it (ms since the epoch).
     pub applied_ms: i64,
@@ -391,14 +416,14 @@ pub fn is_hash(s: &str) -> bool {
 }
 
 /// `{"ok": true}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Ack {
     /// Always true.
     pub ok: bool,
 }
 
 /// One audit entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
     /// E.g. `fleet.replace`, `service.update`, `token.create`.
     pub action: String,
@@ -419,14 +444,18 @@ pub struct AuditEntry {
 }
 
 /// `GET /v1/audit`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditLog {
     /// The entries, oldest first.
     pub entries: Vec<AuditEntry>,
 }
 
 /// `POST /v1/tokens` (request).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(
+    description = "`{kind: project, project}`, `{kind: agent, node}` or `{kind: admin, name}`.",
+    example = json!({"kind": "agent", "node": "pg-main-1"})
+)]
 pub struct TokenCreate {
     /// `project`, `agent` or `admin`.
     pub kind: String,
@@ -445,7 +474,7 @@ pub struct TokenCreate {
 }
 
 /// `POST /v1/tokens` (response): the token, shown once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenCreated {
     /// What `token revoke` takes.
     pub id: String,
@@ -458,7 +487,7 @@ pub struct TokenCreated {
 }
 
 /// A token as `token list` shows it (never the secret: `id` is a prefix of its hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenInfo {
     /// The first 12 hex digits of the token's SHA-256: what `token revoke` takes.
     pub id: String,
@@ -477,7 +506,7 @@ pub struct TokenInfo {
 }
 
 /// `GET /v1/tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenList {
     /// Every token, oldest first. Listed with sorted keys, where `DELETE /v1/tokens/{id}`
     /// gives one in declaration order (as the API always has).
@@ -486,7 +515,7 @@ pub struct TokenList {
 }
 
 /// A service's backup key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BackupKey {
     /// The project.
     pub project: String,
@@ -502,7 +531,7 @@ pub struct BackupKey {
 }
 
 /// A service's private-link resource.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Privatelink {
     /// AWS: the endpoint service id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -511,6 +540,7 @@ pub struct Privatelink {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_service_name: Option<String>,
     /// Who may connect, as stored in the fleet document.
+    #[schema(value_type = Vec<String>)]
     pub principals: Value,
     /// The project.
     pub project: String,
@@ -530,7 +560,7 @@ impl Privatelink {
 }
 
 /// `DELETE .../privatelink/{provider}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PrivatelinkDeletion {
     /// The project.
     pub project: String,
@@ -543,7 +573,7 @@ pub struct PrivatelinkDeletion {
 }
 
 /// One endpoint connection to a private link.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PrivatelinkConnection {
     /// The endpoint's DNS name.
     pub dns_name: String,
@@ -556,7 +586,7 @@ pub struct PrivatelinkConnection {
 }
 
 /// `GET .../privatelink/{provider}/connections`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PrivatelinkConnections {
     /// The connections (fleetwall has no cloud behind it: always empty).
     pub connections: Vec<PrivatelinkConnection>,

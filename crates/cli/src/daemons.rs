@@ -248,6 +248,9 @@ fn serve_logged(
     addr: &str,
     tls: Option<&fleetwall_server::web::TlsFiles>,
 ) -> Result<fleetwall_server::web::Server, fleetwall_server::web::Error> {
+    // As `api::serve`: a route without an operation in the OpenAPI document stops the
+    // server here, not at the first `GET /openapi.json`.
+    std::sync::LazyLock::force(&fleetwall_server::api::OPENAPI);
     let admission = cp.clone();
     let admit: fleetwall_server::web::Admit = Arc::new(move |head| {
         let verdict = fleetwall_server::api::admit(&admission, head);

@@ -27,15 +27,6 @@ struct Row {
     rss_mb: f64,
 }
 
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// The store's size with its write-ahead log folded in (a checkpoint first), so the
 /// figure is the data kept, not WAL pages waiting to be recycled.
 fn store_size(db: &std::path::Path) -> Result<u64> {
@@ -100,7 +91,7 @@ fn one(nodes: usize, writes: usize) -> Result<Row> {
         })?;
     }
     let after = store_size(&db)?;
-    let rss = rss_mb();
+    let rss = crate::bench::status_mb("VmRSS:");
     drop(cp);
     let _ = std::fs::remove_dir_all(&dir);
     lat.sort_by(f64::total_cmp);

@@ -1,5 +1,5 @@
 //! The HTTP/JSON API: routing, authorization, and the JSON views. The OpenAPI document
-//! (`openapi.json`, served at `/openapi.json`) describes every route listed in `ROUTES`.
+//! (built in `openapi`, served at `/openapi.json`) describes every route listed in `ROUTES`.
 //!
 //! Callers are authenticated twice over: on the request head, before its body is read
 //! ([`admit`], so a stranger cannot make the server buffer a body), and again in the routing.
@@ -12,11 +12,12 @@ use fleetwall_model::ops::Op;
 use serde_json::{json, Value};
 use std::ops::RangeInclusive;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-/// The OpenAPI 3 document.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The OpenAPI 3.1 document, built from the API types on first use (see [`crate::openapi`]);
+/// building it panics when a route of [`ROUTES`] has no operation.
+pub static OPENAPI: LazyLock<String> = LazyLock::new(crate::openapi::document);
 
 /// Every (method, path template) the API serves; the OpenAPI document lists the same.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -185,7 +186,7 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 wire::Health { revision: cp.snapshot().revision, status: "ok".into(), store: cp.db.kind().into() };
             return Ok(Response::json(200, &health));
         }
-        ("GET", ["openapi.json"]) => return Ok(Response::new(200, "application/json", OPENAPI)),
+        ("GET", ["openapi.json"]) => return Ok(Response::new(200, "application/json", OPENAPI.as_str())),
         ("GET", ["metrics"]) => {
             let in_sync = cp.nodes_in_sync();
             return Ok(Response::new(200, "text/plain; version=0.0.4", cp.metrics.render(in_sync, cp.uptime())));
@@ -798,6 +799,9 @@ pub fn serve(
     addr: &str,
     tls: Option<&crate::web::TlsFiles>,
 ) -> Result<crate::web::Server, crate::web::Error> {
+    // A route without an operation in the OpenAPI document stops the server here, not at
+    // the first `GET /openapi.json`.
+    LazyLock::force(&OPENAPI);
     crate::web::Server::bind_with(addr, tls, hooks(&cp), crate::web::Limits::default())
 }
 

@@ -17,6 +17,7 @@ pub mod backup_keys;
 pub mod db;
 pub mod doc;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod state;
 pub mod store;

@@ -66,7 +66,7 @@ pub fn full(
     }
     let (fleet, diags) = fleetwall_model::validate_doc(&doc, catalog);
     let Some(fleet) = fleet else { return Err(rejection(&diags)) };
-    let rulesets = fleetwall_compile::compile(&fleet);
+    let (rulesets, hashes) = compile_parallel(&fleet)?;
     if check {
         let mut diags = Diagnostics::default();
         fleetwall_verify::check::check_fleet(&fleet, &rulesets, &mut diags);
@@ -84,10 +84,10 @@ pub fn full(
         }
     }
     let mut nodes = OrdMap::new();
-    for rs in rulesets {
+    for (rs, hash) in rulesets.into_iter().zip(hashes) {
         let (p, s) = owner.get(rs.node.as_str()).copied().unwrap_or_default();
-        let d = desired(rs, p, s, revision, since)?;
-        nodes.insert(d.0, d.1);
+        let (name, d) = desired(rs, hash, p, s, revision, since);
+        nodes.insert(name, d);
     }
     Ok(State { doc, fleet: Some(Arc::new(fleet)), nodes, addresses })
 }
@@ -101,24 +101,63 @@ fn locate_checks(doc: &FleetDoc, diags: &mut Diagnostics) {
     paths.locate(diags);
 }
 
+/// Compiles every node of `fleet` on every core (a node's ruleset depends only on the
+/// platform, its project and its service, so projects compile apart), each ruleset checked
+/// publishable and hashed; in fleet order.
+fn compile_parallel(fleet: &Fleet) -> Result<(Vec<fleetwall_ir::NodeRuleset>, Vec<String>), ApiError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let per = fleet.projects.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<(fleetwall_ir::NodeRuleset, String)>, ApiError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = fleet
+            .projects
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let part = Fleet { platform: fleet.platform.clone(), projects: chunk.to_vec(), tests: Vec::new() };
+                    fleetwall_compile::compile(&part)
+                        .into_iter()
+                        .map(|rs| publishable(&rs).map(|h| (rs, h)))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    let mut rulesets = Vec::new();
+    let mut hashes = Vec::new();
+    for part in parts {
+        for (rs, h) in part? {
+            rulesets.push(rs);
+            hashes.push(h);
+        }
+    }
+    Ok((rulesets, hashes))
+}
+
+/// The hash of a ruleset fit to publish: agents refuse one that fails validation.
+fn publishable(rs: &fleetwall_ir::NodeRuleset) -> Result<String, ApiError> {
+    rs.validate().map_err(|e| {
+        ApiError::bad(format!("Invalid fleet: node {} would get a ruleset its agent refuses: {e}", rs.node))
+    })?;
+    Ok(ruleset_hash(rs))
+}
+
+/// What node `rs.node` should enforce; an unchanged ruleset (by hash) keeps the revision
+/// `since` gives it.
 fn desired(
     rs: fleetwall_ir::NodeRuleset,
+    hash: String,
     project: &str,
     service: &str,
     revision: i64,
     since: &dyn Fn(&str) -> Option<(String, i64)>,
-) -> Result<(String, Desired), ApiError> {
-    // Agents refuse a ruleset that fails validation: never publish one.
-    rs.validate().map_err(|e| {
-        ApiError::bad(format!("Invalid fleet: node {} would get a ruleset its agent refuses: {e}", rs.node))
-    })?;
-    let hash = ruleset_hash(&rs);
+) -> (String, Desired) {
     let rev = match since(&rs.node) {
         Some((h, r)) if h == hash => r,
         _ => revision,
     };
     let d = Desired { project: project.into(), service: service.into(), revision: rev, hash, ruleset: Arc::new(rs) };
-    Ok((d.ruleset.node.clone(), d))
+    (d.ruleset.node.clone(), d)
 }
 
 /// The rest of the fleet, as validation of the touched part sees it.
@@ -283,7 +322,8 @@ pub fn apply(
     let since = |n: &str| cur.nodes.get(n).map(|d| (d.hash.clone(), d.revision));
     for rs in rulesets {
         let (p, s) = owner.get(rs.node.as_str()).copied().unwrap_or_default();
-        let (name, d) = desired(rs, p, s, revision, &since)?;
+        let hash = publishable(&rs)?;
+        let (name, d) = desired(rs, hash, p, s, revision, &since);
         if d.revision == revision {
             changes.changed.push(name.clone());
         }

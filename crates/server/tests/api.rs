@@ -39,7 +39,7 @@ fn revision(c: &Client) -> i64 {
 
 #[test]
 fn the_openapi_document_lists_exactly_the_served_routes() {
-    let doc: Value = serde_json::from_str(api::OPENAPI).unwrap();
+    let doc: Value = serde_json::from_str(&api::OPENAPI).unwrap();
     let mut listed: Vec<(String, String)> = Vec::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for m in ops.as_object().unwrap().keys().filter(|k| *k != "parameters") {
@@ -53,7 +53,8 @@ fn the_openapi_document_lists_exactly_the_served_routes() {
     let env = start("openapi", None);
     let r = Client::new(&env.url(), None).unwrap().get("/openapi.json").unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.json_body::<Value>().unwrap()["openapi"], "3.0.3");
+    assert_eq!(r.json_body::<Value>().unwrap()["openapi"], "3.1.0");
+    assert_eq!(r.text(), api::OPENAPI.as_str(), "the served document is the one built from the types");
 }
 
 #[test]
@@ -863,8 +864,41 @@ fn the_openapi_user_config_example_was_refused() {
     let env = start("openapi-example", None);
     let a = env.admin();
     assert_eq!(put_fleet(&a, "examples/kafka-vpc.yaml").0, 200);
-    let doc: Value = serde_json::from_str(api::OPENAPI).unwrap();
+    let doc: Value = serde_json::from_str(&api::OPENAPI).unwrap();
     let example = doc["components"]["schemas"]["UserConfigEdit"]["example"].clone();
     let (s, v) = call(&a, "PATCH", "/v1/projects/acme-stream/services/kafka-events/user_config", Some(example));
     assert_eq!(s, 200, "the documented example applies to the example fleet: {v}");
+}
+
+#[test]
+fn the_openapi_write_examples_are_accepted_as_documented() {
+    let doc: Value = serde_json::from_str(&api::OPENAPI).unwrap();
+    let example = |schema: &str| doc["components"]["schemas"][schema]["example"].clone();
+    let env = start("openapi-writes", None);
+    let a = env.admin();
+    let yaml = doc["paths"]["/v1/fleet"]["put"]["requestBody"]["content"]["application/yaml"]["example"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, v) = put_text(&a, &yaml);
+    assert_eq!(s, 200, "the fleet file example: {v}");
+    let (s, v) = call(&a, "POST", "/v1/projects", Some(example("ProjectCreate")));
+    assert_eq!((s, v["message"].as_str()), (409, Some("project 'acme-prod' already exists")), "{v}");
+    let (s, v) = call(&a, "DELETE", "/v1/projects/acme-prod", None);
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(&a, "POST", "/v1/projects", Some(example("ProjectCreate")));
+    assert_eq!(s, 201, "the project example: {v}");
+    let (s, v) = call(&a, "POST", "/v1/projects/acme-prod/vpcs", Some(example("VpcCreate")));
+    assert_eq!(s, 201, "the VPC example: {v}");
+    let (s, v) = call(&a, "POST", "/v1/projects/acme-prod/vpcs/vpc-eu/peerings", Some(example("Peering")));
+    assert_eq!(s, 201, "the peering example: {v}");
+    let (s, v) = call(&a, "POST", "/v1/projects/acme-prod/services", Some(example("ServiceCreate")));
+    assert_eq!(s, 201, "the service example: {v}");
+    let (s, v) = call(&a, "POST", "/v1/projects/acme-prod/services/pg-main/nodes", Some(example("NodeCreate")));
+    assert_eq!(s, 201, "the node example: {v}");
+    let link = "/v1/projects/acme-prod/services/pg-main/privatelink/aws";
+    let (s, v) = call(&a, "POST", link, Some(example("PrivatelinkPrincipals")));
+    assert_eq!(s, 201, "the principals example: {v}");
+    let (s, v) = call(&a, "POST", "/v1/tokens", Some(example("TokenCreate")));
+    assert_eq!((s, v["scope"].as_str()), (201, Some("pg-main-1")), "the token example: {v}");
 }

@@ -123,3 +123,31 @@ fn a_store_from_before_the_typed_document_keeps_its_revisions() {
     let op = Op::EditUserConfig("acme".into(), "pg".into(), vec![Edit::Set("ip_filter".into(), "10.0.0.0/8".into())]);
     assert_eq!(cp.edit(&Actor::Admin("t".into()), "service.update", "/projects/acme", op).unwrap().revision, 3);
 }
+
+#[test]
+fn another_replica_catches_up_from_the_deltas_to_the_writers_state() {
+    let dir = scratch("replica");
+    let url = dir.0.join("fleet.db").display().to_string();
+    let admin = Actor::Admin("t".into());
+    let text = fleetwall_synth::generate(&fleetwall_synth::Spec::fleet(100, 5));
+    let writer = ControlPlane::open(&url, catalog()).unwrap();
+    writer.replace(&admin, "fleet.replace", fleetwall_server::fleet_file(&text, &catalog()).unwrap()).unwrap();
+    let reader = ControlPlane::open(&url, catalog()).unwrap();
+    assert_eq!(reader.snapshot().revision, 1);
+    for (i, (p, s)) in [("project-00000", "svc-001"), ("project-00001", "svc-002"), ("project-00000", "svc-001")]
+        .into_iter()
+        .enumerate()
+    {
+        let op = Op::EditUserConfig(p.into(), s.into(), vec![Edit::Set("ip_filter".into(), format!("192.0.2.{i}/32"))]);
+        writer.edit(&admin, "service.update", "", op).unwrap();
+    }
+    let op = Op::RemoveNode("project-00001".into(), "svc-000".into(), "p1-s0-n4".into());
+    writer.edit(&admin, "node.remove", "", op).unwrap();
+    assert_eq!(reader.refresh().unwrap(), 5);
+    let view = |cp: &ControlPlane| -> Vec<(String, String, i64)> {
+        cp.snapshot().nodes().iter().map(|(n, d)| (n.clone(), d.hash.clone(), d.revision)).collect()
+    };
+    assert_eq!(view(&reader), view(&writer));
+    assert_eq!(reader.snapshot().doc(), writer.snapshot().doc());
+    assert!(!reader.snapshot().nodes().contains_key("p1-s0-n4"));
+}

@@ -87,7 +87,7 @@ impl Checked {
     fn get<T: DeserializeOwned + Serialize>(&mut self, c: &Client, path: &str, template: &str, sorted: bool) -> T {
         let r = c.get(path).unwrap();
         assert_eq!(r.status, 200, "{path}: {}", r.text());
-        let doc: Value = serde_json::from_str(api::OPENAPI).unwrap();
+        let doc: Value = serde_json::from_str(&api::OPENAPI).unwrap();
         let v: Value = r.json_body().unwrap();
         mismatches(&doc, response_schema(&doc, "GET", template), &v, path, &mut self.problems);
         let text = r.text();
