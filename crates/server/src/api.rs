@@ -471,16 +471,16 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 Some(d) if d.revision <= after => Ok(Response::new(304, "application/json", Vec::new())
                     .header("x-fleet-revision", &d.revision.to_string())),
                 Some(d) => {
-                    // As a JSON value (keys sorted), as the API has always sent it.
-                    let ruleset = serde_json::to_value(&*d.ruleset).map_err(ApiError::internal)?;
+                    // Straight from the IR, compact: at a platform change every agent fetches
+                    // one at once.
                     let body = wire::RulesetResponse {
                         fleet_revision: cp.snapshot().revision,
                         hash: d.hash.clone(),
                         node: n.to_string(),
                         revision: d.revision,
-                        ruleset,
+                        ruleset: &*d.ruleset,
                     };
-                    Ok(Response::json(200, &body))
+                    Ok(Response::json_compact(200, &body))
                 }
             }
         }

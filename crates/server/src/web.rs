@@ -166,6 +166,14 @@ impl Response {
         }
     }
 
+    /// A compact JSON body (for the big bodies machines read: an agent's ruleset).
+    pub fn json_compact<T: serde::Serialize>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response::new(status, "application/json", body),
+            Err(e) => Response::error(500, &format!("cannot encode the response as JSON: {e}")),
+        }
+    }
+
     /// A JSON error body `{"message": message, "status": status}` (the shape the server itself
     /// uses for its own error responses).
     pub fn error(status: u16, message: &str) -> Response {
