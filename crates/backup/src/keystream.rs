@@ -84,11 +84,12 @@ mod tests {
         (0..len).map(|i| (i * 7 + 3) as u8).collect()
     }
 
-    /// IVs whose counter wraps 2^32, 2^64 and 2^128 a few blocks in.
+    /// IVs two blocks before their low 32, 64, 96 or all 128 bits wrap, and zero.
     fn wrapping_ivs() -> Vec<[u8; BLOCK]> {
         let near = |bits: u32| -> [u8; BLOCK] {
             let top = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
-            // The high bits stay set too, so that a carry into them shows.
+            // The bits above keep a pattern of ones and zeros, so that a carry into them
+            // (or one that stops short of them) shows.
             let high = if bits == 128 { 0 } else { 0xa5a5_a5a5_a5a5_a5a5_a5a5_a5a5_a5a5_a5a5u128 >> bits << bits };
             (high | top).wrapping_sub(2).to_be_bytes()
         };
