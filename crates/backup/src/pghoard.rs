@@ -12,9 +12,9 @@
 
 use crate::chunked::HmacSha256;
 use crate::keys::{PrivateKey, PublicKey};
+use crate::keystream::{Aes, Keystream};
 use crate::stream::{self, read_error, read_exact, read_full, PageBuf};
 use crate::{Error, ErrorKind, Format, Inspection, Summary};
-use aes::cipher::{KeyIvInit, StreamCipher};
 use hmac::{KeyInit, Mac};
 use sha1::Sha1;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -29,13 +29,12 @@ const KEY_BLOCK: usize = AES_KEY + IV + MAC_KEY;
 /// rohmu reads and writes in 1 MiB blocks too; any size works, this one amortises calls.
 const BLOCK: usize = 1 << 20;
 
-type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
-
 struct FileKeys(Zeroizing<[u8; KEY_BLOCK]>);
 
 impl FileKeys {
-    fn cipher(&self) -> Aes128Ctr {
-        Aes128Ctr::new_from_slices(&self.0[..AES_KEY], &self.0[AES_KEY..AES_KEY + IV]).expect("fixed key and iv sizes")
+    fn cipher(&self) -> Keystream {
+        let iv = self.0[AES_KEY..AES_KEY + IV].try_into().expect("a fixed iv size");
+        Keystream::new(Aes::Aes128, &self.0[..AES_KEY], iv)
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -60,12 +59,12 @@ pub(crate) fn encrypt(key: &PublicKey, mut input: impl Read, mut output: impl Wr
     header.extend_from_slice(&wrapped);
     stream::write_all(&mut output, &header)?;
 
-    let mut cipher = keys.cipher();
+    let cipher = keys.cipher();
     let mut summary = Summary { format: Format::Pghoard, plaintext_bytes: 0, file_bytes: header.len() as u64 };
     let ((), mac) = with_mac_lane(keys.mac(), BLOCK, |lane| loop {
         let mut buf = lane.buffer();
         let n = read_full(&mut input, &mut buf)?;
-        cipher.apply_keystream(&mut buf[..n]);
+        cipher.apply_at(summary.plaintext_bytes, &mut buf[..n]);
         stream::write_all(&mut output, &buf[..n])?;
         summary.plaintext_bytes += n as u64;
         summary.file_bytes += n as u64;
@@ -153,13 +152,13 @@ pub(crate) fn decrypt_verified<R: Read + Seek>(
     mac.verify_slice(&tag).map_err(|_| tampered())?;
 
     input.seek(SeekFrom::Start(body_start)).map_err(read_error)?;
-    let mut cipher = keys.cipher();
+    let cipher = keys.cipher();
     let mut buf = PageBuf::new(BLOCK);
     let mut left = body;
     while left > 0 {
         let n = usize::try_from(left).map_or(BLOCK, |l| l.min(BLOCK));
         read_exact(&mut input, &mut buf[..n], "the ciphertext")?;
-        cipher.apply_keystream(&mut buf[..n]);
+        cipher.apply_at(body - left, &mut buf[..n]);
         stream::write_all(&mut output, &buf[..n])?;
         left -= n as u64;
     }
@@ -176,12 +175,14 @@ pub(crate) fn decrypt_unverified(
 ) -> Result<Summary, Error> {
     let wrapped = read_header(&mut input)?;
     let keys = unwrap(key, &wrapped)?;
-    let mut cipher = keys.cipher();
+    let cipher = keys.cipher();
+    let mut released = 0u64;
     // Each block goes to the HMAC thread as ciphertext and comes back to be decrypted and
     // written, in order, while this thread reads the next ones.
     let mut release = |lane: &mut Lane| -> Result<(), Error> {
         let (mut buf, n) = lane.recv().expect("a block is out when this is called");
-        cipher.apply_keystream(&mut buf[..n]);
+        cipher.apply_at(released, &mut buf[..n]);
+        released += n as u64;
         stream::write_all(&mut output, &buf[..n])?;
         lane.recycle(buf);
         Ok(())
@@ -367,7 +368,7 @@ mod tests {
         block[AES_KEY..AES_KEY + IV].copy_from_slice(&hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"));
         let mut data = hex("6bc1bee22e409f96e93d7e117393172a ae2d8a571e03ac9c9eb76fac45af8e51
              30c81c46a35ce411e5fbc1191a0a52ef f69f2445df4f9b17ad2b417be66c3710");
-        FileKeys(Zeroizing::new(block)).cipher().apply_keystream(&mut data);
+        FileKeys(Zeroizing::new(block)).cipher().apply_at(0, &mut data);
         assert_eq!(
             data,
             hex("874d6191b620e3261bef6864990db6ce 9806f66b7970fdff8617187bb9fffdff
