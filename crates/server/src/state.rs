@@ -66,14 +66,10 @@ pub fn full(
     }
     let (fleet, diags) = fleetwall_model::validate_doc(&doc, catalog);
     let Some(fleet) = fleet else { return Err(rejection(&diags)) };
-    let (rulesets, hashes) = compile_parallel(&fleet)?;
-    if check {
-        let mut diags = Diagnostics::default();
-        fleetwall_verify::check::check_fleet(&fleet, &rulesets, &mut diags);
-        if diags.has_errors() {
-            locate_checks(&doc, &mut diags);
-            return Err(rejection(&diags));
-        }
+    let (rulesets, hashes, mut diags) = compile_parallel(&fleet, check)?;
+    if diags.has_errors() {
+        locate_checks(&doc, &mut diags);
+        return Err(rejection(&diags));
     }
     let mut owner = HashMap::new();
     let mut addresses = PHashMap::new();
@@ -101,37 +97,42 @@ fn locate_checks(doc: &FleetDoc, diags: &mut Diagnostics) {
     paths.locate(diags);
 }
 
+/// Every node's ruleset, its hash (in the same order), and what checking them found.
+type Compiled = (Vec<fleetwall_ir::NodeRuleset>, Vec<String>, Diagnostics);
+
 /// Compiles every node of `fleet` on every core (a node's ruleset depends only on the
 /// platform, its project and its service, so projects compile apart), each ruleset checked
-/// publishable and hashed; in fleet order.
-fn compile_parallel(fleet: &Fleet) -> Result<(Vec<fleetwall_ir::NodeRuleset>, Vec<String>), ApiError> {
+/// publishable and hashed; in fleet order. With `check`, each part also runs the
+/// management proof and the fleet tests that probe its nodes (`check_fleet`), whose
+/// findings are returned.
+fn compile_parallel(fleet: &Fleet, check: bool) -> Result<Compiled, ApiError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let per = fleet.projects.len().div_ceil(threads).max(1);
-    let parts: Vec<Result<Vec<(fleetwall_ir::NodeRuleset, String)>, ApiError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = fleet
-            .projects
-            .chunks(per)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    let part = Fleet { platform: fleet.platform.clone(), projects: chunk.to_vec(), tests: Vec::new() };
-                    fleetwall_compile::compile(&part)
-                        .into_iter()
-                        .map(|rs| publishable(&rs).map(|h| (rs, h)))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
+    let part = |chunk: &[Arc<Project>]| -> Result<Compiled, ApiError> {
+        let mut part = Fleet { platform: fleet.platform.clone(), projects: chunk.to_vec(), tests: Vec::new() };
+        let rulesets = fleetwall_compile::compile(&part);
+        let hashes = rulesets.iter().map(publishable).collect::<Result<Vec<_>, _>>()?;
+        let mut diags = Diagnostics::default();
+        if check {
+            let here: std::collections::HashSet<&str> = rulesets.iter().map(|r| r.node.as_str()).collect();
+            part.tests = fleet.tests.iter().filter(|t| here.contains(t.to.as_str())).cloned().collect();
+            fleetwall_verify::check::check_fleet(&part, &rulesets, &mut diags);
+        }
+        Ok((rulesets, hashes, diags))
+    };
+    let parts: Vec<Result<Compiled, ApiError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = fleet.projects.chunks(per).map(|chunk| scope.spawn(move || part(chunk))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     });
-    let mut rulesets = Vec::new();
-    let mut hashes = Vec::new();
-    for part in parts {
-        for (rs, h) in part? {
-            rulesets.push(rs);
-            hashes.push(h);
-        }
+    let (mut rulesets, mut hashes, mut diags) = (Vec::new(), Vec::new(), Diagnostics::default());
+    for p in parts {
+        let (r, h, d) = p?;
+        rulesets.extend(r);
+        hashes.extend(h);
+        diags.items.extend(d.items);
     }
-    Ok((rulesets, hashes))
+    diags.sort();
+    Ok((rulesets, hashes, diags))
 }
 
 /// The hash of a ruleset fit to publish: agents refuse one that fails validation.

@@ -127,6 +127,14 @@ fn a_write_that_breaks_the_fleets_own_tests_is_refused() {
     assert_eq!(v["diagnostics"][0]["code"], "test");
     assert!(v["diagnostics"][0]["path"].as_str().unwrap().starts_with("tests[0]"), "{v}");
     assert_eq!(revision(&a), rev, "nothing stored");
+    // The same through a whole new fleet (compiled and proven whole, in parts on every core).
+    let broken = text.replace("172.31.8.0/21", "192.0.2.0/24");
+    assert_ne!(broken, text);
+    let (s, v) = put_text(&a, &broken);
+    assert_eq!(s, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("test fails: 172.31.9.20 -> kafka-events-1"), "{v}");
+    assert!(v["diagnostics"][0]["path"].as_str().unwrap().starts_with("tests[0]"), "{v}");
+    assert_eq!(revision(&a), rev, "nothing stored");
     // A customer cannot see or change the fleet's tests: told which one and whose it is.
     let cust = env.client(&token(&a, json!({"kind": "project", "project": "acme-stream"})));
     let (s, v) =
