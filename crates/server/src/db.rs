@@ -233,7 +233,9 @@ fn sqlite_err(e: rusqlite::Error) -> DbError {
 impl Tx for SqliteTx<'_> {
     fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, DbError> {
         let p = sqlite_params(params);
-        self.0.execute(sql, rusqlite::params_from_iter(p.iter())).map(|n| n as u64).map_err(sqlite_err)
+        // Cached: a write repeats a few statements once per changed node.
+        let mut stmt = self.0.prepare_cached(sql).map_err(sqlite_err)?;
+        stmt.execute(rusqlite::params_from_iter(p.iter())).map(|n| n as u64).map_err(sqlite_err)
     }
     fn query(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, DbError> {
         let p = sqlite_params(params);

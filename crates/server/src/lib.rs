@@ -565,9 +565,8 @@ impl ControlPlane {
             let stored = store::append(tx, new_rev, now, delta.as_ref(), &st.doc)?;
             for name in &changes.changed {
                 let d = &st.nodes[name];
-                tx.exec("DELETE FROM node_rulesets WHERE node = ?", &[V::S(name.clone())])?;
                 tx.exec(
-                    "INSERT INTO node_rulesets (node, hash, revision) VALUES (?, ?, ?)",
+                    "INSERT INTO node_rulesets (node, hash, revision) VALUES (?, ?, ?) ON CONFLICT (node) DO UPDATE SET hash = excluded.hash, revision = excluded.revision",
                     &[V::S(name.clone()), V::S(d.hash.clone()), V::I(new_rev)],
                 )?;
             }
