@@ -27,7 +27,7 @@ const DEFAULT_MAX_BODY: usize = 64 << 20;
 /// Default connect and request timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A response received by a [`Client`].
+/// An HTTP response: one a [`Client`] received, or one the server built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// The status code, e.g. 200.
@@ -39,6 +39,53 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response with a `content-type` header (left out when `content_type` is empty) and a body.
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        let headers = if content_type.is_empty() {
+            Vec::new()
+        } else {
+            vec![("content-type".to_string(), content_type.to_string())]
+        };
+        Response { status, headers, body: body.into() }
+    }
+
+    /// A pretty-printed JSON body with a trailing newline and `content-type: application/json`.
+    /// A value that cannot be serialized (e.g. a map with non-string keys) gives a 500
+    /// [`Response::error`] instead.
+    pub fn json<T: serde::Serialize>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec_pretty(value) {
+            Ok(mut body) => {
+                body.push(b'\n');
+                Response::new(status, "application/json", body)
+            }
+            Err(e) => Response::error(500, &format!("cannot encode the response as JSON: {e}")),
+        }
+    }
+
+    /// A compact JSON body (for the big bodies machines read: an agent's ruleset).
+    pub fn json_compact<T: serde::Serialize>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response::new(status, "application/json", body),
+            Err(e) => Response::error(500, &format!("cannot encode the response as JSON: {e}")),
+        }
+    }
+
+    /// A JSON error body `{"message": message, "status": status}` (the shape the server itself
+    /// uses for its own error responses).
+    pub fn error(status: u16, message: &str) -> Response {
+        let value = serde_json::json!({ "message": message, "status": status });
+        // A `Value` always serializes.
+        let mut body = serde_json::to_vec_pretty(&value).unwrap_or_default();
+        body.push(b'\n');
+        Response::new(status, "application/json", body)
+    }
+
+    /// Adds a header field (builder style).
+    pub fn header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// The value of the first header field called `name` (compared case-insensitively).
     pub fn header_value(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())

@@ -371,7 +371,7 @@ pub fn op_error(e: OpError) -> ApiError {
 
 /// The part of `doc` at JSON pointer `target` (for the audit's before/after), read off
 /// the project it is in, not the whole fleet.
-pub fn doc_at(doc: &FleetDoc, target: &str) -> Value {
+pub fn part_at(doc: &FleetDoc, target: &str) -> Value {
     let segs: Vec<String> = target.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
     let (root, rest) = match segs.as_slice() {
         [] => return serde_json::to_value(doc).unwrap_or(Value::Null),
@@ -592,8 +592,8 @@ impl ControlPlane {
                 st.doc.projects.keys().filter(|p| touched.all || touched.projects.contains_key(*p)).map(String::as_str),
                 now,
             )?;
-            let before = if target.is_empty() { Value::Null } else { doc_at(&cur.state.doc, target) };
-            let after = if target.is_empty() { Value::Null } else { doc_at(&st.doc, target) };
+            let before = if target.is_empty() { Value::Null } else { part_at(&cur.state.doc, target) };
+            let after = if target.is_empty() { Value::Null } else { part_at(&st.doc, target) };
             audit(tx, Some(new_rev), now, actor, action, target, &before, &after)?;
             extra(tx, new_rev)?;
             self.db.notify(tx, &new_rev.to_string())?;

@@ -130,86 +130,10 @@ pub enum Admission {
     Refuse(Response),
 }
 
-/// A response built by a [`Handler`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// The status code, e.g. 200.
-    pub status: u16,
-    /// The header fields in order. The server sets `Content-Length` itself and ignores it
-    /// (and `Transfer-Encoding`) here; `Connection: close` closes the connection after it.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// A response with a `content-type` header (left out when `content_type` is empty) and a body.
-    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
-        let headers = if content_type.is_empty() {
-            Vec::new()
-        } else {
-            vec![("content-type".to_string(), content_type.to_string())]
-        };
-        Response { status, headers, body: body.into() }
-    }
-
-    /// A pretty-printed JSON body with a trailing newline and `content-type: application/json`.
-    /// A value that cannot be serialized (e.g. a map with non-string keys) gives a 500
-    /// [`Response::error`] instead.
-    pub fn json<T: serde::Serialize>(status: u16, value: &T) -> Response {
-        match serde_json::to_vec_pretty(value) {
-            Ok(mut body) => {
-                body.push(b'\n');
-                Response::new(status, "application/json", body)
-            }
-            Err(e) => Response::error(500, &format!("cannot encode the response as JSON: {e}")),
-        }
-    }
-
-    /// A compact JSON body (for the big bodies machines read: an agent's ruleset).
-    pub fn json_compact<T: serde::Serialize>(status: u16, value: &T) -> Response {
-        match serde_json::to_vec(value) {
-            Ok(body) => Response::new(status, "application/json", body),
-            Err(e) => Response::error(500, &format!("cannot encode the response as JSON: {e}")),
-        }
-    }
-
-    /// A JSON error body `{"message": message, "status": status}` (the shape the server itself
-    /// uses for its own error responses).
-    pub fn error(status: u16, message: &str) -> Response {
-        let value = serde_json::json!({ "message": message, "status": status });
-        // A `Value` always serializes.
-        let mut body = serde_json::to_vec_pretty(&value).unwrap_or_default();
-        body.push(b'\n');
-        Response::new(status, "application/json", body)
-    }
-
-    /// Adds a header field (builder style).
-    pub fn header(mut self, name: &str, value: &str) -> Response {
-        self.headers.push((name.to_string(), value.to_string()));
-        self
-    }
-
-    /// The value of the first header field called `name` (compared case-insensitively).
-    pub fn header_value(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
-    }
-
-    /// Whether the status is 2xx.
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
-    /// Parses the body as JSON.
-    pub fn json_body<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.body)
-    }
-
-    /// The body as text (invalid UTF-8 replaced).
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+/// A response built by a [`Handler`]: the same type a client receives. The server sets
+/// `Content-Length` itself and ignores it (and `Transfer-Encoding`) in `headers`;
+/// `Connection: close` closes the connection after it.
+pub use fleetwall_api::http::Response;
 
 /// The function a [`Server`] calls for every request, on a blocking thread of its pool. It
 /// may block briefly (the store); a panic is caught and answered with a 500. Long waits belong
