@@ -4,6 +4,7 @@
 mod backup;
 mod backup_bench;
 mod bench;
+mod cloud_plan;
 mod commands;
 mod control;
 mod crowd_bench;
@@ -110,6 +111,13 @@ enum Command {
     /// node's nft ruleset). `nft` output loads with `nft -f` and owns only table inet
     /// fleetwall; `iptables`/`ip6tables` load with iptables-restore after `ipset restore
     /// -exist` of the `ipset` output. --out DIR writes every format for every node.
+    ///
+    /// `aws`, `gcp` and `azure` render the cloud layer in front of the nodes of the
+    /// services on that cloud, from the same intent: EC2 API request bodies and a
+    /// CloudFormation template of security groups (and managed prefix lists for big
+    /// ip_filters), Compute API `firewalls.insert` bodies, an ARM template of network
+    /// security groups. A service beyond the cloud's limits (rules per group, groups per
+    /// interface, prefixes per group) is refused with the limit named.
     Plan {
         #[command(flatten)]
         fleet: FleetArgs,
@@ -120,7 +128,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum)]
         format: Option<PlanFormat>,
-        /// Write files <DIR>/<node>.{nft,ipset,ipt4,ipt6,json} instead of printing.
+        /// Write files <DIR>/<node>.{nft,ipset,ipt4,ipt6,json} instead of printing (cloud
+        /// formats: aws-ec2-requests.json and aws-cloudformation.json, gcp-firewalls.json,
+        /// azure-nsg.json).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
@@ -384,6 +394,12 @@ pub enum PlanFormat {
     Ipset,
     /// The ruleset IR as JSON.
     Json,
+    /// AWS security groups: EC2 API requests and a CloudFormation template.
+    Aws,
+    /// GCP VPC firewall rules (Compute API bodies).
+    Gcp,
+    /// Azure network security groups (ARM template).
+    Azure,
 }
 
 /// The command line as clap reads it and as completions and the man page describe it.

@@ -254,6 +254,10 @@ pub struct ServiceIntent {
     pub qualified: String,
     /// What its nodes are, for ruleset headers ("acme-prod/pg-main (pg, aws-eu-west-1)").
     pub description: String,
+    /// The cloud it runs in (`aws-eu-west-1`): which cloud-layer backend renders it.
+    pub cloud: String,
+    /// The VPC it sits in, if any (the fleet's name for it).
+    pub vpc: Option<String>,
     /// Its nodes, in fleet order.
     pub nodes: Vec<NodeIntent>,
     /// Its flows, ordered by direction and stage.
@@ -377,6 +381,8 @@ pub fn build_services(fleet: &Fleet, keep: impl Fn(&Project, &Service) -> bool) 
         services.push(ServiceIntent {
             description: format!("{} ({}, {})", cx.qualified, service.service_type.name, service.cloud.name),
             qualified: cx.qualified,
+            cloud: service.cloud.name.clone(),
+            vpc: cx.vpc.map(|v| v.name.clone()),
             nodes: service
                 .nodes
                 .iter()
