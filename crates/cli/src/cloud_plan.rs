@@ -170,3 +170,43 @@ fn render(target: Cloud, intent: &fleetwall_intent::Intent) -> Result<Rendered, 
         }
     })
 }
+
+/// `plan --format dante`: every ECE project's proxy policy as a `danted.conf`.
+pub fn dante(args: &FleetArgs, node: Option<&str>, out: Option<&Path>) -> Result<Outcome> {
+    if node.is_some() {
+        eprintln!(
+            "fleetwall: --node does not apply to --format dante: the proxy is one per ECE project (leave --node out)"
+        );
+        return Ok(Outcome::Invalid);
+    }
+    let (_, fleet) = match load_valid_for(args, None)? {
+        Ok(v) => v,
+        Err(o) => return Ok(o),
+    };
+    let confs: Vec<(&str, String)> = fleet
+        .projects
+        .iter()
+        .filter_map(|p| fleetwall_render::dante::danted_conf(p).map(|c| (p.name.as_str(), c)))
+        .collect();
+    if confs.is_empty() {
+        eprintln!(
+            "fleetwall: no ECE project in this fleet (`compliance: ece` with a `socks5_proxy`): no proxy to render"
+        );
+        return Ok(Outcome::Invalid);
+    }
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            for (p, conf) in &confs {
+                let path = dir.join(format!("{p}-danted.conf"));
+                std::fs::write(&path, conf).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            eprintln!("wrote {} danted.conf file(s) to {}", confs.len(), dir.display());
+        }
+        None => {
+            let all: Vec<&str> = confs.iter().map(|(_, c)| c.as_str()).collect();
+            print!("{}", all.join("\n"));
+        }
+    }
+    Ok(Outcome::Ok)
+}

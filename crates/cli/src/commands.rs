@@ -255,7 +255,9 @@ pub fn artifacts(rs: &fleetwall_ir::NodeRuleset, format: PlanFormat) -> Vec<Arti
         PlanFormat::Ip6tables => pick("iptables", "ipt6"),
         PlanFormat::Ipset => pick("iptables", "ipset"),
         PlanFormat::Json => pick("json", "json"),
-        PlanFormat::Aws | PlanFormat::Gcp | PlanFormat::Azure => unreachable!("plan renders the cloud formats itself"),
+        PlanFormat::Aws | PlanFormat::Gcp | PlanFormat::Azure | PlanFormat::Dante => {
+            unreachable!("plan renders the group formats itself")
+        }
     }
 }
 
@@ -268,6 +270,9 @@ pub fn plan(args: &FleetArgs, node: Option<&str>, format: Option<PlanFormat>, ou
     };
     if let Some(c) = cloud {
         return crate::cloud_plan::plan(args, node, c, out);
+    }
+    if format == Some(PlanFormat::Dante) {
+        return crate::cloud_plan::dante(args, node, out);
     }
     let (_, fleet) = match load_valid_for(args, node)? {
         Ok(v) => v,

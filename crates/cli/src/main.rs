@@ -117,7 +117,8 @@ enum Command {
     /// CloudFormation template of security groups (and managed prefix lists for big
     /// ip_filters), Compute API `firewalls.insert` bodies, an ARM template of network
     /// security groups. A service beyond the cloud's limits (rules per group, groups per
-    /// interface, prefixes per group) is refused with the limit named.
+    /// interface, prefixes per group) is refused with the limit named. `dante` renders
+    /// each ECE project's SOCKS5 proxy policy as a `danted.conf`.
     Plan {
         #[command(flatten)]
         fleet: FleetArgs,
@@ -130,7 +131,7 @@ enum Command {
         format: Option<PlanFormat>,
         /// Write files <DIR>/<node>.{nft,ipset,ipt4,ipt6,json} instead of printing (cloud
         /// formats: aws-ec2-requests.json and aws-cloudformation.json, gcp-firewalls.json,
-        /// azure-nsg.json).
+        /// azure-nsg.json; dante: <project>-danted.conf).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
@@ -400,6 +401,8 @@ pub enum PlanFormat {
     Gcp,
     /// Azure network security groups (ARM template).
     Azure,
+    /// The SOCKS5 proxy of each ECE project, as a Dante `danted.conf`.
+    Dante,
 }
 
 /// The command line as clap reads it and as completions and the man page describe it.

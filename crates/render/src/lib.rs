@@ -7,6 +7,7 @@ pub mod aws;
 pub mod azure_nsg;
 pub mod caps;
 pub mod cloud;
+pub mod dante;
 pub mod gcp;
 pub mod iptables;
 pub mod nft;
