@@ -1,6 +1,7 @@
-//! The node's SSH trust (S10): the control plane's SSH CA keys and the revoked operator
-//! keys, written where sshd reads them (`TrustedUserCAKeys DIR/trusted_user_ca_keys`,
-//! `RevokedKeys DIR/revoked_keys`). A long-poll of `GET /v1/nodes/{node}/ssh-trust`
+//! The node's SSH trust (S10): the control plane's SSH CA keys, the revoked operator
+//! keys and, per login name, the certificate principals this node accepts, written where
+//! sshd reads them (`TrustedUserCAKeys DIR/trusted_user_ca_keys`, `RevokedKeys
+//! DIR/revoked_keys`, `AuthorizedPrincipalsFile DIR/principals/%u`). A long-poll of `GET /v1/nodes/{node}/ssh-trust`
 //! returns as soon as either changes (a revoke, a CA rotation), so a revoke reaches the
 //! node within one round trip.
 //!
@@ -20,6 +21,8 @@ use std::time::Duration;
 pub const TRUSTED_CA_FILE: &str = "trusted_user_ca_keys";
 /// The file sshd's `RevokedKeys` names, in the trust directory.
 pub const REVOKED_FILE: &str = "revoked_keys";
+/// The directory of the principals files (`AuthorizedPrincipalsFile DIR/principals/%u`).
+pub const PRINCIPALS_DIR: &str = "principals";
 /// The longest line of either file.
 const MAX_LINE: usize = 16 << 10;
 
@@ -30,6 +33,9 @@ pub struct Trust {
     pub trusted_user_ca_keys: String,
     /// `RevokedKeys`.
     pub revoked_keys: String,
+    /// Per login name, the principals file's text.
+    #[serde(default)]
+    pub authorized_principals: std::collections::BTreeMap<String, String>,
     /// Their hash, to long-poll with.
     pub hash: String,
 }
@@ -71,6 +77,21 @@ impl Trust {
             return Err(format!("{TRUSTED_CA_FILE}: the server sent no CA key"));
         }
         check_keys(REVOKED_FILE, &self.revoked_keys)?;
+        for (login, text) in &self.authorized_principals {
+            let name_ok = !login.is_empty()
+                && login.len() <= 32
+                && !login.starts_with('.')
+                && login.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !name_ok {
+                return Err(format!("{PRINCIPALS_DIR}: '{login}' is not a login name"));
+            }
+            for line in text.lines() {
+                // One principal a line, no options: nothing but the principal is taken.
+                if line.is_empty() || line.len() > 200 || line.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(format!("{PRINCIPALS_DIR}/{login}: {line:?} is not one principal"));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -85,13 +106,32 @@ impl Trust {
             .create(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         write_whole(&dir.join(REVOKED_FILE), &self.revoked_keys)?;
+        let principals = dir.join(PRINCIPALS_DIR);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&principals)
+            .map_err(|e| format!("cannot create {}: {e}", principals.display()))?;
+        // A login no longer listed loses its file first: sshd then accepts no certificate for it.
+        let listed =
+            std::fs::read_dir(&principals).map_err(|e| format!("cannot list {}: {e}", principals.display()))?;
+        for entry in listed.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !self.authorized_principals.contains_key(&name) {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| format!("cannot remove {}: {e}", entry.path().display()))?;
+            }
+        }
+        for (login, text) in &self.authorized_principals {
+            write_whole(&principals.join(login), text)?;
+        }
         write_whole(&dir.join(TRUSTED_CA_FILE), &self.trusted_user_ca_keys)
     }
 }
 
 fn write_whole(path: &Path, text: &str) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
         std::io::Write::write_all(&mut f, text.as_bytes())?;
@@ -116,13 +156,6 @@ impl TrustKeeper {
     pub fn new(server: &str, ca: Option<&Path>, token: &str, node: &str, dir: PathBuf) -> Result<TrustKeeper, String> {
         let client = Client::new(server, ca).map_err(|e| e.to_string())?.with_token(token);
         Ok(TrustKeeper { client, node: node.to_string(), dir, poll: Duration::from_secs(30) })
-    }
-
-    /// The files now on disk's hash, if both are there (so a restart does not rewrite them).
-    fn on_disk(&self) -> Option<String> {
-        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).ok();
-        let (t, r) = (read(TRUSTED_CA_FILE)?, read(REVOKED_FILE)?);
-        Some(fleetwall_apply::sha256_hex(format!("{t}\0{r}").as_bytes()))
     }
 
     /// One exchange: waits up to `wait` for files other than `hash`'s, writes them.
@@ -159,8 +192,8 @@ impl TrustKeeper {
 
     /// Long-polls until `stop`, writing every change; retries failures after a second.
     pub fn run(&self, stop: &AtomicBool, on_change: &dyn Fn(Result<&str, &str>)) {
-        // The server's hash of what is on disk is the same sha256 of both texts.
-        let mut hash: Option<String> = self.on_disk();
+        // At start the files are fetched and written whatever is on disk.
+        let mut hash: Option<String> = None;
         let mut first = true;
         while !stop.load(Ordering::Relaxed) {
             let wait = if first { Duration::ZERO } else { self.poll };
@@ -189,7 +222,13 @@ mod tests {
     fn only_key_lines_are_accepted_and_files_are_replaced_whole() {
         let ca =
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl fleetwall-ssh-ca-1\n";
-        let good = Trust { trusted_user_ca_keys: ca.into(), revoked_keys: "# none\n".into(), hash: "h".into() };
+        let principals = [("root".to_string(), "node:s1\nservice:acme/pg\n".to_string())].into_iter().collect();
+        let good = Trust {
+            trusted_user_ca_keys: ca.into(),
+            revoked_keys: "# none\n".into(),
+            authorized_principals: principals,
+            hash: "h".into(),
+        };
         good.validate().unwrap();
         let bad = [
             Trust { trusted_user_ca_keys: "# nothing\n".into(), ..good.clone() },
@@ -200,6 +239,11 @@ mod tests {
             Trust { revoked_keys: "ssh-ed25519 AA\u{1b}AA\n".into(), ..good.clone() },
             Trust { revoked_keys: "ssh-dss AAAA\n".into(), ..good.clone() },
             Trust { revoked_keys: "ssh-ed25519\n".into(), ..good.clone() },
+            Trust { authorized_principals: [("../etc".into(), "x\n".into())].into_iter().collect(), ..good.clone() },
+            Trust {
+                authorized_principals: [("root".into(), "from=\"*\" x\n".into())].into_iter().collect(),
+                ..good.clone()
+            },
         ];
         for t in &bad {
             assert!(t.validate().is_err(), "{t:?}");
@@ -209,11 +253,17 @@ mod tests {
         good.write(&dir).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join(TRUSTED_CA_FILE)).unwrap(), ca);
         assert_eq!(std::fs::read_to_string(dir.join(REVOKED_FILE)).unwrap(), "# none\n");
-        let again = Trust { revoked_keys: ca.replace("fleetwall-ssh-ca-1", "acc-1"), ..good };
+        assert_eq!(std::fs::read_to_string(dir.join("principals/root")).unwrap(), "node:s1\nservice:acme/pg\n");
+        let ops = [("ops".to_string(), "node:s1\n".to_string())].into_iter().collect();
+        let again =
+            Trust { revoked_keys: ca.replace("fleetwall-ssh-ca-1", "acc-1"), authorized_principals: ops, ..good };
         again.write(&dir).unwrap();
         assert!(std::fs::read_to_string(dir.join(REVOKED_FILE)).unwrap().ends_with("acc-1\n"));
-        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(left.len(), 2, "no temporary files left: {left:?}");
+        assert!(!dir.join("principals/root").exists(), "a login no longer listed has no file");
+        assert!(dir.join("principals/ops").exists());
+        let mut left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, ["principals", REVOKED_FILE, TRUSTED_CA_FILE], "no temporary files left");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

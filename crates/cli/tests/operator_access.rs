@@ -4,8 +4,10 @@
 //! sshd, and a client namespace elsewhere. Each case runs a real login and checks its
 //! outcome: refused before approval; accepted from the gateway after approval, refused
 //! from another address (by the firewall) and from an address the firewall admits but the
-//! certificate's `source-address` does not; refused after the window; refused at once
-//! after a revoke; sshd's log names the request id.
+//! certificate's `source-address` does not; refused on another node of the same service
+//! (the certificate names its node, and each node's principals file only its own);
+//! refused after the window; refused at once after a revoke; sshd's log names the
+//! request id.
 //!
 //! sshd, ssh and ssh-keygen must be installed (scripts/test installs them): without them
 //! this test fails, it never passes without having logged in.
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 const GATEWAY: &str = "198.51.100.10";
 const SERVER: &str = "https://198.51.100.10:8181";
 const NODE: &str = "203.0.113.41";
+const NODE2: &str = "203.0.113.42";
 const ELSEWHERE: &str = "192.0.2.7";
 
 fn bin() -> &'static str {
@@ -128,13 +131,15 @@ fn login(ns: &str, bind: &str, to: &str, key: &Path, cert: Option<&Path>) -> Res
     }
 }
 
-fn sshd_config(dir: &Path, trust: &Path) -> PathBuf {
+fn sshd_config(dir: &Path, listen: &str, trust: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
     let host_key = dir.join("host_ed25519");
     keygen(&host_key, "fleetwall-lab-host");
     let cfg = dir.join("sshd_config");
     let text = format!(
-        "Port 22\nListenAddress {NODE}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {pid}\n\
+        "Port 22\nListenAddress {listen}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {pid}\n\
          TrustedUserCAKeys {trust}/trusted_user_ca_keys\nRevokedKeys {trust}/revoked_keys\n\
+         AuthorizedPrincipalsFile {trust}/principals/%u\n\
          AuthorizedKeysFile none\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
          KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n\
          StrictModes no\nLogLevel VERBOSE\n",
@@ -158,9 +163,11 @@ fn operator_access_is_enforced_by_real_sshd_from_approval_to_revoke() {
         (Role::Gateway, vec![GATEWAY.parse().unwrap()]),
         (Role::Node("s1".into()), vec![NODE.parse().unwrap()]),
         (Role::Client("elsewhere".into()), vec![ELSEWHERE.parse().unwrap()]),
+        (Role::Node("s2".into()), vec![NODE2.parse().unwrap()]),
     ];
     let topo = Topology::build(&netns::run_prefix(), hosts).unwrap();
     let (gw, node, other) = (topo.hosts[0].netns.clone(), topo.hosts[1].netns.clone(), topo.hosts[2].netns.clone());
+    let node2 = topo.hosts[3].netns.clone();
     let mut procs = Procs(Vec::new());
 
     // The control plane in the gateway namespace.
@@ -188,46 +195,52 @@ fn operator_access_is_enforced_by_real_sshd_from_approval_to_revoke() {
         a.extend(args);
         ok(&gw, &ca, &admin, &a).trim().to_string()
     };
-    let (alice, bob, agent) =
-        (token(&["--operator", "alice"]), token(&["--security", "bob"]), token(&["--node", "s1"]));
+    let (alice, bob) = (token(&["--operator", "alice"]), token(&["--security", "bob"]));
     ok(&gw, &ca, &admin, &["access", "settings", "--principals", "root"]);
 
-    // The node: its agent (firewall and trust files) and sshd reading those files.
-    let trust = scratch.0.join("ssh-trust");
-    let state = scratch.0.join("state");
-    let agent_args = [
-        "agent",
-        "--server",
-        SERVER,
-        "--ca",
-        ca.to_str().unwrap(),
-        "--node",
-        "s1",
-        "--token",
-        &agent,
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--metrics-listen",
-        "off",
-        "--ssh-trust-dir",
-        trust.to_str().unwrap(),
-    ];
-    procs.0.push(spawn_in(&node, bin(), &agent_args, &scratch.0.join("agent.log")));
+    // Each node: its agent (firewall and trust files) and sshd reading those files.
+    std::fs::create_dir_all("/run/sshd").unwrap(); // Debian's sshd wants its privilege-separation directory.
+    let mut sshd_logs = Vec::new();
+    for (name, ns, addr) in [("s1", &node, NODE), ("s2", &node2, NODE2)] {
+        let agent = token(&["--node", name]);
+        let trust = scratch.0.join(format!("ssh-trust-{name}"));
+        let state = scratch.0.join(format!("state-{name}"));
+        let agent_args = [
+            "agent",
+            "--server",
+            SERVER,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--node",
+            name,
+            "--token",
+            &agent,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--metrics-listen",
+            "off",
+            "--ssh-trust-dir",
+            trust.to_str().unwrap(),
+        ];
+        procs.0.push(spawn_in(ns, bin(), &agent_args, &scratch.0.join(format!("agent-{name}.log"))));
+        wait_for("the agent's trust files", Duration::from_secs(30), || {
+            trust.join("trusted_user_ca_keys").exists() && trust.join("principals/root").exists()
+        });
+        let cfg = sshd_config(&scratch.0.join(format!("sshd-{name}")), addr, &trust);
+        let log = scratch.0.join(format!("sshd-{name}.log"));
+        procs.0.push(spawn_in(ns, &sshd, &["-D", "-e", "-f", cfg.to_str().unwrap()], &log));
+        sshd_logs.push(log);
+    }
+    let trust = scratch.0.join("ssh-trust-s1");
     let revoked_file = trust.join("revoked_keys");
-    wait_for("the agent's trust files", Duration::from_secs(30), || {
-        trust.join("trusted_user_ca_keys").exists() && revoked_file.exists()
-    });
     let in_sync = || {
         let v: serde_json::Value = serde_json::from_str(&ok(&gw, &ca, &admin, &["status", "--json"])).unwrap();
-        v["nodes"].as_array().is_some_and(|n| n.len() == 1 && n[0]["state"] == "in-sync")
+        v["nodes"].as_array().is_some_and(|n| n.len() == 2 && n.iter().all(|n| n["state"] == "in-sync"))
     };
-    wait_for("the node's firewall", Duration::from_secs(30), in_sync);
-    // Debian's sshd wants its privilege-separation directory.
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let cfg = sshd_config(&scratch.0, &trust);
-    let sshd_log = scratch.0.join("sshd.log");
-    procs.0.push(spawn_in(&node, &sshd, &["-D", "-e", "-f", cfg.to_str().unwrap()], &sshd_log));
-    let log = || std::fs::read_to_string(&sshd_log).unwrap_or_default();
+    wait_for("the nodes' firewalls", Duration::from_secs(30), in_sync);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let log = || read(&sshd_logs[0]);
+    let log2 = || read(&sshd_logs[1]);
     let logged = |what: &str, needle: &str| {
         let start = Instant::now();
         while !log().contains(needle) {
@@ -235,7 +248,8 @@ fn operator_access_is_enforced_by_real_sshd_from_approval_to_revoke() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    wait_for("sshd to listen", Duration::from_secs(10), || log().contains("Server listening on 127.0.0.1"));
+    wait_for("sshd on s1 to listen", Duration::from_secs(10), || log().contains("Server listening on 127.0.0.1"));
+    wait_for("sshd on s2 to listen", Duration::from_secs(10), || log2().contains("Server listening on 127.0.0.1"));
 
     let key_a = scratch.0.join("alice_a");
     keygen(&key_a, "alice@laptop");
@@ -274,6 +288,12 @@ fn operator_access_is_enforced_by_real_sshd_from_approval_to_revoke() {
     let e = login(&node, "127.0.0.1", "127.0.0.1", &key_a, Some(&cert_a)).unwrap_err();
     assert!(!e.contains("fleetwall-login-ok"), "{e}");
     logged("the refused source address", "not from a permitted source address");
+    // On another node of the service: the firewall admits the gateway, sshd trusts the CA,
+    // but the certificate names node s1, which s2's principals file does not list.
+    let e = login(&gw, GATEWAY, NODE2, &key_a, Some(&cert_a)).unwrap_err();
+    assert!(!e.contains("fleetwall-login-ok"), "{e}");
+    assert!(log2().contains(&format!("ID {a} (serial {serial})")), "s2 saw the certificate:\n{}", log2());
+    assert!(!log2().contains("Accepted publickey"), "s2 let it in:\n{}", log2());
     // `access list --active`: who has access now.
     let active = json(&gw, &ca, &bob, &["access", "list", "--active"]);
     assert_eq!(active["requests"].as_array().unwrap().len(), 1, "{active}");

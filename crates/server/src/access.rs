@@ -7,6 +7,12 @@
 //! the CA keys and refuse the revoked keys, files their agents keep current
 //! (`GET /v1/nodes/{node}/ssh-trust`, a long-poll woken by every change of them).
 //!
+//! A certificate is for its target only: besides the platform's login names it carries the
+//! principal `node:NODE` (or `service:PROJECT/SERVICE` for a whole service), and each
+//! node's agent writes `principals/LOGIN` files listing the node's own two, which sshd
+//! reads through `AuthorizedPrincipalsFile DIR/principals/%u`. A certificate for node A is
+//! therefore refused on node B, and only the platform's login names have files.
+//!
 //! Every step is an audit entry with target `/access/acc-N`: request, approvals, the
 //! issued certificate's serial, deny, revoke, and expiry (of a request nobody approved in
 //! time, and of the window). Expiry is noticed lazily: every access verb first sweeps what
@@ -213,8 +219,28 @@ pub struct SshTrust {
     pub trusted_user_ca_keys: String,
     /// The `RevokedKeys` file's text (a plain list of public keys).
     pub revoked_keys: String,
-    /// SHA-256 of both: the `hash` to long-poll with.
+    /// Per login name (`AuthorizedPrincipalsFile DIR/principals/%u`), the principals a
+    /// certificate must carry one of on this node: `node:NODE` and `service:PROJECT/SERVICE`.
+    /// A certificate for another node or service is refused here.
+    pub authorized_principals: std::collections::BTreeMap<String, String>,
+    /// SHA-256 of all of them: the `hash` to long-poll with.
     pub hash: String,
+}
+
+/// The certificate principal of one node.
+pub fn node_principal(node: &str) -> String {
+    format!("node:{node}")
+}
+
+/// The certificate principal of every node of a service.
+pub fn service_principal(project: &str, service: &str) -> String {
+    format!("service:{project}/{service}")
+}
+
+/// The hash a node's trust is served with: the fleet-wide files' hash, the node and its
+/// service (so it can be told without reading the store).
+pub fn node_trust_hash(global: &str, node: &str, project: &str, service: &str) -> String {
+    util::sha256_hex(format!("{global}\0{node}\0{project}/{service}").as_bytes())
 }
 
 /// The id of request number `n`.
@@ -449,8 +475,10 @@ fn trust_in(tx: &mut dyn Tx) -> Result<SshTrust, DbError> {
     for r in rows {
         revoked.push_str(&format!("{} {}\n", r[1].text().trim(), id_of(r[0].int())));
     }
-    let hash = util::sha256_hex(format!("{trusted}\0{revoked}").as_bytes());
-    Ok(SshTrust { trusted_user_ca_keys: trusted, revoked_keys: revoked, hash })
+    let logins = settings_in(tx)?.principals;
+    let hash = util::sha256_hex(format!("{trusted}\0{revoked}\0{}", logins.join(",")).as_bytes());
+    let authorized_principals = logins.into_iter().map(|l| (l, String::new())).collect();
+    Ok(SshTrust { trusted_user_ca_keys: trusted, revoked_keys: revoked, authorized_principals, hash })
 }
 
 /// Who may see request `row`.
@@ -520,7 +548,7 @@ impl ControlPlane {
             }
         }
         let now = util::now_ms();
-        Ok(self.db.write(|tx| {
+        let written = self.db.write(|tx| {
             let before = settings_in(tx)?;
             if let Some(p) = &edit.principals {
                 put_setting(tx, "principals", json!(p).to_string())?;
@@ -541,7 +569,10 @@ impl ControlPlane {
             let as_json = |s: &AccessSettings| serde_json::to_value(s).unwrap_or(Value::Null);
             audit(tx, None, now, actor, "access.settings", "/access/settings", &as_json(&before), &as_json(&after))?;
             Ok(after)
-        })?)
+        });
+        // The login names are the principals files' names on every node.
+        self.access_trust_changed();
+        Ok(written?)
     }
 
     /// Notes requests whose approval deadline or window has passed (audited as
@@ -793,6 +824,12 @@ impl ControlPlane {
         let ca = PrivateKey::from_openssh(&ca_private).map_err(ApiError::internal)?;
         let subject = PublicKey::from_openssh(&row.public_key()).map_err(ApiError::internal)?;
         let duration_s = row.0[6].int();
+        // The login names, and the target: only its node(s) list that principal.
+        let mut principals = settings.principals.clone();
+        principals.push(match row.0[4].opt() {
+            Some(node) => node_principal(&node),
+            None => service_principal(&row.project(), &row.0[3].text()),
+        });
         let valid_after = (now / 1000) as u64;
         let valid_before = valid_after + duration_s as u64;
         let id = id_of(row.n());
@@ -801,7 +838,7 @@ impl ControlPlane {
                 .map_err(ApiError::internal)?;
         let sign = || -> Result<certificate::Certificate, ssh_key::Error> {
             b.serial(row.n() as u64)?.key_id(id.clone())?.cert_type(certificate::CertType::User)?;
-            for p in &settings.principals {
+            for p in &principals {
                 b.valid_principal(p.clone())?;
             }
             b.critical_option("source-address", gateways.join(","))?;
@@ -819,7 +856,7 @@ impl ControlPlane {
                 V::I(row.n()),
                 V::I(va_ms),
                 V::I(vb_ms),
-                V::S(json!(settings.principals).to_string()),
+                V::S(json!(principals).to_string()),
                 V::S(json!(gateways).to_string()),
                 V::S(text),
                 V::I(ca_id),
@@ -831,7 +868,7 @@ impl ControlPlane {
         let after = json!({
             "state": "active", "serial": row.n(), "key_id": id,
             "valid_after": util::rfc3339(va_ms), "valid_before": util::rfc3339(vb_ms),
-            "principals": settings.principals, "source_addresses": gateways, "ca": ca_fp,
+            "principals": principals, "source_addresses": gateways, "ca": ca_fp,
         });
         audit(
             tx,
@@ -1078,11 +1115,18 @@ impl ControlPlane {
             Actor::Agent(me) if me == node => {}
             other => return Err(ApiError::forbidden(format!("{} may not read node '{node}'", other.name()))),
         }
-        if !self.snapshot().nodes().contains_key(node) {
+        let snap = self.snapshot();
+        let Some(d) = snap.nodes().get(node) else {
             return Err(ApiError::not_found(format!("node '{node}' is not in the fleet")));
-        }
+        };
         self.ensure_ca()?;
-        Ok(self.db.read(trust_in)?)
+        let mut t = self.db.read(trust_in)?;
+        let lines = format!("{}\n{}\n", node_principal(node), service_principal(&d.project, &d.service));
+        for text in t.authorized_principals.values_mut() {
+            text.clone_from(&lines);
+        }
+        t.hash = node_trust_hash(&t.hash, node, &d.project, &d.service);
+        Ok(t)
     }
 
     /// Wakes the agents' trust long-polls (here, and through NOTIFY on other replicas).
@@ -1105,12 +1149,16 @@ impl ControlPlane {
         }
     }
 
-    /// Waits until the trust's hash differs from `hash` or `timeout` passes (no thread held).
-    pub async fn wait_trust_async(&self, hash: &str, timeout: std::time::Duration) {
+    /// Waits until node `node`'s trust hash differs from `hash`, the node is gone, or
+    /// `timeout` passes (no thread held, no store read).
+    pub async fn wait_trust_async(&self, node: &str, hash: &str, timeout: std::time::Duration) {
         let mut changes = self.access_trust.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if changes.borrow_and_update().as_str() != hash {
+            let global = changes.borrow_and_update().clone();
+            let snap = self.snapshot();
+            let Some(d) = snap.nodes().get(node) else { return };
+            if node_trust_hash(&global, node, &d.project, &d.service) != hash {
                 return;
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {

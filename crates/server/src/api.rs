@@ -857,7 +857,8 @@ pub fn long_poll(cp: &Arc<ControlPlane>) -> crate::web::Wait {
                 };
                 if allowed && req.method == "GET" && !wait.is_zero() {
                     let hash = hash.to_string();
-                    cp.wait_trust_async(&hash, wait).await;
+                    let node = node.to_string();
+                    cp.wait_trust_async(&node, &hash, wait).await;
                 }
                 return req;
             }

@@ -120,7 +120,8 @@ fn an_approval_by_someone_else_issues_a_certificate_for_the_window_from_the_gate
     assert_eq!(cert.serial(), c["serial"].as_i64().unwrap() as u64);
     assert_eq!(cert.cert_type(), ssh_key::certificate::CertType::User);
     assert_eq!(cert.valid_before() - cert.valid_after(), 7200);
-    assert_eq!(cert.valid_principals(), &["root".to_string()]);
+    // The login names, and the target node: only that node's sshd accepts the principal.
+    assert_eq!(cert.valid_principals(), &["root".to_string(), "node:pg-main-1".to_string()]);
     assert_eq!(
         cert.critical_options().get("source-address").map(String::as_str),
         Some("198.51.100.10,2001:db8:ffff::10")
@@ -138,9 +139,22 @@ fn an_approval_by_someone_else_issues_a_certificate_for_the_window_from_the_gate
     let (st, t) = call(&w.agent, "GET", "/v1/nodes/pg-main-1/ssh-trust", None);
     assert_eq!(st, 200, "{t}");
     assert!(t["trusted_user_ca_keys"].as_str().unwrap().contains(ca["keys"][0]["public_key"].as_str().unwrap()));
+    assert_eq!(t["authorized_principals"], json!({"root": "node:pg-main-1\nservice:acme/pg-main\n"}));
+    let (_, other) = call(&w.env.admin(), "GET", "/v1/nodes/pg-beta-1/ssh-trust", None);
+    assert_eq!(other["authorized_principals"], json!({"root": "node:pg-beta-1\nservice:beta/pg-beta\n"}));
+    assert_ne!(other["hash"], t["hash"], "each node's files have their own hash");
+    // A whole service's certificate names the service.
+    let (_, whole) = ask(&w.alice, json!({"project": "beta", "service": "pg-beta"}), 60, &new_key("s"));
+    let (_, v) = call(&w.bob, "POST", &format!("/v1/access/{}/approve", whole["id"].as_str().unwrap()), None);
+    assert_eq!(v["principals"], json!(["root", "service:beta/pg-beta"]));
+    // New login names reach every node's principals files.
+    call(&w.env.admin(), "PUT", "/v1/access/settings", Some(json!({"principals": ["root", "ops"]})));
+    let (_, t2) = call(&w.agent, "GET", "/v1/nodes/pg-main-1/ssh-trust", None);
+    assert_eq!(t2["authorized_principals"]["ops"], "node:pg-main-1\nservice:acme/pg-main\n");
+    assert_ne!(t2["hash"], t["hash"]);
     // Who has access now.
     let (_, active) = call(&w.bob, "GET", "/v1/access?active=true", None);
-    assert_eq!(active["requests"].as_array().unwrap().len(), 1);
+    assert_eq!(active["requests"].as_array().unwrap().len(), 2);
     assert_eq!(actions(&w.bob, &id), ["access.request", "access.approve", "access.issue"]);
     let (_, story) = call(&w.env.admin(), "GET", &format!("/v1/access/{id}/audit"), None);
     assert_eq!(story["entries"][2]["after"]["serial"], c["serial"]);
