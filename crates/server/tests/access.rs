@@ -421,3 +421,57 @@ fn the_ca_rotates_with_overlap_and_retires() {
     assert_eq!(t["trusted_user_ca_keys"].as_str().unwrap().trim(), keys[1]["public_key"].as_str().unwrap());
     assert_eq!(call(&admin, "DELETE", &format!("/v1/access/ca/{id1}"), None).0, 404);
 }
+
+fn pg_url() -> Option<String> {
+    match std::env::var("FLEETWALL_TEST_PG") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("POSTGRESQL TESTS CANNOT RUN: FLEETWALL_TEST_PG is not set (scripts/test starts PostgreSQL and sets it)")
+        }
+        _ => {
+            eprintln!("!!!!!!!! PostgreSQL tests skipped: FLEETWALL_TEST_PG is not set; run scripts/test !!!!!!!!");
+            None
+        }
+    }
+}
+
+#[test]
+fn on_two_postgresql_replicas_a_revoke_through_one_wakes_the_agents_of_the_other() {
+    let Some(url) = pg_url() else { return };
+    let name = format!("fw_access_{}", std::process::id());
+    let mut admin_db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin_db.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+    admin_db.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let db = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+    let one = common::start("access-pg", Some(db.clone()));
+    let r = one.admin().request("PUT", "/v1/fleet", Some(("application/yaml", FLEET.as_bytes()))).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cp2 = fleetwall_server::ControlPlane::open(&db, common::catalog()).unwrap();
+    let s2 = fleetwall_server::api::serve(cp2, "127.0.0.1:0", None).unwrap();
+    let on_two = |token: &str| Client::new(&format!("http://{}", s2.local_addr()), None).unwrap().with_token(token);
+    let mint =
+        |body: Value| call(&one.admin(), "POST", "/v1/tokens", Some(body)).1["token"].as_str().unwrap().to_string();
+    let alice = one.client(&mint(json!({"kind": "operator", "name": "alice"})));
+    let bob = on_two(&mint(json!({"kind": "security", "name": "bob"})));
+    let agent = on_two(&mint(json!({"kind": "agent", "node": "pg-main-1"})));
+    let (st, req) = ask(&alice, json!({"node": "pg-main-1"}), 600, &new_key("a"));
+    assert_eq!(st, 201, "{req}");
+    let n = id(&req);
+    let (st, v) = call(&bob, "POST", &format!("/v1/access/{n}/approve"), None);
+    assert_eq!((st, v["state"].as_str()), (200, Some("active")), "{v}");
+    let (_, before) = call(&agent, "GET", "/v1/nodes/pg-main-1/ssh-trust", None);
+    let path = format!("/v1/nodes/pg-main-1/ssh-trust?hash={}&wait=30", before["hash"].as_str().unwrap());
+    let poll = std::thread::spawn(move || {
+        let r = agent.request_with_timeout("GET", &path, None, std::time::Duration::from_secs(40)).unwrap();
+        (r.status, r.json_body::<Value>().unwrap_or(Value::Null))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(call(&alice, "POST", &format!("/v1/access/{n}/revoke"), None).0, 200);
+    let (st, after) = poll.join().unwrap();
+    assert_eq!(st, 200, "{after}");
+    assert!(after["revoked_keys"].as_str().unwrap().contains(&n), "{after}");
+    assert_eq!(actions(&bob, &n), ["access.request", "access.approve", "access.issue", "access.revoke"]);
+    s2.shutdown();
+    drop(one);
+    let _ = admin_db.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
