@@ -234,7 +234,8 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
 
 /// `fleetwall_server::api::serve` with one log line per request: answered by the API, or
 /// refused on its head (no valid token, too large).
-/// Compacts the fleet history now and then, while the control plane lives.
+/// Compacts the fleet history, and notes operator access that ran out, once a minute while
+/// the control plane lives.
 fn compact_in_background(cp: std::sync::Weak<fleetwall_server::ControlPlane>) {
     std::thread::spawn(move || loop {
         let Some(cp) = cp.upgrade() else { return };
@@ -242,6 +243,12 @@ fn compact_in_background(cp: std::sync::Weak<fleetwall_server::ControlPlane>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(revisions = n, "compacted {n} old fleet revisions"),
             Err(e) => tracing::warn!("compacting the fleet history failed: {}", e.message),
+        }
+        // Operator access that ran out is noted in the audit log even when nobody asks.
+        match cp.access_sweep() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(requests = n, "noted {n} operator accesses that expired or ended"),
+            Err(e) => tracing::warn!("sweeping operator access failed: {}", e.message),
         }
         drop(cp);
         std::thread::sleep(std::time::Duration::from_secs(60));
