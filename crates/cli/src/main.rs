@@ -1,6 +1,7 @@
 //! The `fleetwall` binary: the only place that reads files, prints, and picks exit codes
 //! (0 ok, 1 invalid input or failed check, 2 usage or environment).
 
+mod access;
 mod backup;
 mod backup_bench;
 mod bench;
@@ -259,8 +260,18 @@ enum Command {
         #[command(subcommand)]
         cmd: control::TokenCmd,
     },
+    /// Operator SSH access: request, approve or deny (someone else), list, revoke, the
+    /// certificate; the platform's settings and the SSH CA.
+    Access {
+        #[command(subcommand)]
+        cmd: access::AccessCmd,
+    },
     /// The control plane's audit log: who changed what, before and after, when (admin).
     Audit {
+        /// One operator access's whole story instead: request, approvals, certificate,
+        /// revoke or expiry (admin, security).
+        #[arg(long, value_name = "ID")]
+        access: Option<String>,
         /// Entries to show.
         #[arg(long, default_value_t = 50)]
         limit: i64,
@@ -526,7 +537,11 @@ fn main() -> ExitCode {
         Command::Node { cmd } => control::client(&client, control::ClientCmd::Node(cmd)),
         Command::Fleet { cmd } => control::client(&client, control::ClientCmd::Fleet(cmd)),
         Command::Token { cmd } => control::client(&client, control::ClientCmd::Token(cmd)),
-        Command::Audit { limit, after } => control::client(&client, control::ClientCmd::Audit { limit, after }),
+        Command::Access { cmd } => access::run(&client, cmd),
+        Command::Audit { access: Some(id), .. } => access::story(&client, &id),
+        Command::Audit { limit, after, access: None } => {
+            control::client(&client, control::ClientCmd::Audit { limit, after })
+        }
     };
     match result {
         Ok(commands::Outcome::Ok) => ExitCode::SUCCESS,
