@@ -210,3 +210,117 @@ pub fn dante(args: &FleetArgs, node: Option<&str>, out: Option<&Path>) -> Result
     }
     Ok(Outcome::Ok)
 }
+
+/// `byoc rules FLEET PROJECT`: the cloud layer of one BYOC project as a table.
+pub fn byoc_rules(args: &FleetArgs, project: &str, format: crate::TableFormat) -> Result<Outcome> {
+    let (_, fleet) = match load_valid_for(args, None)? {
+        Ok(v) => v,
+        Err(o) => return Ok(o),
+    };
+    let Some(p) = fleet.projects.iter().find(|p| p.name == project) else {
+        let byoc: Vec<&str> = fleet.projects.iter().filter(|p| p.byoc.is_some()).map(|p| p.name.as_str()).collect();
+        eprintln!(
+            "fleetwall: no project `{project}` in the fleet (BYOC projects: {})",
+            if byoc.is_empty() { "none".to_string() } else { byoc.join(", ") }
+        );
+        return Ok(Outcome::Invalid);
+    };
+    let Some(b) = &p.byoc else {
+        eprintln!(
+            "fleetwall: project {project} is not BYOC (it has no `byoc:`): its cloud layer is the platform's own"
+        );
+        return Ok(Outcome::Invalid);
+    };
+    let intent = fleetwall_intent::build_services(&fleet, |proj, _| proj.name == project);
+    let prefix = match b.cloud.provider {
+        fleetwall_model::Provider::Aws => "aws-",
+        fleetwall_model::Provider::Google => "google-",
+        fleetwall_model::Provider::Azure => "azure-",
+        other => {
+            eprintln!(
+                "fleetwall: no cloud-layer backend for {} (BYOC in aws-, google- or azure- clouds)",
+                other.as_str()
+            );
+            return Ok(Outcome::Invalid);
+        }
+    };
+    let icmp_types = match b.cloud.provider {
+        fleetwall_model::Provider::Aws => |f: fleetwall_ir::Family| f == fleetwall_ir::Family::V4,
+        _ => |_: fleetwall_ir::Family| false,
+    };
+    let groups = cloud::lower(&intent, prefix, icmp_types);
+    let mut rows = Vec::new();
+    for g in &groups {
+        let subnet = if g.service.ends_with(&format!("/{}", fleetwall_model::BASTION_SERVICE)) {
+            format!("bastion subnet {}", b.bastion_subnet)
+        } else {
+            format!("workload subnet {}", b.workload_subnet)
+        };
+        for r in &g.rules {
+            let proto = match r.proto {
+                cloud::Proto::All => "all".to_string(),
+                cloud::Proto::Tcp => "tcp".into(),
+                cloud::Proto::Udp => "udp".into(),
+                cloud::Proto::Esp => "esp".into(),
+                cloud::Proto::Icmp(Some(t)) => format!("icmp type {t}"),
+                cloud::Proto::Icmp(None) => "icmp".into(),
+            };
+            let ports = if r.ports.is_empty() {
+                "all".to_string()
+            } else {
+                r.ports
+                    .iter()
+                    .map(|(a, z)| if a == z { a.to_string() } else { format!("{a}-{z}") })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let peer = match &r.peer {
+                cloud::CloudPeer::OwnNodes { nets } => {
+                    format!("the group itself ({})", nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
+                }
+                other => other.nets(r.family).iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+            };
+            let dir = match r.direction {
+                fleetwall_ir::Direction::Ingress => "inbound",
+                fleetwall_ir::Direction::Egress => "outbound",
+            };
+            rows.push([g.name.clone(), subnet.clone(), dir.into(), proto, ports, peer, r.reason.clone()]);
+        }
+    }
+    match format {
+        crate::TableFormat::Json => {
+            let keys = ["group", "applies_to", "direction", "protocol", "ports", "peer", "reason"];
+            let v: Vec<Value> = rows
+                .iter()
+                .map(|r| Value::Object(keys.iter().zip(r).map(|(k, c)| (k.to_string(), json!(c))).collect()))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "project": project, "cloud": b.cloud.name, "rules": v }))?
+            );
+        }
+        crate::TableFormat::Table => {
+            let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r.to_vec()).collect();
+            print!(
+                "{}",
+                crate::table::render(
+                    &["GROUP", "APPLIES TO", "DIRECTION", "PROTOCOL", "PORTS", "PEER", "REASON"],
+                    &rows
+                )
+            );
+            eprintln!(
+                "{} rule(s) in {} group(s) for {} in {}; everything else is denied; `plan --format {}` gives them as API bodies",
+                rows.len(),
+                groups.len(),
+                project,
+                b.cloud.name,
+                match b.cloud.provider {
+                    fleetwall_model::Provider::Aws => "aws",
+                    fleetwall_model::Provider::Google => "gcp",
+                    _ => "azure",
+                }
+            );
+        }
+    }
+    Ok(Outcome::Ok)
+}

@@ -156,6 +156,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
     },
+    /// BYOC projects: what the customer applies in their own cloud account.
+    Byoc {
+        #[command(subcommand)]
+        cmd: ByocCmd,
+    },
     /// Can ADDR reach NODE on PORT, and why? The verdict, the deciding rule and the
     /// reasons back to the fleet (ip_filter entry, peer, gateway, peering ...).
     ///
@@ -416,6 +421,24 @@ pub enum PlanFormat {
     Dante,
 }
 
+/// `fleetwall byoc ...`.
+#[derive(Subcommand)]
+pub enum ByocCmd {
+    /// The cloud-level rules (security groups, firewall rules, NSG rules) the customer
+    /// applies to the bastion and workload subnets of a BYOC project, one per line with
+    /// its reason; `plan --format aws|gcp|azure` gives the same rules as API bodies.
+    Rules {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// The BYOC project.
+        #[arg(value_name = "PROJECT")]
+        project: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+}
+
 /// The command line as clap reads it and as completions and the man page describe it.
 ///
 /// Verbs whose positional names start with a project that may be left out (for
@@ -485,6 +508,9 @@ fn main() -> ExitCode {
         Command::Check { fleet, format, node } => commands::check(&fleet, format, node.as_deref()),
         Command::Ports { fleet, format, node } => commands::ports(&fleet, format, node.as_deref()),
         Command::Plan { fleet, node, format, out } => commands::plan(&fleet, node.as_deref(), format, out.as_deref()),
+        Command::Byoc { cmd: ByocCmd::Rules { fleet, project, format } } => {
+            cloud_plan::byoc_rules(&fleet, &project, format)
+        }
         Command::Trace { fleet, from, to, port, format } => verify::trace(&fleet, &from, &to, &port, format),
         Command::Test { fleet, format, verbose } => verify::test(&fleet, format, verbose),
         Command::Diff { old, new, catalog, format, exit_code } => {

@@ -224,3 +224,35 @@ fn a_fleet_without_that_cloud_or_with_node_is_refused_clearly() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--node does not apply"));
 }
+
+#[test]
+fn byoc_rules_list_what_the_customer_applies_with_reasons() {
+    let json: Value =
+        serde_json::from_str(&ok(&["byoc", "rules", "examples/byoc.yaml", "acme-byoc", "--format", "json"])).unwrap();
+    let rules = json["rules"].as_array().unwrap();
+    let has = |group: &str, dir: &str, ports: &str, peer: &str| {
+        rules.iter().any(|r| {
+            r["group"].as_str().unwrap().ends_with(group)
+                && r["direction"] == dir
+                && r["ports"] == ports
+                && r["peer"] == peer
+                && !r["reason"].as_str().unwrap().is_empty()
+        })
+    };
+    // Gateways reach the bastion's three ports; the workloads take management from the bastion subnet only.
+    for port in ["22", "30287", "443"] {
+        assert!(has("bastion", "inbound", port, "198.51.100.10/31"), "{port}: {rules:#?}");
+    }
+    assert!(has("pg-byoc", "inbound", "22", "10.50.0.0/24"));
+    assert!(!rules
+        .iter()
+        .any(|r| r["group"].as_str().unwrap().ends_with("pg-byoc") && r["peer"] == "198.51.100.10/31"));
+    assert!(has("bastion", "outbound", "22,30287", "10.50.16.0/20"));
+    let table = ok(&["byoc", "rules", "examples/byoc.yaml", "acme-byoc"]);
+    assert!(table.starts_with("GROUP") && table.contains("management SSH from the BYOC bastion subnet"), "{table}");
+    let o = fleetwall(&["byoc", "rules", "examples/byoc.yaml", "acme"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("BYOC projects: acme-byoc"));
+    let o = fleetwall(&["byoc", "rules", "examples/ece.yaml", "gov"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not BYOC"));
+}
