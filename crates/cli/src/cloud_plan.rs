@@ -324,3 +324,32 @@ pub fn byoc_rules(args: &FleetArgs, project: &str, format: crate::TableFormat) -
     }
     Ok(Outcome::Ok)
 }
+
+/// `plan --format sdn`: the cloud layer of every service (whatever its cloud) as the
+/// nftables ruleset of a router in front of the nodes.
+pub fn sdn(args: &FleetArgs, node: Option<&str>, out: Option<&Path>) -> Result<Outcome> {
+    if node.is_some() {
+        eprintln!("fleetwall: --node does not apply to --format sdn: the router holds every service's group");
+        return Ok(Outcome::Invalid);
+    }
+    let (_, fleet) = match load_valid_for(args, None)? {
+        Ok(v) => v,
+        Err(o) => return Ok(o),
+    };
+    let text = fleetwall_render::sdn::render(&sdn_groups(&fleet));
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let path = dir.join("sdn.nft");
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Every service's cloud-layer group, with the ICMP types the SDN (nftables) can name.
+pub fn sdn_groups(fleet: &fleetwall_model::Fleet) -> Vec<cloud::CloudGroup> {
+    cloud::lower(&fleetwall_intent::build(fleet), "", |_| true)
+}

@@ -255,7 +255,7 @@ pub fn artifacts(rs: &fleetwall_ir::NodeRuleset, format: PlanFormat) -> Vec<Arti
         PlanFormat::Ip6tables => pick("iptables", "ipt6"),
         PlanFormat::Ipset => pick("iptables", "ipset"),
         PlanFormat::Json => pick("json", "json"),
-        PlanFormat::Aws | PlanFormat::Gcp | PlanFormat::Azure | PlanFormat::Dante => {
+        PlanFormat::Aws | PlanFormat::Gcp | PlanFormat::Azure | PlanFormat::Dante | PlanFormat::Sdn => {
             unreachable!("plan renders the group formats itself")
         }
     }
@@ -273,6 +273,9 @@ pub fn plan(args: &FleetArgs, node: Option<&str>, format: Option<PlanFormat>, ou
     }
     if format == Some(PlanFormat::Dante) {
         return crate::cloud_plan::dante(args, node, out);
+    }
+    if format == Some(PlanFormat::Sdn) {
+        return crate::cloud_plan::sdn(args, node, out);
     }
     let (_, fleet) = match load_valid_for(args, node)? {
         Ok(v) => v,

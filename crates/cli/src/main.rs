@@ -419,6 +419,9 @@ pub enum PlanFormat {
     Azure,
     /// The SOCKS5 proxy of each ECE project, as a Dante `danted.conf`.
     Dante,
+    /// The cloud layer of every service as nftables for a router in front of the nodes
+    /// (the lab's SDN: each group's outbound, then inbound rules; drop the rest).
+    Sdn,
 }
 
 /// `fleetwall byoc ...`.

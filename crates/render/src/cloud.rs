@@ -140,6 +140,8 @@ pub struct CloudGroup {
     pub vpc: Option<String>,
     /// Its nodes' names (the instances the group is attached to).
     pub nodes: Vec<String>,
+    /// Every address of its nodes (what the group applies to, for an SDN in front).
+    pub addresses: Vec<std::net::IpAddr>,
     /// The rules, inbound first, in flow order.
     pub rules: Vec<CloudRule>,
     /// Where the node firewall is finer than this layer (one line each).
@@ -341,6 +343,7 @@ fn lower_service(intent: &Intent, s: &ServiceIntent, cloud: &str, icmp_types: fn
         cloud: s.cloud.clone(),
         vpc: s.vpc.clone(),
         nodes: s.nodes.iter().map(|n| n.name.clone()).collect(),
+        addresses: s.nodes.iter().flat_map(|n| n.private.iter().chain(&n.public).copied()).collect(),
         rules,
         coarser,
     }

@@ -11,6 +11,7 @@ pub mod dante;
 pub mod gcp;
 pub mod iptables;
 pub mod nft;
+pub mod sdn;
 pub mod summary;
 
 pub use caps::{check, check_intent, Capabilities, Unsupported};
@@ -134,7 +135,7 @@ pub(crate) fn comment_without_hash(r: &fleetwall_ir::Rule, max: usize) -> String
     comment_text(&format!("{}: {}", r.id, r.reason), max)
 }
 
-fn comment_text(text: &str, max: usize) -> String {
+pub(crate) fn comment_text(text: &str, max: usize) -> String {
     let mut s = one_line(text);
     if s.len() > max {
         let mut cut = max - 3;
