@@ -270,6 +270,9 @@ pub struct TestDoc {
     /// `deny:`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<String>,
+    /// `direction:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
 }
 
 fn strings(list: &[Spanned<String>]) -> Vec<String> {
@@ -426,6 +429,7 @@ impl TestDoc {
             to: raw.to.as_ref().map(|v| v.value.clone()),
             accept: strings(&raw.accept),
             deny: strings(&raw.deny),
+            direction: raw.direction.as_ref().map(|v| v.value.clone()),
         }
     }
 }

@@ -313,10 +313,12 @@ pub enum Probe {
 /// A `tests:` assertion.
 #[derive(Debug, Clone)]
 pub struct Test {
-    /// The source address.
+    /// The remote address: the source of an ingress test, the destination of an egress one.
     pub from: IpAddr,
-    /// The destination node.
+    /// The node: the destination of an ingress test, the sender of an egress one.
     pub to: String,
+    /// `direction: egress`: the node's outbound connections to the address are tested.
+    pub egress: bool,
     /// The destination route, when given as `node.route`.
     pub route: Option<String>,
     /// What must connect.

@@ -267,6 +267,9 @@ pub struct RawTest {
     /// `deny:` (components or `port/proto`).
     #[schemars(with = "Option<Vec<String>>")]
     pub deny: Vec<Spanned<String>>,
+    /// `direction:` (`ingress`, the default, or `egress`: `from` a node `to` an address).
+    #[schemars(with = "Option<String>")]
+    pub direction: Option<Spanned<String>>,
 }
 
 /// Decodes a parsed document, recording every shape problem in `diags`.
@@ -684,7 +687,8 @@ impl Decoder<'_> {
 
     fn test(&mut self, node: &Node) -> RawTest {
         let mut t = RawTest { span: node.span, ..RawTest::default() };
-        let Some(f) = self.fields(node, "test", &["from", "to", "accept", "deny"]) else { return t };
+        let Some(f) = self.fields(node, "test", &["from", "to", "accept", "deny", "direction"]) else { return t };
+        t.direction = f.get("direction").and_then(|n| self.string(n, "direction"));
         t.from = f.get("from").and_then(|n| self.string(n, "from"));
         t.to = f.get("to").and_then(|n| self.string(n, "to"));
         t.accept = f.get("accept").map(|n| self.one_or_many(n, "accept")).unwrap_or_default();

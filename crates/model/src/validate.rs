@@ -1396,6 +1396,20 @@ impl<'a> Validator<'a> {
         find: &dyn Fn(&str) -> Option<&'s Service>,
         names: &dyn Fn() -> Vec<String>,
     ) -> Option<Test> {
+        let egress = match &raw.direction {
+            None => false,
+            Some(d) if d.value == "ingress" => false,
+            Some(d) if d.value == "egress" => true,
+            Some(d) => {
+                self.err(DiagCode::Test, d.span, "unknown test direction")
+                    .value(d.value.clone())
+                    .hint("`ingress` (the default: from an address to a node) or `egress` (from a node to an address)");
+                return None;
+            }
+        };
+        if egress {
+            return self.egress_test(raw, find, names);
+        }
         let from = match &raw.from {
             Some(f) => self.address(f, "test `from`"),
             None => {
@@ -1463,6 +1477,66 @@ impl<'a> Validator<'a> {
         };
         let accept = probes(self, &raw.accept);
         let deny = probes(self, &raw.deny);
-        Some(Test { from: from?, to: node, route, accept, deny, span: raw.span })
+        Some(Test { from: from?, to: node, egress: false, route, accept, deny, span: raw.span })
+    }
+
+    /// `direction: egress`: `from` a node, `to` an address, `port/proto` probes only.
+    fn egress_test<'s>(
+        &mut self,
+        raw: &RawTest,
+        find: &dyn Fn(&str) -> Option<&'s Service>,
+        names: &dyn Fn() -> Vec<String>,
+    ) -> Option<Test> {
+        let Some(from) = &raw.from else {
+            self.err(DiagCode::Test, raw.span, "egress test without `from`")
+                .hint("name the sending node: `from: pg-main-1`");
+            return None;
+        };
+        if find(&from.value).is_none() {
+            if !self.node_names.contains_key(&from.value) {
+                let all = names();
+                let hint = match did_you_mean(&from.value, all.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "an egress test goes `from` a node of the fleet `to` an address".into(),
+                };
+                self.err(DiagCode::Test, from.span, "egress test from an unknown node")
+                    .value(from.value.clone())
+                    .hint(hint);
+            }
+            return None;
+        }
+        let to = match &raw.to {
+            Some(t) => self.address(t, "egress test `to`"),
+            None => {
+                self.err(DiagCode::Test, raw.span, "egress test without `to`")
+                    .hint("give the destination address: `to: 192.0.2.80`");
+                None
+            }
+        };
+        let probe = |v: &mut Self, list: &[Spanned<String>]| -> Vec<Probe> {
+            let mut out = Vec::new();
+            for p in list {
+                let parsed = p.value.split_once('/').and_then(|(port, proto)| {
+                    let proto = match proto {
+                        "tcp" => Protocol::Tcp,
+                        "udp" => Protocol::Udp,
+                        _ => return None,
+                    };
+                    port.parse::<u16>().ok().filter(|p| *p > 0).map(|port| Probe::Port(port, proto))
+                });
+                match parsed {
+                    Some(x) => out.push(x),
+                    None => {
+                        v.err(DiagCode::Test, p.span, "an egress test takes `port/protocol`")
+                            .value(p.value.clone())
+                            .hint("write e.g. `443/tcp` or `53/udp` (components belong to the destination of an ingress test)");
+                    }
+                }
+            }
+            out
+        };
+        let accept = probe(self, &raw.accept);
+        let deny = probe(self, &raw.deny);
+        Some(Test { from: to?, to: from.value.clone(), egress: true, route: None, accept, deny, span: raw.span })
     }
 }
