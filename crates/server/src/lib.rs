@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod avn;
 pub mod backup_keys;
 pub mod db;
 pub mod doc;
