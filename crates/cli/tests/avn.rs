@@ -141,6 +141,35 @@ impl Platform {
     }
 }
 
+impl Platform {
+    /// The cloud side registers an endpoint connection with fleetwall's own API.
+    fn register(&self, token: &str, service: &str, provider: &str, id: &str, address: &str) -> (u16, Value) {
+        let c = fleetwall_api::http::Client::new(&self.server, None).unwrap().with_token(token);
+        let body = serde_json::json!({
+            "privatelink_connection_id": id,
+            "vpc_endpoint_id": format!("vpce-{id}"),
+            "dns_name": format!("{id}.endpoint.example"),
+            "address": address,
+        });
+        let path = format!("/v1/projects/acme-stream/services/{service}/privatelink/{provider}/connections");
+        let r = c.send_json("POST", &path, &body).unwrap();
+        (r.status, serde_json::from_str(&r.text()).unwrap_or(Value::Null))
+    }
+
+    fn unregister(&self, token: &str, service: &str, provider: &str, id: &str) -> u16 {
+        let c = fleetwall_api::http::Client::new(&self.server, None).unwrap().with_token(token);
+        let path = format!("/v1/projects/acme-stream/services/{service}/privatelink/{provider}/connections/{id}");
+        c.request("DELETE", &path, None).unwrap().status
+    }
+}
+
+/// The ports of a ruleset's rule `id` (empty when there is no such rule).
+fn rule_ports(ruleset: &Value, id: &str) -> Vec<u64> {
+    rule(ruleset, id)
+        .map(|r| r["match"]["l4"]["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect())
+        .unwrap_or_default()
+}
+
 /// The rule called `id` of a ruleset's input chain, if any.
 fn rule<'a>(ruleset: &'a Value, id: &str) -> Option<&'a Value> {
     ruleset["input"].as_array().unwrap().iter().find(|r| r["id"] == id)
@@ -279,6 +308,52 @@ fn the_platforms_own_client_drives_serve_unchanged() {
         assert_eq!(set_elements(&rs, "pl4"), ["10.20.15.0/24"], "{n}");
     }
 
+    // Connections: the cloud side registers two endpoints (admin only); each gets its own
+    // host and broker port from the pool, and every node opens exactly those.
+    let (st, denied) = pf.register(&tok, "kafka-events", "aws", "plc-a", "10.20.15.7");
+    assert_eq!(st, 403, "a customer does not register endpoints: {denied}");
+    let (st, a) = pf.register(&admin, "kafka-events", "aws", "plc-a", "10.20.15.7");
+    assert_eq!(st, 201, "{a}");
+    assert_eq!(a["host"], "privatelink-1-kafka-events-acme-stream");
+    assert_eq!(a["ports"], serde_json::json!({"kafka": 10000}));
+    assert_eq!(a["state"], "connected", "AWS: the principals approve it");
+    let (st, b) = pf.register(&admin, "kafka-events", "aws", "plc-b", "10.20.15.8");
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(b["host"], "privatelink-2-kafka-events-acme-stream");
+    assert_eq!(b["ports"], serde_json::json!({"kafka": 10001}));
+    let (st, again) = pf.register(&admin, "kafka-events", "aws", "plc-a", "10.20.15.9");
+    assert_eq!(st, 409, "{again}");
+    let listed = pf.ok(&tok, &with(&["service", "privatelink", "aws", "connection", "list", "kafka-events"]));
+    assert!(listed.starts_with("DNS_NAME"), "{listed}");
+    assert_eq!(row(&listed, "plc-a.endpoint.example"), ["plc-a.endpoint.example", "plc-a", "connected", "vpce-plc-a"]);
+    assert_eq!(row(&listed, "plc-b.endpoint.example")[1], "plc-b");
+    for n in ["kafka-events-1", "kafka-events-2", "kafka-events-3"] {
+        let rs = pf.ruleset(&admin, n);
+        assert_eq!(rule_ports(&rs, "client-kafka-privatelink-plc-a-v4"), [10000], "{n}");
+        assert_eq!(rule_ports(&rs, "client-kafka-privatelink-plc-b-v4"), [10001], "{n}");
+        assert_eq!(rule(&rs, "client-kafka-privatelink-plc-a-v4").unwrap()["match"]["saddr"]["set"], "pl4");
+    }
+    let svc = pf.json(&tok, &with(&["service", "get", "kafka-events", "--json"]));
+    let own: Vec<&Value> =
+        svc["components"].as_array().unwrap().iter().filter(|c| !c["privatelink_connection_id"].is_null()).collect();
+    let conn_a = serde_json::json!({"component": "kafka", "host": "privatelink-1-kafka-events-acme-stream",
+        "port": 10000, "privatelink_connection_id": "plc-a", "route": "privatelink"});
+    let conn_b = serde_json::json!({"component": "kafka", "host": "privatelink-2-kafka-events-acme-stream",
+        "port": 10001, "privatelink_connection_id": "plc-b", "route": "privatelink"});
+    assert_eq!(own, [&conn_a, &conn_b]);
+    // Without agents the nodes never report the rulesets in force: refresh keeps them connected.
+    pf.ok(&tok, &with(&["service", "privatelink", "aws", "refresh", "kafka-events"]));
+    let listed = pf.ok(&tok, &with(&["service", "privatelink", "aws", "connection", "list", "kafka-events"]));
+    assert_eq!(row(&listed, "plc-a.endpoint.example")[2], "connected");
+    // Removing a connection closes its port and leaves the other's where it was.
+    assert_eq!(pf.unregister(&tok, "kafka-events", "aws", "plc-a"), 403);
+    assert_eq!(pf.unregister(&admin, "kafka-events", "aws", "plc-a"), 200);
+    for n in ["kafka-events-1", "kafka-events-2", "kafka-events-3"] {
+        let rs = pf.ruleset(&admin, n);
+        assert!(rule(&rs, "client-kafka-privatelink-plc-a-v4").is_none(), "{n}: plc-a's port closes");
+        assert_eq!(rule_ports(&rs, "client-kafka-privatelink-plc-b-v4"), [10001], "{n}: plc-b's port stays");
+    }
+
     // delete: refused while the route is open, then closed and deleted.
     let busy = pf.fails(&tok, &with(&["service", "privatelink", "aws", "delete", "kafka-events"]));
     assert!(busy.contains("(status 409)") && busy.contains("privatelink_access"), "{busy}");
@@ -307,6 +382,46 @@ fn the_platforms_own_client_drives_serve_unchanged() {
     assert_eq!(az[0]["user_subscription_ids"], serde_json::json!(["sub-2"]));
     let conns = pf.ok(&tok, &with(&["service", "privatelink", "azure", "connection", "list", "kafka-az"]));
     assert_eq!(conns, "", "no connections: avn prints nothing");
+    // Azure connections wait for the user's approval; their ports open with it.
+    pf.ok(&tok, &with(&["service", "update", "-c", "privatelink_access.kafka=true", "kafka-az"]));
+    for id in ["plc-az1", "plc-az2"] {
+        let (st, c) = pf.register(&admin, "kafka-az", "azure", id, "10.40.15.7");
+        assert_eq!((st, c["state"].as_str()), (201, Some("pending-user-approval")), "{c}");
+    }
+    let opened = |id: &str| {
+        !rule_ports(&pf.ruleset(&admin, "kafka-az-1"), &format!("client-kafka-privatelink-{id}-v4")).is_empty()
+    };
+    assert!(!opened("plc-az1") && !opened("plc-az2"), "not before approval");
+    let conns = pf.ok(&tok, &with(&["service", "privatelink", "azure", "connection", "list", "kafka-az"]));
+    assert!(conns.starts_with("PRIVATELINK_CONNECTION_ID  PRIVATE_ENDPOINT_ID  STATE"), "{conns}");
+    assert_eq!(row(&conns, "plc-az1"), ["plc-az1", "vpce-plc-az1", "pending-user-approval", "null"], "{conns}");
+    let approve1 = ["service", "privatelink", "azure", "connection", "approve", "kafka-az", "plc-az1"];
+    let early = pf.fails(&tok, &with(&approve1));
+    assert!(early.contains("--user-ip-address"), "{early}");
+    let update = ["service", "privatelink", "azure", "connection", "update", "--endpoint-ip-address", "10.1.2.3"];
+    let mut update = update.to_vec();
+    update.extend(["kafka-az", "plc-az1"]);
+    pf.ok(&tok, &with(&update));
+    let ok = pf.ok(&tok, &with(&approve1));
+    assert_eq!(row(&ok, "vpce-plc-az1"), ["vpce-plc-az1", "plc-az1", "user-approved", "10.1.2.3"], "{ok}");
+    assert!(opened("plc-az1") && !opened("plc-az2"), "plc-az1 opens with its approval");
+    // fleetwall's own verb does the same for the second one.
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetwall"))
+        .args(["--server", &server, "--token", &tok, "service", "privatelink", "azure", "connection", "approve"])
+        .args(["acme-stream", "kafka-az", "plc-az2", "--user-ip-address", "10.1.2.4"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("user-approved") && printed.contains("privatelink-2-kafka-az-acme-stream"), "{printed}");
+    assert!(opened("plc-az2"));
+    let approve2 = ["service", "privatelink", "azure", "connection", "approve", "kafka-az", "plc-az2"];
+    let twice = pf.fails(&tok, &with(&approve2));
+    assert!(twice.contains("is user-approved, not pending-user-approval") && twice.contains("(status 409)"), "{twice}");
+    pf.ok(&tok, &with(&["service", "privatelink", "azure", "refresh", "kafka-az"]));
+    let conns = pf.ok(&tok, &with(&["service", "privatelink", "azure", "connection", "list", "kafka-az"]));
+    assert_eq!(row(&conns, "plc-az2")[2], "connected", "refresh: user-approved → connected");
+    pf.ok(&tok, &with(&["service", "update", "--remove-option", "privatelink_access.kafka", "kafka-az"]));
     let nope =
         pf.fails(&tok, &with(&["service", "privatelink", "azure", "connection", "approve", "kafka-az", "plc-nope"]));
     assert!(nope.contains("has no connection 'plc-nope'") && nope.contains("(status 404)"), "{nope}");

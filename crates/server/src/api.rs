@@ -49,6 +49,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/projects/{project}/services/{service}/privatelink/{provider}"),
     ("DELETE", "/v1/projects/{project}/services/{service}/privatelink/{provider}"),
     ("GET", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections"),
+    ("POST", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections"),
+    ("DELETE", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections/{connection}"),
+    ("POST", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections/{connection}/approve"),
+    ("POST", "/v1/projects/{project}/services/{service}/privatelink/{provider}/refresh"),
     ("GET", "/v1/status"),
     ("GET", "/v1/audit"),
     ("POST", "/v1/tokens"),
@@ -753,10 +757,29 @@ fn privatelink(
             Ok(Response::json(200, &v))
         }
         ("GET", ["connections"]) => {
-            // Endpoint connections are made in the customer's cloud account; fleetwall has no
-            // cloud provider behind it, so it knows of none.
-            privatelink_view(cp, p, s, provider, &svc_of(cp)?)?;
-            Ok(Response::json(200, &wire::PrivatelinkConnections { connections: Vec::new() }))
+            let connections = crate::connections::list(cp, p, s, provider)?;
+            Ok(Response::json(200, &wire::PrivatelinkConnections { connections }))
+        }
+        ("POST", ["connections"]) => {
+            let reg: wire::ConnectionRegistration = serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad(format!("invalid connection registration: {e}")))?;
+            Ok(Response::json(201, &crate::connections::register(cp, actor, (p, s, provider), &reg)?))
+        }
+        ("DELETE", ["connections", id]) => {
+            Ok(Response::json(200, &crate::connections::remove(cp, actor, (p, s, provider, id))?))
+        }
+        ("POST", ["connections", id, "approve"]) => {
+            let a: wire::ConnectionApproval = if req.body.is_empty() {
+                wire::ConnectionApproval { user_ip_address: None }
+            } else {
+                serde_json::from_slice(&req.body).map_err(|e| ApiError::bad(format!("invalid approval: {e}")))?
+            };
+            let ip = a.user_ip_address.as_deref();
+            Ok(Response::json(200, &crate::connections::approve(cp, actor, (p, s, provider, id), ip)?))
+        }
+        ("POST", ["refresh"]) => {
+            let connections = crate::connections::refresh(cp, actor, (p, s, provider))?;
+            Ok(Response::json(200, &wire::PrivatelinkConnections { connections }))
         }
         _ => Err(ApiError::new(405, format!("{} is not allowed on {}", req.method, req.path))),
     }

@@ -237,9 +237,16 @@ fn service_object(
 ) -> Result<Value, ApiError> {
     let snap = cp.snapshot();
     let svc = snap.doc().service(p, s).ok_or_else(|| ops::no_service(p, s))?;
-    let components: Vec<Value> = listeners
+    // A connection's own ports are listed once, on its own host, as the platform does.
+    let connections: Vec<(&String, &fleetwall_model::doc::ConnectionDoc)> =
+        svc.privatelink.values().flat_map(|l| &l.connections).collect();
+    let own_port = |component: &str, port: u16| {
+        connections.iter().any(|(_, c)| c.ports.get(component).is_some_and(|p| *p == i64::from(port)))
+    };
+    let mut components: Vec<Value> = listeners
         .iter()
         .filter(|r| r.service == s && r.route.as_str() != "cluster")
+        .filter(|r| !(r.route.as_str() == "privatelink" && own_port(&r.component, r.port)))
         .map(|r| {
             json!({
                 "component": r.component,
@@ -249,6 +256,21 @@ fn service_object(
             })
         })
         .collect();
+    let open = |c: &fleetwall_model::doc::ConnectionDoc| {
+        c.state.as_deref().and_then(fleetwall_model::ConnectionState::parse).is_some_and(|st| st.opens())
+    };
+    let route_open = |c: &str| svc.user_config.privatelink_access.get(c) == Some(&true);
+    for (id, c) in connections.iter().filter(|(_, c)| open(c)) {
+        for (component, port) in c.ports.iter().filter(|(component, _)| route_open(component)) {
+            components.push(json!({
+                "component": component,
+                "host": c.host,
+                "port": port,
+                "privatelink_connection_id": id,
+                "route": "privatelink",
+            }));
+        }
+    }
     let user_config = serde_json::to_value(&svc.user_config).map_err(ApiError::internal)?;
     Ok(json!({
         "cloud_name": svc.cloud,
@@ -434,20 +456,60 @@ fn privatelink(
             Ok(Response::json(200, &gone))
         }
         ("POST", ["refresh"]) => {
-            // Nothing to discover: connections are what the cloud side has registered.
-            privatelink_object(cp, p, s, provider)?;
-            Ok(Response::json(200, &json!({})))
+            let list = crate::connections::refresh(cp, actor, (p, s, provider))?;
+            Ok(Response::json(200, &json!({"connections": connection_objects(provider, &list)})))
         }
         ("GET", ["connections"]) => {
-            privatelink_object(cp, p, s, provider)?;
-            Ok(Response::json(200, &json!({"connections": []})))
+            let list = crate::connections::list(cp, p, s, provider)?;
+            Ok(Response::json(200, &json!({"connections": connection_objects(provider, &list)})))
         }
-        (_, ["connections", id, ..]) => {
-            privatelink_object(cp, p, s, provider)?;
-            Err(ApiError::not_found(format!("the {provider} private link of service '{s}' has no connection '{id}'")))
+        // Azure: `connection update --endpoint-ip-address`, then `connection approve`.
+        ("PUT", ["connections", id]) if provider == "azure" => {
+            let body = body_json(req)?;
+            let ip = body
+                .get("user_ip_address")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad("missing 'user_ip_address' (avn: --endpoint-ip-address)"))?;
+            let c = crate::connections::set_user_ip(cp, actor, (p, s, provider, id), ip)?;
+            Ok(Response::json(200, &connection_object(provider, &c)))
+        }
+        // Azure sends no body (the address came with `update`); Google sends the address.
+        ("POST", ["connections", id, "approve"]) => {
+            let body = body_json(req)?;
+            let ip = body.get("user_ip_address").and_then(Value::as_str);
+            let c = crate::connections::approve(cp, actor, (p, s, provider, id), ip)?;
+            Ok(Response::json(200, &connection_object(provider, &c)))
         }
         _ => Err(no_endpoint(req)),
     }
+}
+
+/// A connection in the platform's shape for its provider.
+fn connection_object(provider: &str, c: &fleetwall_api::PrivatelinkConnection) -> Value {
+    match provider {
+        "aws" => json!({
+            "dns_name": c.dns_name,
+            "privatelink_connection_id": c.privatelink_connection_id,
+            "state": c.state,
+            "vpc_endpoint_id": c.vpc_endpoint_id,
+        }),
+        "azure" => json!({
+            "private_endpoint_id": c.vpc_endpoint_id,
+            "privatelink_connection_id": c.privatelink_connection_id,
+            "state": c.state,
+            "user_ip_address": c.user_ip_address,
+        }),
+        _ => json!({
+            "privatelink_connection_id": c.privatelink_connection_id,
+            "psc_connection_id": c.vpc_endpoint_id,
+            "state": c.state,
+            "user_ip_address": c.user_ip_address,
+        }),
+    }
+}
+
+fn connection_objects(provider: &str, list: &[fleetwall_api::PrivatelinkConnection]) -> Vec<Value> {
+    list.iter().map(|c| connection_object(provider, c)).collect()
 }
 
 /// A private link in the platform's shape for its provider.

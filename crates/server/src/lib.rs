@@ -15,6 +15,7 @@
 pub mod api;
 pub mod avn;
 pub mod backup_keys;
+pub mod connections;
 pub mod db;
 pub mod doc;
 pub mod metrics;
