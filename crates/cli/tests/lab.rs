@@ -412,7 +412,7 @@ fn private_link_connections_open_their_own_ports_and_close_with_their_removal() 
         let rows = lab.probe(&|_, _| {});
         for (n, addr) in nodes {
             let closed = at(&rows, addr, 10000);
-            assert!(closed.iter().any(|r| from_link(r)), "{n}: probed");
+            assert!(closed.iter().any(from_link), "{n}: probed");
             assert!(closed.iter().all(|r| r.observed == Observed::Reset), "{backend:?} {n}: {closed:#?}");
             for r in at(&rows, addr, 10001) {
                 assert_eq!(connected(&r), from_link(&r), "{backend:?}: {r:?}");
