@@ -61,6 +61,9 @@ projects:
       vpc-az:
         cloud: azure-westeurope
         network_cidr: 10.40.0.0/20
+      vpc-gcp:
+        cloud: google-europe-west1
+        network_cidr: 10.50.0.0/20
     services:
       kafka-events:
         type: kafka
@@ -76,6 +79,12 @@ projects:
         vpc: vpc-az
         nodes:
           kafka-az-1: { private: [10.40.0.11], public: 203.0.113.41 }
+      kafka-gcp:
+        type: kafka
+        cloud: google-europe-west1
+        vpc: vpc-gcp
+        nodes:
+          kafka-gcp-1: { private: [10.50.0.11], public: 203.0.113.51 }
   other:
     services:
       pg-other:
@@ -427,6 +436,32 @@ fn the_platforms_own_client_drives_serve_unchanged() {
     assert!(nope.contains("has no connection 'plc-nope'") && nope.contains("(status 404)"), "{nope}");
     let gone = pf.ok(&tok, &with(&["service", "privatelink", "azure", "delete", "kafka-az"]));
     assert!(gone.contains("deleting"), "{gone}");
+
+    // service privatelink google …: no principals; each connection is approved with the
+    // endpoint's address.
+    let g = pf.json(&tok, &with(&["service", "privatelink", "google", "create", "kafka-gcp", "--json"]));
+    assert_eq!(g[0], serde_json::json!({"google_service_attachment": null, "state": "creating"}));
+    pf.ok(&tok, &with(&["service", "update", "-c", "privatelink_access.kafka=true", "kafka-gcp"]));
+    let (st, c) = pf.register(&admin, "kafka-gcp", "google", "psc-1", "10.50.15.9");
+    assert_eq!(
+        (st, c["state"].as_str(), c["ports"]["kafka"].as_u64()),
+        (201, Some("pending-user-approval"), Some(10000))
+    );
+    let listed = pf.ok(&tok, &with(&["service", "privatelink", "google", "connection", "list", "kafka-gcp"]));
+    assert!(listed.contains("PRIVATELINK_CONNECTION_ID  PSC_CONNECTION_ID  STATE"), "{listed}");
+    assert_eq!(row(&listed, "psc-1"), ["psc-1", "vpce-psc-1", "pending-user-approval", "null"], "{listed}");
+    let gcp_open = || !rule_ports(&pf.ruleset(&admin, "kafka-gcp-1"), "client-kafka-privatelink-psc-1-v4").is_empty();
+    assert!(!gcp_open());
+    let approve = ["service", "privatelink", "google", "connection", "approve", "kafka-gcp"];
+    let mut approve = approve.to_vec();
+    approve.extend(["--privatelink-connection-id", "psc-1", "--user-ip-address", "10.9.0.5"]);
+    let ok = pf.ok(&tok, &with(&approve));
+    assert!(ok.contains("user-approved") && ok.contains("10.9.0.5"), "{ok}");
+    assert!(gcp_open(), "the approved connection's port opens");
+    pf.ok(&tok, &with(&["service", "update", "--remove-option", "privatelink_access.kafka", "kafka-gcp"]));
+    let gone = pf.ok(&tok, &with(&["service", "privatelink", "google", "delete", "kafka-gcp"]));
+    assert!(gone.contains("deleting"), "{gone}");
+    assert!(!gcp_open(), "deleting the link closes its connections' ports");
 
     // vpc list | create, vpc peering-connection list | create.
     let vpcs = pf.ok(&tok, &with(&["vpc", "list"]));

@@ -951,7 +951,8 @@ impl<'a> Validator<'a> {
                     continue;
                 }
             }
-            if res.principals.is_empty() {
+            // Google's connections are approved one by one; AWS and Azure name who may connect.
+            if res.principals.is_empty() && provider != Provider::Google {
                 self.err(DiagCode::Privatelink, kind.span, format!("{what}: a private link without principals")).hint(
                     "list who may connect an endpoint, e.g. `principals: [\"arn:aws:iam::012345678901:user/mwf\"]`",
                 );

@@ -128,3 +128,29 @@ fn state_id_and_host_are_checked() {
         one("              plc-a: { host: h-1, state: active, address: 10.20.15.0/24 }\n", DiagCode::InvalidAddress);
     assert_eq!(d.message, "service k: connection plc-a: not a valid IP address");
 }
+
+#[test]
+fn a_google_private_link_needs_no_principals_and_aws_one_does() {
+    let google = r#"version: 1
+platform:
+  management_gateways: [198.51.100.10]
+projects:
+  acme:
+    vpcs:
+      v: { cloud: google-europe-west1, network_cidr: 10.30.0.0/20 }
+    services:
+      k:
+        type: kafka
+        cloud: google-europe-west1
+        vpc: v
+        nodes:
+          k-1: { private: 10.30.0.11 }
+        privatelink:
+          PROVIDER: { principals: [] }
+"#;
+    let (f, d) = load(&google.replace("PROVIDER", "google"), &Catalog::builtin());
+    assert!(f.is_some(), "{d:#?}");
+    let aws = google.replace("PROVIDER", "aws").replace("google-europe-west1", "aws-eu-west-1");
+    let (_, d) = load(&aws, &Catalog::builtin());
+    assert!(d.items.iter().any(|d| d.message == "service k: a private link without principals"), "{d:#?}");
+}
