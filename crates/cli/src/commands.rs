@@ -255,10 +255,25 @@ pub fn artifacts(rs: &fleetwall_ir::NodeRuleset, format: PlanFormat) -> Vec<Arti
         PlanFormat::Ip6tables => pick("iptables", "ipt6"),
         PlanFormat::Ipset => pick("iptables", "ipset"),
         PlanFormat::Json => pick("json", "json"),
+        PlanFormat::Aws | PlanFormat::Gcp | PlanFormat::Azure | PlanFormat::Dante => {
+            unreachable!("plan renders the group formats itself")
+        }
     }
 }
 
 pub fn plan(args: &FleetArgs, node: Option<&str>, format: Option<PlanFormat>, out: Option<&Path>) -> Result<Outcome> {
+    let cloud = match format {
+        Some(PlanFormat::Aws) => Some(crate::cloud_plan::Cloud::Aws),
+        Some(PlanFormat::Gcp) => Some(crate::cloud_plan::Cloud::Gcp),
+        Some(PlanFormat::Azure) => Some(crate::cloud_plan::Cloud::Azure),
+        _ => None,
+    };
+    if let Some(c) = cloud {
+        return crate::cloud_plan::plan(args, node, c, out);
+    }
+    if format == Some(PlanFormat::Dante) {
+        return crate::cloud_plan::dante(args, node, out);
+    }
     let (_, fleet) = match load_valid_for(args, node)? {
         Ok(v) => v,
         Err(o) => return Ok(o),

@@ -53,6 +53,13 @@ fn produce(fleet: &Path) -> BTreeMap<String, String> {
     files.insert("plan.txt".into(), ok(&["plan", fleet]));
     files.insert("ports.txt".into(), ok(&["ports", fleet]));
     files.insert("ports.json".into(), ok(&["ports", fleet, "--format", "json"]));
+    // The cloud layer, for the cloud the example's services run on.
+    let text = std::fs::read_to_string(fleet).unwrap();
+    for (format, prefix) in [("aws", "aws-"), ("gcp", "google-"), ("azure", "azure-")] {
+        if text.contains(&format!("cloud: {prefix}")) {
+            files.insert(format!("cloud-{format}.json"), ok(&["plan", fleet, "--format", format]));
+        }
+    }
     files
 }
 

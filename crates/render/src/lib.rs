@@ -3,7 +3,12 @@
 //! Output is byte-stable: the IR is ordered, nothing here iterates a hash map or prints
 //! a time. A backend returns one or more `Artifact`s (iptables needs three files).
 
+pub mod aws;
+pub mod azure_nsg;
 pub mod caps;
+pub mod cloud;
+pub mod dante;
+pub mod gcp;
 pub mod iptables;
 pub mod nft;
 pub mod summary;

@@ -56,7 +56,7 @@ pub fn run(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<Outcome> {
         let route = t.route.as_deref().and_then(Route::parse);
         let all_listeners = node_listeners(fleet, project, service, node);
         let listeners: Vec<_> = all_listeners.iter().filter(|l| route.is_none_or(|r| l.route == r)).collect();
-        let route_addrs = route_addresses(node, service.vpc.is_some(), route);
+        let route_addrs = route_addresses(node, service.private_home(), route);
         let to = match &t.route {
             Some(r) => format!("{}.{r}", t.to),
             None => t.to.clone(),
