@@ -9,7 +9,7 @@ use crate::cidr::{parse_address, parse_network, Ambiguity, CidrError};
 use crate::diag::{did_you_mean, DiagCode, Diagnostic, Diagnostics};
 use crate::doc::PathTable;
 use crate::fleet::*;
-use crate::ports::{allocate, service_base, PORT_MAX, PORT_MIN};
+use crate::ports::{allocate, service_base, CONNECTION_PORT_MAX, CONNECTION_PORT_MIN, PORT_MAX, PORT_MIN};
 use crate::raw::*;
 use crate::yaml::Span;
 use ipnet::IpNet;
@@ -204,6 +204,12 @@ struct Validator<'a> {
     paths: Option<&'a PathTable>,
     /// The rest of the fleet, when only a part is validated.
     elsewhere: Option<&'a dyn Elsewhere>,
+}
+
+/// Whether `id` may name a private-link connection: 1 to 40 lower-case letters, digits and
+/// dashes (it becomes part of rule ids).
+pub fn is_connection_id(id: &str) -> bool {
+    (1..=40).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// The one name rule for projects, VPCs, services and nodes, wherever a name comes from
@@ -909,6 +915,9 @@ impl<'a> Validator<'a> {
             Some(ty) => self.ports(project, base_port, &name.value, raw, ty, platform),
             None => Default::default(),
         };
+        if let Some(ty) = &ty {
+            self.connection_ports(&what, raw, ty, &ports, platform);
+        }
         Some(Service {
             name: name.value.clone(),
             service_type: ty?,
@@ -1300,7 +1309,8 @@ impl<'a> Validator<'a> {
                     continue;
                 }
             }
-            if res.principals.is_empty() {
+            // Google's connections are approved one by one; AWS and Azure name who may connect.
+            if res.principals.is_empty() && provider != Provider::Google {
                 self.err(DiagCode::Privatelink, kind.span, format!("{what}: a private link without principals")).hint(
                     "list who may connect an endpoint, e.g. `principals: [\"arn:aws:iam::012345678901:user/mwf\"]`",
                 );
@@ -1312,9 +1322,148 @@ impl<'a> Validator<'a> {
                         .hint("write `arn:aws:iam::<account>:<user|role|root>...`");
                 }
             }
-            out = Some(Privatelink { provider, principals: res.principals.iter().map(|p| p.value.clone()).collect() });
+            let connections = res.connections.iter().filter_map(|(id, c)| self.connection(what, id, c)).collect();
+            out = Some(Privatelink {
+                provider,
+                principals: res.principals.iter().map(|p| p.value.clone()).collect(),
+                connections,
+            });
         }
         out
+    }
+
+    /// One connection of a private link: its id, host, state and addresses (its ports are
+    /// checked with the service's listeners, in [`Self::connection_ports`]).
+    fn connection(&mut self, what: &str, id: &Spanned<String>, c: &RawConnection) -> Option<Connection> {
+        let mut ok = true;
+        if !is_connection_id(&id.value) {
+            self.err(DiagCode::Privatelink, id.span, format!("{what}: invalid private-link connection id"))
+                .value(id.value.clone())
+                .hint("a connection id is 1 to 40 lower-case letters, digits and dashes");
+            ok = false;
+        }
+        let state = match &c.state {
+            None => {
+                self.err(DiagCode::Missing, c.span, format!("{what}: connection {} has no `state`", id.value))
+                    .hint("one of pending-user-approval, user-approved, connected, active");
+                None
+            }
+            Some(st) => {
+                let parsed = ConnectionState::parse(&st.value);
+                if parsed.is_none() {
+                    let names = ConnectionState::ALL.map(ConnectionState::as_str);
+                    let hint = match did_you_mean(&st.value, names.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("one of {}", names.join(", ")),
+                    };
+                    self.err(DiagCode::Privatelink, st.span, format!("{what}: unknown connection state"))
+                        .value(st.value.clone())
+                        .hint(hint);
+                }
+                parsed
+            }
+        };
+        let host = match &c.host {
+            Some(h)
+                if !h.value.is_empty() && h.value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) =>
+            {
+                Some(h.value.clone())
+            }
+            Some(h) => {
+                self.err(DiagCode::Privatelink, h.span, format!("{what}: connection {}: not a host name", id.value))
+                    .value(h.value.clone())
+                    .hint("letters, digits, dashes and dots, e.g. privatelink-1-kafka-events-acme-stream");
+                None
+            }
+            None => {
+                self.err(DiagCode::Missing, c.span, format!("{what}: connection {} has no `host`", id.value))
+                    .hint("e.g. `host: privatelink-1-kafka-events-acme-stream`");
+                None
+            }
+        };
+        for a in [&c.address, &c.user_ip_address].into_iter().flatten() {
+            ok &= self.address(a, &format!("{what}: connection {}", id.value)).is_some();
+        }
+        let mut ports = BTreeMap::new();
+        for (k, v) in &c.ports {
+            match u16::try_from(v.value) {
+                Ok(p) if (CONNECTION_PORT_MIN..=CONNECTION_PORT_MAX).contains(&p) => {
+                    ports.insert(k.value.clone(), p);
+                }
+                _ => {
+                    self.err(
+                        DiagCode::PortRange,
+                        v.span,
+                        format!("{what}: port of connection {} is outside 10000–31000", id.value),
+                    )
+                    .value(v.value.to_string())
+                    .hint("private-link connection ports come from the pool 10000–31000");
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        Some(Connection { id: id.value.clone(), host: host?, state: state?, ports })
+    }
+
+    /// A connection's ports: one per component with a private-link port of its own
+    /// (Kafka brokers), none of them taken by another listener of the node, the other
+    /// connections or the management and web ports.
+    fn connection_ports(
+        &mut self,
+        what: &str,
+        raw: &RawService,
+        ty: &crate::catalog::ServiceType,
+        ports: &BTreeMap<ListenerKey, u16>,
+        platform: &Platform,
+    ) {
+        let mut taken: BTreeMap<u16, String> = ports.iter().map(|(k, p)| (*p, k.pin_name())).collect();
+        for (name, p) in [("ssh_port", platform.ssh_port), ("platform_port", platform.platform_port)] {
+            taken.insert(p, format!("platform.{name}"));
+        }
+        taken.insert(platform.web_port, "platform.web_port".into());
+        for (_, res) in &raw.privatelink {
+            for (id, c) in &res.connections {
+                for (k, v) in &c.ports {
+                    let with_own = ty.component(&k.value).filter(|c| c.privatelink_offset.is_some());
+                    if with_own.is_none() {
+                        let own: Vec<&str> = ty
+                            .components
+                            .iter()
+                            .filter(|c| c.privatelink_offset.is_some())
+                            .map(|c| c.name.as_str())
+                            .collect();
+                        let hint = match own.as_slice() {
+                            [] => format!("the connections of a {} service share its privatelink port", ty.name),
+                            list => format!("components with ports of their own per connection: {}", list.join(", ")),
+                        };
+                        self.err(
+                            DiagCode::UnknownListener,
+                            k.span,
+                            format!("{what}: connection {}: no component `{}` with its own port", id.value, k.value),
+                        )
+                        .value(k.value.clone())
+                        .hint(hint);
+                        continue;
+                    }
+                    let Ok(port) = u16::try_from(v.value) else { continue };
+                    let me = format!("connection {} {}", id.value, k.value);
+                    if let Some(other) = taken.get(&port) {
+                        self.err(
+                            DiagCode::PortCollision,
+                            v.span,
+                            format!("{what}: port of connection {} collides with {other}", id.value),
+                        )
+                        .value(port.to_string())
+                        .hint("a connection's port is its own: give it a free port of 10000–31000");
+                        continue;
+                    }
+                    taken.insert(port, me);
+                }
+            }
+        }
     }
 
     fn ports(
