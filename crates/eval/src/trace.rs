@@ -73,7 +73,12 @@ fn port_matches(l4: Option<L4Ref<'_>>, t: Transport) -> bool {
 fn describe_addrs(rs: &NodeRuleset, a: &Addrs) -> String {
     match a {
         Addrs::Set(name) => rs.set(name).map_or(format!("@{name}"), |s| s.reason.clone()),
-        Addrs::List(n) => n.iter().map(|x| x.addr().to_string()).collect::<Vec<_>>().join(", "),
+        // A single address as itself, a network with its prefix length.
+        Addrs::List(n) => n
+            .iter()
+            .map(|x| if x.prefix_len() == x.max_prefix_len() { x.addr().to_string() } else { x.to_string() })
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 
