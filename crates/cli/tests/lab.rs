@@ -45,6 +45,12 @@ fn every_example_with_both_renderers_matches_the_contract() {
     }
     for (name, _) in examples() {
         let fleet = fleet_of(&example(&name));
+        if !fleet.deployments.is_empty() {
+            // Not built in namespaces yet: refused loudly, never a silent pass.
+            let err = Lab::up(&fleet, Backend::Nft).err().expect("the lab refuses deployments");
+            assert!(err.0.contains("builds the nodes of services only"), "{name}: {}", err.0);
+            continue;
+        }
         for backend in [Backend::Nft, Backend::Iptables] {
             let rows = probe_all(&fleet, backend);
             let bad: Vec<_> = rows.iter().filter(|r| !r.ok).collect();

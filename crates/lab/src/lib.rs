@@ -135,6 +135,12 @@ impl<'f> Lab<'f> {
         extra_sources: &[IpAddr],
     ) -> Result<Lab<'f>, Error> {
         let start = Instant::now();
+        if !fleet.deployments.is_empty() {
+            return Err(Error(format!(
+                "the lab builds the nodes of services only; deployment {} (zones, subsystems, clusters) is checked by `fleetwall test` and the evaluator, not yet in namespaces",
+                fleet.deployments[0].name
+            )));
+        }
         netns::sweep_leftovers();
         let mut hosts: Vec<(Role, Vec<IpAddr>)> = Vec::new();
         for (_, _, n) in fleet.nodes() {

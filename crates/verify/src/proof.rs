@@ -17,7 +17,10 @@ pub fn management(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<String> {
     let ports = [p.ssh_port, p.platform_port];
     let gateways: Vec<IpNet> = p.management_gateways.iter().map(|g| IpNet::from(*g)).collect();
     let mut problems = Vec::new();
-    for rs in rulesets {
+    // A deployment's servers are not platform-managed: their operators come in by the
+    // deployment's own flows (`fleetwall_intent::zones`), so point 9 is not theirs.
+    let servers: std::collections::HashSet<&str> = fleet.servers().map(|(_, _, s)| s.name.as_str()).collect();
+    for rs in rulesets.iter().filter(|rs| !servers.contains(rs.node.as_str())) {
         for g in &p.management_gateways {
             for d in rs.addresses.iter().filter(|d| d.is_ipv4() == g.is_ipv4()) {
                 for port in ports {
