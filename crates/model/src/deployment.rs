@@ -601,8 +601,8 @@ pub struct RawCluster {
     /// `subsystem:`.
     #[schemars(with = "String")]
     pub subsystem: Option<Spanned<String>>,
-    /// `zone:`.
-    #[schemars(with = "String")]
+    /// `zone:` (default: the subsystem's usual zone).
+    #[schemars(with = "Option<String>")]
     pub zone: Option<Spanned<String>>,
     /// `servers:` name → one address or a list, in file order.
     #[schemars(with = "BTreeMap<String, crate::schema::OneOrMany>")]

@@ -4,7 +4,9 @@
 //! a time. A backend returns one or more `Artifact`s (iptables needs three files).
 
 pub mod caps;
+pub mod docs;
 pub mod iptables;
+pub mod k8s;
 pub mod nft;
 pub mod summary;
 
