@@ -93,7 +93,8 @@ pub fn validate_part(
 }
 
 /// Validates `raw.tests` against a fleet: `find` gives the service of a node, `names`
-/// every node name (only for a "did you mean" hint).
+/// every node name (only for a "did you mean" hint); the servers of `raw.deployments`
+/// are known by name.
 pub fn validate_tests<'s>(
     raw: &RawFleet,
     catalog: &Catalog,
@@ -104,6 +105,14 @@ pub fn validate_tests<'s>(
 ) -> Option<Vec<Test>> {
     let before = diags.errors();
     let mut v = Validator::new(diags, catalog, Some(paths), None);
+    // Tests may probe the servers of `raw.deployments` (by port).
+    v.servers = raw
+        .deployments
+        .iter()
+        .flat_map(|(_, d)| &d.clusters)
+        .flat_map(|(_, c)| &c.servers)
+        .map(|(s, _)| s.value.clone())
+        .collect();
     let tests = raw.tests.iter().filter_map(|t| v.test(t, find, names)).collect();
     (diags.errors() == before).then_some(tests)
 }

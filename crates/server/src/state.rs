@@ -215,6 +215,8 @@ pub fn apply(
     // touched services, and the fleet's tests (checked once the part is in the fleet).
     let mut part = FleetDoc { version: next.version, platform: next.platform.clone(), ..FleetDoc::default() };
     part.tests.clone_from(&next.tests);
+    // Only for the tests' servers: the deployments are not revalidated by a part.
+    part.deployments.clone_from(&next.deployments);
     for (p, reach) in &touched.projects {
         let Some(pd) = next.projects.get(p) else { continue };
         let services = match reach {
