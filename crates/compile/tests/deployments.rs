@@ -21,7 +21,7 @@ fn example() -> Fleet {
     // With an offload target (flow 12 takes its ports and protocol from the options) and
     // Table 3's extra Management Service ports filled in.
     let src = src
-        .replace("      management: [10.3.0.0/24]\n", "      management: [10.3.0.0/24]\n      offload: [192.0.2.0/24]\n")
+        .replace("      management: [10.3.0.0/24, \"fd00:3::/64\"]\n", "      management: [10.3.0.0/24, \"fd00:3::/64\"]\n      offload: [192.0.2.0/24]\n")
         .replace(
             "options: { gateway_push_port: 3000 }",
             "options: { gateway_push_port: 3000, analytics_offload_ports: [9092, 9093], analytics_offload_protocol: kafka, management_extra_ports: [8443] }",
@@ -106,14 +106,24 @@ fn every_server_allows_exactly_its_flows_in_and_out() {
         d.servers().flat_map(|(_, s)| s.addresses.iter().map(move |a| (s.name.clone(), *a))).collect();
     // Sources and destinations: every server, a client in the protected zone, one on the
     // internet, an offload target.
-    let outsiders: Vec<IpAddr> = ["10.1.2.3", "203.0.113.7", "192.0.2.50"].iter().map(|a| a.parse().unwrap()).collect();
+    let outsiders: Vec<IpAddr> = ["10.1.2.3", "203.0.113.7", "192.0.2.50", "fd00:1::7", "2001:db8::7"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
     let mut ports: BTreeSet<u16> = d.kind.flows.iter().flat_map(|f| d.ports(f)).collect();
     ports.extend([7000, 8080, 30287]);
     let transports: Vec<Transport> = ports.iter().flat_map(|p| [Transport::Tcp(*p), Transport::Udp(*p)]).collect();
     let (mut accepted, mut checked) = (0, 0);
     for (name, addr) in &servers {
         let rs = ruleset(&rulesets, name);
-        let peers: Vec<IpAddr> = servers.iter().map(|(_, a)| *a).chain(outsiders.iter().copied()).collect();
+        // Other servers and the outsiders, of the address's family (a packet has one).
+        let peers: Vec<IpAddr> = servers
+            .iter()
+            .filter(|(n, _)| n != name)
+            .map(|(_, a)| *a)
+            .chain(outsiders.iter().copied())
+            .filter(|a| a.is_ipv4() == addr.is_ipv4())
+            .collect();
         for peer in &peers {
             for t in &transports {
                 for (dir, src, dst) in [(Direction::Ingress, *peer, *addr), (Direction::Egress, *addr, *peer)] {
