@@ -161,7 +161,9 @@ pub fn check(args: &FleetArgs, format: CheckFormat, node: Option<&str>) -> Resul
     let mut l = load(args)?;
     if let Some(n) = node {
         let scopes = fleetwall_model::scope::Scopes::of(&l.src);
-        if scopes.node(n).is_none() {
+        // A deployment's server: every warning concerns it (scopes know services only).
+        let server = l.fleet.as_ref().is_some_and(|f| f.servers().any(|(_, _, s)| s.name == n));
+        if scopes.node(n).is_none() && !server {
             let names = scopes.node_names();
             return report_unknown_node(n, &names);
         }
@@ -221,6 +223,12 @@ pub fn ports(args: &FleetArgs, format: TableFormat, node: Option<&str>) -> Resul
     };
     let mut rows = fleetwall_compile::port_table(&fleet);
     if let Some(n) = node {
+        if fleet.servers().any(|(_, _, s)| s.name == n) {
+            eprintln!(
+                "fleetwall: {n} is a server of a deployment: it has no allocated listeners; its ports are its flows (`fleetwall plan --node {n}`, `fleetwall docs`)"
+            );
+            return Ok(Outcome::Invalid);
+        }
         if fleet.nodes().all(|(_, _, x)| x.name != n) {
             return unknown_node(&fleet, n);
         }
