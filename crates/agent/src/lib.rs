@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 mod baseline;
+pub mod ssh_trust;
 mod stats;
 
 pub use baseline::{baseline, Management, DEFAULT_MANAGEMENT_PORTS};

@@ -296,10 +296,28 @@ pub fn artifacts(rs: &fleetwall_ir::NodeRuleset, format: PlanFormat) -> Vec<Arti
         PlanFormat::Json => pick("json", "json"),
         // Rendered per deployment, not per node (`deploy::k8s`).
         PlanFormat::K8s => Vec::new(),
+        PlanFormat::Aws | PlanFormat::Gcp | PlanFormat::Azure | PlanFormat::Dante | PlanFormat::Sdn => {
+            unreachable!("plan renders the group formats itself")
+        }
     }
 }
 
 pub fn plan(args: &FleetArgs, node: Option<&str>, format: Option<PlanFormat>, out: Option<&Path>) -> Result<Outcome> {
+    let cloud = match format {
+        Some(PlanFormat::Aws) => Some(crate::cloud_plan::Cloud::Aws),
+        Some(PlanFormat::Gcp) => Some(crate::cloud_plan::Cloud::Gcp),
+        Some(PlanFormat::Azure) => Some(crate::cloud_plan::Cloud::Azure),
+        _ => None,
+    };
+    if let Some(c) = cloud {
+        return crate::cloud_plan::plan(args, node, c, out);
+    }
+    if format == Some(PlanFormat::Dante) {
+        return crate::cloud_plan::dante(args, node, out);
+    }
+    if format == Some(PlanFormat::Sdn) {
+        return crate::cloud_plan::sdn(args, node, out);
+    }
     let (_, fleet) = match load_valid_for(args, node)? {
         Ok(v) => v,
         Err(o) => return Ok(o),

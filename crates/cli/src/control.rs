@@ -358,6 +358,12 @@ pub enum TokenCmd {
         /// Another admin token, with this name.
         #[arg(long)]
         admin: Option<String>,
+        /// An operator's token, with the operator's name: asks for SSH access (`access request`).
+        #[arg(long, conflicts_with_all = ["admin", "node", "security"])]
+        operator: Option<String>,
+        /// A token of the security role, with the person's name: approves others' access.
+        #[arg(long, conflicts_with_all = ["admin", "node"])]
+        security: Option<String>,
         /// Lifetime: a number with s, m, h or d (`90m`, `30d`); default: until revoked.
         #[arg(long, value_parser = parse_ttl)]
         ttl: Option<i64>,
@@ -372,7 +378,7 @@ pub enum TokenCmd {
 }
 
 /// A lifetime such as `90s`, `15m`, `12h` or `30d`, in seconds.
-fn parse_ttl(s: &str) -> std::result::Result<i64, String> {
+pub(crate) fn parse_ttl(s: &str) -> std::result::Result<i64, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num.parse().map_err(|_| format!("'{s}' is not a lifetime such as 90m, 12h or 30d"))?;
     let scale = match unit {
@@ -407,7 +413,7 @@ fn default_token() -> Option<String> {
     std::fs::read_to_string(".fleetwall/admin.token").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
 
-struct Api {
+pub(crate) struct Api {
     client: Client,
 }
 
@@ -415,7 +421,7 @@ struct Api {
 const WHOLE_FLEET_RESPONSE_LIMIT: usize = 1 << 30;
 
 impl Api {
-    fn new(a: &ClientArgs) -> Result<Api> {
+    pub(crate) fn new(a: &ClientArgs) -> Result<Api> {
         let ca = a.ca.clone().or_else(|| default_ca(a.server()));
         let mut client = Client::new(a.server(), ca.as_deref()).map_err(|e| ApiFailure(e.to_string()))?;
         if let Some(t) = a.token.clone().or_else(default_token) {
@@ -424,7 +430,7 @@ impl Api {
         Ok(Api { client })
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         let resp = match body {
             Some(b) => self.client.send_json(method, path, b),
             None => self.client.request(method, path, None),
@@ -449,7 +455,7 @@ fn check(resp: Response) -> Result<Value> {
 }
 
 /// The server's JSON as the wire type the API promises for it.
-fn typed<T: DeserializeOwned>(v: Value) -> Result<T> {
+pub(crate) fn typed<T: DeserializeOwned>(v: Value) -> Result<T> {
     serde_json::from_value(v)
         .map_err(|e| ApiFailure(format!("the server's answer is not what the API promises: {e}")).into())
 }
@@ -458,11 +464,11 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(T::to_string).unwrap_or_default()
 }
 
-fn print_rows(headers: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_rows(headers: &[&str], rows: &[Vec<String>]) {
     print!("{}", table::render(headers, rows));
 }
 
-fn show(v: &Value) {
+pub(crate) fn show(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -708,12 +714,14 @@ pub fn client(args: &ClientArgs, cmd: ClientCmd) -> Result<Outcome> {
             let v = check(resp)?;
             report(&v, json_out, &format!("Loaded {}", file.display()))?
         }
-        ClientCmd::Token(TokenCmd::Create { node, admin, ttl }) => {
-            let mut body = match (args.project.clone(), node, admin) {
-                (Some(p), None, None) => json!({ "kind": "project", "project": p }),
-                (None, Some(n), None) => json!({ "kind": "agent", "node": n }),
-                (None, None, Some(a)) => json!({ "kind": "admin", "name": a }),
-                _ => bail!("give one of --project P, --node N or --admin NAME"),
+        ClientCmd::Token(TokenCmd::Create { node, admin, operator, security, ttl }) => {
+            let mut body = match (args.project.clone(), node, admin, operator, security) {
+                (Some(p), None, None, None, None) => json!({ "kind": "project", "project": p }),
+                (None, Some(n), None, None, None) => json!({ "kind": "agent", "node": n }),
+                (None, None, Some(a), None, None) => json!({ "kind": "admin", "name": a }),
+                (None, None, None, Some(o), None) => json!({ "kind": "operator", "name": o }),
+                (None, None, None, None, Some(s)) => json!({ "kind": "security", "name": s }),
+                _ => bail!("give one of --project P, --node N, --admin NAME, --operator NAME or --security NAME"),
             };
             if let Some(t) = ttl {
                 body["expires_in_s"] = json!(t);

@@ -96,6 +96,11 @@ pub struct AgentArgs {
     /// How to log: text, or one JSON object per line (one line per apply).
     #[arg(long, value_enum, default_value_t = crate::logs::LogFormat::Text)]
     pub log_format: crate::logs::LogFormat,
+    /// Keep sshd's trust files in this directory (operator access): `trusted_user_ca_keys`
+    /// for `TrustedUserCAKeys` and `revoked_keys` for `RevokedKeys`, rewritten within a
+    /// round trip of a revoke or a CA rotation.
+    #[arg(long, value_name = "DIR")]
+    pub ssh_trust_dir: Option<PathBuf>,
 }
 
 /// The agent's token: from --token-file, else --token or $FLEETWALL_TOKEN.
@@ -229,7 +234,8 @@ pub fn serve(a: ServeArgs) -> Result<Outcome> {
 
 /// `fleetwall_server::api::serve` with one log line per request: answered by the API, or
 /// refused on its head (no valid token, too large).
-/// Compacts the fleet history now and then, while the control plane lives.
+/// Compacts the fleet history, and notes operator access that ran out, once a minute while
+/// the control plane lives.
 fn compact_in_background(cp: std::sync::Weak<fleetwall_server::ControlPlane>) {
     std::thread::spawn(move || loop {
         let Some(cp) = cp.upgrade() else { return };
@@ -237,6 +243,12 @@ fn compact_in_background(cp: std::sync::Weak<fleetwall_server::ControlPlane>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(revisions = n, "compacted {n} old fleet revisions"),
             Err(e) => tracing::warn!("compacting the fleet history failed: {}", e.message),
+        }
+        // Operator access that ran out is noted in the audit log even when nobody asks.
+        match cp.access_sweep() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(requests = n, "noted {n} operator accesses that expired or ended"),
+            Err(e) => tracing::warn!("sweeping operator access failed: {}", e.message),
         }
         drop(cp);
         std::thread::sleep(std::time::Duration::from_secs(60));
@@ -401,6 +413,24 @@ pub fn agent(a: AgentArgs, client: &crate::control::ClientArgs) -> Result<Outcom
     );
     if let Some(secs) = a.exit_on_auth_failure {
         agent.give_up_on_auth_failure_after(Duration::from_secs(secs));
+    }
+    if let Some(dir) = a.ssh_trust_dir.clone() {
+        let keeper = fleetwall_agent::ssh_trust::TrustKeeper::new(
+            &server,
+            client.ca.as_deref(),
+            &agent_token(&a, client)?,
+            &node,
+            dir.clone(),
+        )
+        .map_err(|e| anyhow!(e))?;
+        let n = node.clone();
+        std::thread::spawn(move || {
+            let node = n.as_str();
+            keeper.run(&AtomicBool::new(false), &|r| match r {
+                Ok(hash) => tracing::info!(node, hash, "{node}: ssh trust files written in {}", dir.display()),
+                Err(e) => tracing::warn!(node, "{node}: {e}"),
+            })
+        });
     }
     let stop = AtomicBool::new(false);
     agent.run(&stop);

@@ -1,9 +1,11 @@
 //! The `fleetwall` binary: the only place that reads files, prints, and picks exit codes
 //! (0 ok, 1 invalid input or failed check, 2 usage or environment).
 
+mod access;
 mod backup;
 mod backup_bench;
 mod bench;
+mod cloud_plan;
 mod commands;
 mod control;
 mod crowd_bench;
@@ -115,6 +117,14 @@ enum Command {
     /// node's nft ruleset). `nft` output loads with `nft -f` and owns only table inet
     /// fleetwall; `iptables`/`ip6tables` load with iptables-restore after `ipset restore
     /// -exist` of the `ipset` output. --out DIR writes every format for every node.
+    ///
+    /// `aws`, `gcp` and `azure` render the cloud layer in front of the nodes of the
+    /// services on that cloud, from the same intent: EC2 API request bodies and a
+    /// CloudFormation template of security groups (and managed prefix lists for big
+    /// ip_filters), Compute API `firewalls.insert` bodies, an ARM template of network
+    /// security groups. A service beyond the cloud's limits (rules per group, groups per
+    /// interface, prefixes per group) is refused with the limit named. `dante` renders
+    /// each ECE project's SOCKS5 proxy policy as a `danted.conf`.
     Plan {
         #[command(flatten)]
         fleet: FleetArgs,
@@ -125,7 +135,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum)]
         format: Option<PlanFormat>,
-        /// Write files <DIR>/<node>.{nft,ipset,ipt4,ipt6,json} instead of printing.
+        /// Write files <DIR>/<node>.{nft,ipset,ipt4,ipt6,json} instead of printing (cloud
+        /// formats: aws-ec2-requests.json and aws-cloudformation.json, gcp-firewalls.json,
+        /// azure-nsg.json; dante: <project>-danted.conf).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
@@ -158,6 +170,11 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+    },
+    /// BYOC projects: what the customer applies in their own cloud account.
+    Byoc {
+        #[command(subcommand)]
+        cmd: ByocCmd,
     },
     /// Can ADDR reach NODE on PORT, and why? The verdict, the deciding rule and the
     /// reasons back to the fleet (ip_filter entry, peer, gateway, peering ...).
@@ -263,8 +280,18 @@ enum Command {
         #[command(subcommand)]
         cmd: control::TokenCmd,
     },
+    /// Operator SSH access: request, approve or deny (someone else), list, revoke, the
+    /// certificate; the platform's settings and the SSH CA.
+    Access {
+        #[command(subcommand)]
+        cmd: access::AccessCmd,
+    },
     /// The control plane's audit log: who changed what, before and after, when (admin).
     Audit {
+        /// One operator access's whole story instead: request, approvals, certificate,
+        /// revoke or expiry (admin, security).
+        #[arg(long, value_name = "ID")]
+        access: Option<String>,
         /// Entries to show.
         #[arg(long, default_value_t = 50)]
         limit: i64,
@@ -399,8 +426,37 @@ pub enum PlanFormat {
     Ipset,
     /// The ruleset IR as JSON.
     Json,
+    /// AWS security groups: EC2 API requests and a CloudFormation template.
+    Aws,
+    /// GCP VPC firewall rules (Compute API bodies).
+    Gcp,
+    /// Azure network security groups (ARM template).
+    Azure,
+    /// The SOCKS5 proxy of each ECE project, as a Dante `danted.conf`.
+    Dante,
+    /// The cloud layer of every service as nftables for a router in front of the nodes
+    /// (the lab's SDN: each group's outbound, then inbound rules; drop the rest).
+    Sdn,
     /// Kubernetes NetworkPolicy of the deployments that name `kubernetes.namespace`.
     K8s,
+}
+
+/// `fleetwall byoc ...`.
+#[derive(Subcommand)]
+pub enum ByocCmd {
+    /// The cloud-level rules (security groups, firewall rules, NSG rules) the customer
+    /// applies to the bastion and workload subnets of a BYOC project, one per line with
+    /// its reason; `plan --format aws|gcp|azure` gives the same rules as API bodies.
+    Rules {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// The BYOC project.
+        #[arg(value_name = "PROJECT")]
+        project: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
 }
 
 /// The command line as clap reads it and as completions and the man page describe it.
@@ -473,6 +529,9 @@ fn main() -> ExitCode {
         Command::Ports { fleet, format, node } => commands::ports(&fleet, format, node.as_deref()),
         Command::Plan { fleet, node, format, out } => commands::plan(&fleet, node.as_deref(), format, out.as_deref()),
         Command::Docs { fleet, out } => deploy::docs(&fleet, &out),
+        Command::Byoc { cmd: ByocCmd::Rules { fleet, project, format } } => {
+            cloud_plan::byoc_rules(&fleet, &project, format)
+        }
         Command::Trace { fleet, from, to, port, format } => verify::trace(&fleet, &from, &to, &port, format),
         Command::Test { fleet, format, verbose } => verify::test(&fleet, format, verbose),
         Command::Diff { old, new, catalog, format, exit_code } => {
@@ -525,7 +584,11 @@ fn main() -> ExitCode {
         Command::Node { cmd } => control::client(&client, control::ClientCmd::Node(cmd)),
         Command::Fleet { cmd } => control::client(&client, control::ClientCmd::Fleet(cmd)),
         Command::Token { cmd } => control::client(&client, control::ClientCmd::Token(cmd)),
-        Command::Audit { limit, after } => control::client(&client, control::ClientCmd::Audit { limit, after }),
+        Command::Access { cmd } => access::run(&client, cmd),
+        Command::Audit { access: Some(id), .. } => access::story(&client, &id),
+        Command::Audit { limit, after, access: None } => {
+            control::client(&client, control::ClientCmd::Audit { limit, after })
+        }
     };
     match result {
         Ok(commands::Outcome::Ok) => ExitCode::SUCCESS,

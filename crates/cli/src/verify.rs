@@ -47,7 +47,7 @@ fn destinations(fleet: &Fleet, to: &str, from: IpAddr) -> Result<(String, Vec<Ip
     };
     let n = node_named(fleet, name)?;
     let s = fleet.nodes().find(|(_, _, x)| x.name == n.name).map(|(_, s, _)| s).expect("the node's service");
-    let addrs = fleetwall_compile::route_addresses(n, s.vpc.is_some(), route);
+    let addrs = fleetwall_compile::route_addresses(n, s.private_home(), route);
     let addrs: Vec<IpAddr> = addrs.into_iter().filter(|a| a.is_ipv4() == from.is_ipv4()).collect();
     if addrs.is_empty() {
         bail!("{to} has no {} address to trace from {from}", if from.is_ipv4() { "IPv4" } else { "IPv6" });

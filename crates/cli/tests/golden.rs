@@ -41,6 +41,10 @@ fn compare(case: &str, produced: BTreeMap<String, String>) {
     );
 }
 
+fn text_of(fleet: &str) -> String {
+    std::fs::read_to_string(fleet).unwrap()
+}
+
 fn produce(fleet: &Path) -> BTreeMap<String, String> {
     let fleet = fleet.to_str().unwrap();
     let scratch = Scratch::new("golden");
@@ -51,8 +55,19 @@ fn produce(fleet: &Path) -> BTreeMap<String, String> {
         files.insert(p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap());
     }
     files.insert("plan.txt".into(), ok(&["plan", fleet]));
+    if text_of(fleet).contains("compliance: ece") {
+        files.insert("danted.conf".into(), ok(&["plan", fleet, "--format", "dante"]));
+    }
     files.insert("ports.txt".into(), ok(&["ports", fleet]));
     files.insert("ports.json".into(), ok(&["ports", fleet, "--format", "json"]));
+    // The cloud layer: as a router's nftables (the lab's SDN), and for the example's cloud.
+    files.insert("sdn.nft".into(), ok(&["plan", fleet, "--format", "sdn"]));
+    let text = std::fs::read_to_string(fleet).unwrap();
+    for (format, prefix) in [("aws", "aws-"), ("gcp", "google-"), ("azure", "azure-")] {
+        if text.contains(&format!("cloud: {prefix}")) {
+            files.insert(format!("cloud-{format}.json"), ok(&["plan", fleet, "--format", format]));
+        }
+    }
     files
 }
 

@@ -61,9 +61,22 @@ fn every_example_with_both_renderers_matches_the_contract() {
             assert!(rows.iter().any(|r| r.dst.is_ipv6() && connected(r)), "{name}: IPv6 is probed and works");
             assert!(rows.iter().any(|r| r.protocol == Protocol::Udp && connected(r)), "{name}: UDP is probed");
 
-            // Management: the gateways reach 22 and 30287, nobody else does.
+            // Management: the gateways reach 22 and 30287, nobody else does (a BYOC
+            // workload: its bastion subnet does, the gateways do not).
+            let workloads: Vec<(&str, ipnet::IpNet)> = fleet
+                .services()
+                .filter(|(_, s)| s.role == fleetwall_model::Role::Workload)
+                .flat_map(|(p, s)| {
+                    let subnet = p.byoc.as_ref().expect("a workload's project is BYOC").bastion_subnet;
+                    s.nodes.iter().map(move |n| (n.name.as_str(), subnet))
+                })
+                .collect();
             for r in rows.iter().filter(|r| r.protocol == Protocol::Tcp && (r.port == 22 || r.port == 30287)) {
-                let gateway = r.source.starts_with("gateway ");
+                let gateway = if let Some((_, subnet)) = workloads.iter().find(|(n, _)| *n == r.node) {
+                    subnet.contains(&r.src)
+                } else {
+                    r.source.starts_with("gateway ")
+                };
                 assert_eq!(connected(r), gateway, "{name} {backend:?}: {r:?}");
                 if !gateway {
                     assert_eq!(r.observed, Observed::Reset, "{r:?}");

@@ -4,8 +4,12 @@
 
 use crate::{Contribution, Flow, ServiceCx, Stage};
 use fleetwall_ir::Verdict;
+use fleetwall_model::Role;
 
 /// Contributes the accept-all egress of a standard deployment.
-pub fn contribute(_cx: &ServiceCx<'_>, c: &mut Contribution<'_>) {
+pub fn contribute(cx: &ServiceCx<'_>, c: &mut Contribution<'_>) {
+    if cx.service.role != Role::Service || cx.project.ece.is_some() {
+        return; // the byoc and ece modules restrict egress
+    }
     c.flow(Flow::egress("egress-accept", Stage::Reject, "egress is accepted in standard deployments", Verdict::Accept));
 }

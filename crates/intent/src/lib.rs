@@ -18,7 +18,9 @@
 //! management comes before anything derived from user input, and the final reject last.
 
 pub mod azure;
+pub mod byoc;
 pub use azure::AZURE_PLATFORM;
+pub mod ece;
 pub mod egress;
 pub mod listeners;
 pub mod standard;
@@ -255,6 +257,10 @@ pub struct ServiceIntent {
     pub qualified: String,
     /// What its nodes are, for ruleset headers ("acme-prod/pg-main (pg, aws-eu-west-1)").
     pub description: String,
+    /// The cloud it runs in (`aws-eu-west-1`): which cloud-layer backend renders it.
+    pub cloud: String,
+    /// The VPC it sits in, if any (the fleet's name for it).
+    pub vpc: Option<String>,
     /// Its nodes, in fleet order.
     pub nodes: Vec<NodeIntent>,
     /// Its flows, ordered by direction and stage.
@@ -295,9 +301,9 @@ pub struct ServiceCx<'a> {
 
 impl ServiceCx<'_> {
     /// The class of the addresses cluster listeners and the dynamic route use: private
-    /// in a VPC, public otherwise.
+    /// in a VPC or a BYOC network, public otherwise.
     pub fn home(&self) -> AddressClass {
-        if self.vpc.is_some() {
+        if self.service.private_home() {
             AddressClass::Private
         } else {
             AddressClass::Public
@@ -331,8 +337,13 @@ impl Contribution<'_> {
 pub type Concern = fn(&ServiceCx<'_>, &mut Contribution<'_>);
 
 /// Every concern, in the order their flows are listed within a stage.
-pub const CONCERNS: &[(&str, Concern)] =
-    &[("standard", standard::contribute), ("azure", azure::contribute), ("egress", egress::contribute)];
+pub const CONCERNS: &[(&str, Concern)] = &[
+    ("standard", standard::contribute),
+    ("byoc", byoc::contribute),
+    ("azure", azure::contribute),
+    ("ece", ece::contribute),
+    ("egress", egress::contribute),
+];
 
 fn management_group(fleet: &Fleet) -> Group {
     Group {
@@ -389,6 +400,12 @@ pub fn build_services(fleet: &Fleet, keep: impl Fn(&Project, &Service) -> bool) 
         services.push(ServiceIntent {
             description: format!("{} ({}, {})", cx.qualified, service.service_type.name, service.cloud.name),
             qualified: cx.qualified,
+            cloud: service.cloud.name.clone(),
+            // A BYOC network is the customer's VPC: the cloud layer's groups belong to it.
+            vpc: cx
+                .vpc
+                .map(|v| v.name.clone())
+                .or_else(|| project.byoc.as_ref().map(|_| format!("{}-byoc", project.name))),
             nodes: service
                 .nodes
                 .iter()

@@ -114,7 +114,7 @@ pub fn service_listeners(fleet: &Fleet, project: &Project, service: &Service) ->
 /// The listeners of `node` (a node of `service` in `project`): the service's listeners
 /// on the node's addresses of each route's class, leaving out routes it has no address for.
 pub fn node_listeners(fleet: &Fleet, project: &Project, service: &Service, node: &Node) -> Vec<Listener> {
-    let in_vpc = service.vpc.as_deref().and_then(|v| project.vpc(v)).is_some();
+    let in_vpc = service.private_home();
     service_listeners(fleet, project, service)
         .into_iter()
         .filter_map(|mut l| {

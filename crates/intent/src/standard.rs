@@ -10,8 +10,8 @@ use crate::{
     service_listeners, AddressClass, Contribution, Flow, Group, GroupMember, Route, ServiceCx, Stage, Traffic,
 };
 use fleetwall_eval::cidr::intersect;
-use fleetwall_ir::{CtState, Family, IcmpType, Reject, Verdict};
-use fleetwall_model::{IpFilterEntry, Protocol, Vpc, IPSEC_PORTS};
+use fleetwall_ir::{CtState, Direction, Family, IcmpType, Reject, Verdict};
+use fleetwall_model::{IpFilterEntry, Protocol, Role, Vpc, IPSEC_PORTS};
 use ipnet::IpNet;
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
@@ -34,11 +34,11 @@ pub fn vpc_scope(vpc: &Vpc) -> Vec<(IpNet, String)> {
     scope
 }
 
-fn group(name: String, set: &str, reason: String, members: Vec<GroupMember>) -> Group {
+pub(crate) fn group(name: String, set: &str, reason: String, members: Vec<GroupMember>) -> Group {
     Group { name, set: set.into(), reason, reason_others: None, inline: false, members }
 }
 
-fn member(net: IpNet, reason: String) -> GroupMember {
+pub(crate) fn member(net: IpNet, reason: String) -> GroupMember {
     GroupMember { net, reason, node: None }
 }
 
@@ -57,9 +57,13 @@ pub fn contribute(cx: &ServiceCx<'_>, c: &mut Contribution<'_>) {
     let accept = Verdict::Accept;
     let home = cx.home();
 
+    // A BYOC bastion is not a service: the byoc module writes its whole contract.
+    if service.role == Role::Bastion {
+        return;
+    }
     // Groups: the service's nodes (by their home address class), its ip_filter, and in a
     // VPC its ip_filter within the VPC and peerings, and the VPC's private-link CIDRs.
-    let class = if cx.vpc.is_some() { "private" } else { "public" };
+    let class = if home == AddressClass::Private { "private" } else { "public" };
     let nodes = c.group(Group {
         name: format!("{q}/nodes"),
         set: "peers".into(),
@@ -85,6 +89,26 @@ pub fn contribute(cx: &ServiceCx<'_>, c: &mut Contribution<'_>) {
         format!("ip_filter of {q}"),
         service.ip_filter.iter().map(|e| member(e.network, describe_entry(e, q))).collect(),
     ));
+    // A BYOC workload: its clients are its ip_filter within the customer's networks.
+    let byoc = cx.project.byoc.as_ref().filter(|_| service.role == Role::Workload);
+    let customer = byoc.map(|b| {
+        let members = service
+            .ip_filter
+            .iter()
+            .flat_map(|e| {
+                let entry = describe_entry(e, q);
+                b.customer_networks.iter().filter_map(move |net| {
+                    intersect(&e.network, net).map(|n| member(n, format!("{entry} ∩ customer network {net}")))
+                })
+            })
+            .collect();
+        c.group(group(
+            format!("{q}/ip_filter-in-customer-networks"),
+            "cnet",
+            format!("ip_filter of {q} within the customer networks of BYOC project {}", cx.project.name),
+            members,
+        ))
+    });
     let scoped = cx.vpc.map(|v| {
         let scope = vpc_scope(v);
         let members = service
@@ -115,61 +139,18 @@ pub fn contribute(cx: &ServiceCx<'_>, c: &mut Contribution<'_>) {
         (vpc_filter, privatelink)
     });
 
-    // 1. Loopback, established, invalid (neighbour discovery first: the kernel may see it as invalid).
-    c.flow(Flow::ingress("base-loopback", Stage::Base, "loopback traffic", accept).loopback());
-    c.flow(
-        Flow::ingress(
-            "base-established",
-            Stage::Base,
-            "packets of established connections and related ICMP errors",
-            accept,
-        )
-        .ct(CtState::EstablishedRelated),
-    );
-    c.flow(Flow::ingress("icmp-nd-v6", Stage::Base, "IPv6 neighbour discovery", accept).family(Family::V6).traffic(
-        Traffic::Icmp(vec![IcmpType::NdRouterAdvert, IcmpType::NdNeighborSolicit, IcmpType::NdNeighborAdvert]),
-    ));
-    c.flow(
-        Flow::ingress("base-invalid", Stage::Base, "conntrack-invalid packets (the only drop)", Verdict::Drop)
-            .ct(CtState::Invalid),
-    );
-
-    // 2. ICMP errors (path MTU discovery), echo from management and peers.
-    c.flow(
-        Flow::ingress(
-            "icmp-errors-v4",
-            Stage::Base,
-            "ICMP errors (unreachable, time exceeded, parameter problem)",
-            accept,
-        )
-        .family(Family::V4)
-        .traffic(Traffic::Icmp(vec![
-            IcmpType::DestinationUnreachable,
-            IcmpType::TimeExceeded,
-            IcmpType::ParameterProblem,
-        ])),
-    );
-    c.flow(
-        Flow::ingress(
-            "icmp-errors-v6",
-            Stage::Base,
-            "ICMPv6 errors (unreachable, packet too big, time exceeded, parameter problem)",
-            accept,
-        )
-        .family(Family::V6)
-        .traffic(Traffic::Icmp(vec![
-            IcmpType::DestinationUnreachable,
-            IcmpType::PacketTooBig,
-            IcmpType::TimeExceeded,
-            IcmpType::ParameterProblem,
-        ])),
-    );
+    base(c);
+    // 2. Echo from management and peers (a BYOC workload's management is its bastion subnet).
+    let (mgmt, from) = match byoc {
+        Some(b) => (crate::byoc::bastion_subnet(cx, c, b), "the BYOC bastion subnet"),
+        None => (cx.management, "the management gateways"),
+    };
     for fam in FAMILIES {
         let f = fam.as_str();
         c.flow(
-            Flow::ingress(format!("echo-mgmt-{f}"), Stage::Icmp, "echo requests from the management gateways", accept)
+            Flow::ingress(format!("echo-mgmt-{f}"), Stage::Icmp, format!("echo requests from {from}"), accept)
                 .family(fam)
-                .peer(cx.management, false)
+                .peer(mgmt, false)
                 .traffic(Traffic::Icmp(vec![IcmpType::EchoRequest])),
         );
         c.flow(
@@ -185,7 +166,8 @@ pub fn contribute(cx: &ServiceCx<'_>, c: &mut Contribution<'_>) {
         );
     }
 
-    // 3. Management, from the gateways only; before anything derived from user input.
+    // 3. Management, from the gateways only (a BYOC workload: from its bastion subnet);
+    // before anything derived from user input.
     for fam in FAMILIES {
         let f = fam.as_str();
         for (id, port, what) in [
@@ -193,15 +175,10 @@ pub fn contribute(cx: &ServiceCx<'_>, c: &mut Contribution<'_>) {
             ("platform", platform.platform_port, "platform management port"),
         ] {
             c.flow(
-                Flow::ingress(
-                    format!("mgmt-{id}-{f}"),
-                    Stage::Management,
-                    format!("{what} from the management gateways"),
-                    accept,
-                )
-                .family(fam)
-                .peer(cx.management, false)
-                .traffic(Traffic::Tcp(vec![port])),
+                Flow::ingress(format!("mgmt-{id}-{f}"), Stage::Management, format!("{what} from {from}"), accept)
+                    .family(fam)
+                    .peer(mgmt, false)
+                    .traffic(Traffic::Tcp(vec![port])),
             );
         }
     }
@@ -237,6 +214,9 @@ pub fn contribute(cx: &ServiceCx<'_>, c: &mut Contribution<'_>) {
     // 5. Client components, per route, on the route's own addresses only.
     for l in listeners.iter().filter(|l| l.route != Route::Cluster) {
         let (sources, what) = match (l.route, scoped) {
+            (Route::Dynamic, _) if customer.is_some() => {
+                (customer.expect("checked"), "its ip_filter within the customer networks")
+            }
             (Route::Dynamic, Some((vpc_filter, _))) => (vpc_filter, "its ip_filter within the VPC and peerings"),
             (Route::Dynamic | Route::Public, _) => (ip_filter, "its ip_filter"),
             (Route::Privatelink, Some((_, privatelink))) => (privatelink, "the VPC's private-link CIDRs"),
@@ -253,15 +233,78 @@ pub fn contribute(cx: &ServiceCx<'_>, c: &mut Contribution<'_>) {
                 )
                 .family(fam)
                 .peer(sources, false)
-                .local(l.route.class(cx.vpc.is_some()))
+                .local(l.route.class(service.private_home()))
                 .traffic(Traffic::Tcp(vec![l.port])),
             );
         }
     }
 
-    // 7. Everything else: refused, so clients fail fast.
+    rejects(c, Direction::Ingress);
+}
+
+/// Contract point 1 (and the ICMP errors of point 2): loopback, established, neighbour
+/// discovery, the one drop of invalid packets.
+pub(crate) fn base(c: &mut Contribution<'_>) {
+    let accept = Verdict::Accept;
+    // 1. Loopback, established, invalid (neighbour discovery first: the kernel may see it as invalid).
+    c.flow(Flow::ingress("base-loopback", Stage::Base, "loopback traffic", accept).loopback());
+    c.flow(
+        Flow::ingress(
+            "base-established",
+            Stage::Base,
+            "packets of established connections and related ICMP errors",
+            accept,
+        )
+        .ct(CtState::EstablishedRelated),
+    );
+    c.flow(Flow::ingress("icmp-nd-v6", Stage::Base, "IPv6 neighbour discovery", accept).family(Family::V6).traffic(
+        Traffic::Icmp(vec![IcmpType::NdRouterAdvert, IcmpType::NdNeighborSolicit, IcmpType::NdNeighborAdvert]),
+    ));
+    c.flow(
+        Flow::ingress("base-invalid", Stage::Base, "conntrack-invalid packets (the only drop)", Verdict::Drop)
+            .ct(CtState::Invalid),
+    );
+
+    // 2. ICMP errors (path MTU discovery).
+    c.flow(
+        Flow::ingress(
+            "icmp-errors-v4",
+            Stage::Base,
+            "ICMP errors (unreachable, time exceeded, parameter problem)",
+            accept,
+        )
+        .family(Family::V4)
+        .traffic(Traffic::Icmp(vec![
+            IcmpType::DestinationUnreachable,
+            IcmpType::TimeExceeded,
+            IcmpType::ParameterProblem,
+        ])),
+    );
+    c.flow(
+        Flow::ingress(
+            "icmp-errors-v6",
+            Stage::Base,
+            "ICMPv6 errors (unreachable, packet too big, time exceeded, parameter problem)",
+            accept,
+        )
+        .family(Family::V6)
+        .traffic(Traffic::Icmp(vec![
+            IcmpType::DestinationUnreachable,
+            IcmpType::PacketTooBig,
+            IcmpType::TimeExceeded,
+            IcmpType::ParameterProblem,
+        ])),
+    );
+}
+
+/// Contract point 7 in one direction: everything else refused, so peers fail fast.
+pub(crate) fn rejects(c: &mut Contribution<'_>, direction: Direction) {
     let reject = |id: &str, reason: &str, t: Traffic, r: Reject| {
-        Flow::ingress(id, Stage::Reject, reason, Verdict::Reject(r)).traffic(t)
+        let id = match direction {
+            Direction::Ingress => id.to_string(),
+            Direction::Egress => format!("egress-{id}"),
+        };
+        Flow { direction, ..Flow::ingress(id, Stage::Reject, reason, Verdict::Reject(r)) }.traffic(t)
     };
     c.flow(reject("reject-tcp", "not allowed: TCP is reset", Traffic::Tcp(vec![]), Reject::TcpReset));
     c.flow(reject(

@@ -356,6 +356,9 @@ pub fn build(fleet: &Fleet, groups: &mut Vec<Group>, keep: impl Fn(&Deployment) 
             out.push(ServiceIntent {
                 qualified: format!("{}/{}", d.name, c.name),
                 description: format!("{}/{} ({} {title}, zone {})", d.name, c.name, d.kind.name, c.zone),
+                // Not a cloud service: no cloud-layer backend renders it.
+                cloud: String::new(),
+                vpc: None,
                 nodes: c
                     .servers
                     .iter()

@@ -261,6 +261,15 @@ impl<'f> Lab<'f> {
         let applied = self.applied.lock().expect("applied rulesets").clone();
         let mut plan: Vec<(&topo::Host, Vec<Planned>)> = Vec::new();
         for host in &self.topo.hosts {
+            // A probe from a node leaves through that node's output chain first.
+            let sender = match &host.role {
+                Role::Node(name) => self.fleet.nodes().find(|(_, _, n)| &n.name == name).map(|(p, s, _)| (p, s)),
+                _ => None,
+            };
+            let sender_rs = match &host.role {
+                Role::Node(name) => applied.get(name),
+                _ => None,
+            };
             let mut probes = Vec::new();
             for t in &targets {
                 let (svc, node) = (t.service, t.node);
@@ -278,13 +287,20 @@ impl<'f> Lab<'f> {
                         let ports =
                             tcp.iter().map(|p| (*p, Protocol::Tcp)).chain(udp.iter().map(|p| (*p, Protocol::Udp)));
                         for (port, proto) in ports {
-                            let eval = applied.get(&node.name).map(|rs| {
-                                let t = match proto {
-                                    Protocol::Tcp => fleetwall_eval::Transport::Tcp(port),
-                                    Protocol::Udp => fleetwall_eval::Transport::Udp(port),
-                                };
-                                fleetwall_eval::evaluate(rs, &fleetwall_eval::Packet::new(*src, *dst, t)).verdict
+                            let transport = match proto {
+                                Protocol::Tcp => fleetwall_eval::Transport::Tcp(port),
+                                Protocol::Udp => fleetwall_eval::Transport::Udp(port),
+                            };
+                            let packet = fleetwall_eval::Packet::new(*src, *dst, transport);
+                            let out = sender_rs.map(|rs| {
+                                fleetwall_eval::evaluate_in(rs, fleetwall_ir::Direction::Egress, &packet).verdict
                             });
+                            let local = out.is_some_and(|v| v != Verdict::Accept);
+                            let eval = match out {
+                                Some(v) if v != Verdict::Accept => Some(v),
+                                _ => applied.get(&node.name).map(|rs| fleetwall_eval::evaluate(rs, &packet).verdict),
+                            };
+                            let sends = sender.is_none_or(|(p, s)| expect::sends(self.fleet, p, s, *dst, port, proto));
                             probes.push(Planned {
                                 eval,
                                 source: label.clone(),
@@ -293,8 +309,8 @@ impl<'f> Lab<'f> {
                                 dst: *dst,
                                 port,
                                 protocol: proto,
-                                want: t.accepts(*src, *dst, port, proto),
-                                refused_by_source: false,
+                                want: sends && t.accepts(*src, *dst, port, proto),
+                                local,
                             });
                         }
                     }
@@ -364,7 +380,7 @@ impl Lab<'_> {
                         };
                         let packet = fleetwall_eval::Packet::new(*src, *dst, t);
                         let out = own.map(|rs| fleetwall_eval::evaluate_egress(rs, &packet).verdict);
-                        let refused_by_source = out.is_some_and(|v| v != Verdict::Accept);
+                        let local = out.is_some_and(|v| v != Verdict::Accept);
                         let eval = match out {
                             Some(v) if v != Verdict::Accept => Some(v),
                             _ => applied.get(&server.name).map(|rs| fleetwall_eval::evaluate(rs, &packet).verdict),
@@ -378,7 +394,7 @@ impl Lab<'_> {
                             port,
                             protocol: proto,
                             want: zones::accepts(self.fleet, *src, *dst, port, proto),
-                            refused_by_source,
+                            local,
                         });
                     }
                 }
@@ -398,29 +414,27 @@ struct Planned {
     port: u16,
     protocol: Protocol,
     want: bool,
-    /// Refused by the source's own output chain: a UDP send then fails at once with a
-    /// local error (EPERM) instead of an ICMP answer.
-    refused_by_source: bool,
+    /// The sender's own output chain refuses it: a UDP refusal there reaches the sending
+    /// socket as EPERM at once (the ICMP error never leaves the host), not as an ICMP error.
+    local: bool,
 }
 
 impl Planned {
     fn row(&self, observed: Observed, took: Duration, attempts: u8) -> ProbeRow {
-        let local_udp_refusal =
-            self.refused_by_source && self.protocol == Protocol::Udp && observed == Observed::Unreachable;
-        let evaluator_agrees = local_udp_refusal
-            || matches!(
-                (self.eval, &observed),
-                (Some(Verdict::Accept), Observed::Connected)
-                    | (Some(Verdict::Reject(Reject::TcpReset)), Observed::Reset)
-                    | (Some(Verdict::Reject(Reject::PortUnreachable)), Observed::PortUnreachable)
-                    | (Some(Verdict::Reject(Reject::AdminProhibited)), Observed::Unreachable)
-                    | (Some(Verdict::Drop), Observed::Timeout)
-            );
+        let evaluator_agrees = matches!(
+            (self.eval, &observed),
+            (Some(Verdict::Accept), Observed::Connected)
+                | (Some(Verdict::Reject(Reject::TcpReset)), Observed::Reset)
+                | (Some(Verdict::Reject(Reject::PortUnreachable)), Observed::PortUnreachable)
+                | (Some(Verdict::Reject(Reject::AdminProhibited)), Observed::Unreachable)
+                | (Some(Verdict::Drop), Observed::Timeout)
+        ) || (self.local
+            && matches!((self.eval, &observed), (Some(Verdict::Reject(_)), Observed::Unreachable)));
         let contract = match (self.want, &observed) {
             (true, Observed::Connected) => true,
+            (false, Observed::Unreachable) if self.local => took < REJECT_DEADLINE,
             (false, Observed::Reset) => self.protocol == Protocol::Tcp && took < REJECT_DEADLINE,
             (false, Observed::PortUnreachable) => self.protocol == Protocol::Udp && took < REJECT_DEADLINE,
-            (false, Observed::Unreachable) => local_udp_refusal && took < REJECT_DEADLINE,
             _ => false,
         };
         let ok = contract && evaluator_agrees;

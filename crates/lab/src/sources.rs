@@ -124,6 +124,21 @@ pub fn sources(fleet: &Fleet) -> Vec<Source> {
             }
         }
     }
+    // S7: inside and outside the BYOC subnets and customer networks.
+    for p in &fleet.projects {
+        let Some(b) = &p.byoc else { continue };
+        push(
+            format!("in bastion subnet {} of {} (not a bastion)", b.bastion_subnet, p.name),
+            pick.inside(&b.bastion_subnet),
+        );
+        push(
+            format!("in workload subnet {} of {} (not a node)", b.workload_subnet, p.name),
+            pick.inside(&b.workload_subnet),
+        );
+        for c in &b.customer_networks {
+            push(format!("in customer network {c} of {}", p.name), pick.inside(c));
+        }
+    }
     if fleet.services().any(|(_, s)| s.cloud.provider == fleetwall_model::Provider::Azure) {
         push("Azure platform address".into(), pick.take(fleetwall_compile::AZURE_PLATFORM));
     }

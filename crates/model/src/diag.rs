@@ -113,6 +113,10 @@ codes! {
     PortCollision = "port-collision",
     /// Management gateways missing or invalid, or platform ports clashing.
     Platform = "platform",
+    /// A BYOC network that does not hold together (subnets, bastions, workloads, customer networks).
+    Byoc = "byoc",
+    /// An ECE project or service that would expose or reach what ECE forbids.
+    Ece = "ece",
     /// A `tests:` entry that refers to nothing, or an assertion that fails.
     Test = "test",
     /// An `ip_filter` entry covered by another entry (warning).

@@ -145,6 +145,9 @@ pub struct PlatformDoc {
     /// IPsec between nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipsec: Option<bool>,
+    /// The BYOC bastion's tunnel port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bastion_proxy_port: Option<i64>,
 }
 
 /// One project.
@@ -160,6 +163,57 @@ pub struct ProjectDoc {
     /// `services:` by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, Arc<ServiceDoc>>,
+    /// `byoc:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byoc: Option<ByocDoc>,
+    /// `compliance:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<String>,
+    /// `socks5_proxy:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socks5_proxy: Option<Socks5ProxyDoc>,
+}
+
+/// `byoc:` of a project.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByocDoc {
+    /// `cloud:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<String>,
+    /// `network_cidr:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_cidr: Option<String>,
+    /// `bastion_subnet:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bastion_subnet: Option<String>,
+    /// `workload_subnet:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_subnet: Option<String>,
+    /// `bastions:` by name.
+    #[serde(default)]
+    pub bastions: BTreeMap<String, NodeDoc>,
+    /// `customer_networks:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_networks: Option<Vec<String>>,
+    /// `egress:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<Vec<String>>,
+}
+
+/// `socks5_proxy:` of an ECE project.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Socks5ProxyDoc {
+    /// `address:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// `port:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// `allow:`.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// One VPC.
@@ -218,6 +272,9 @@ pub struct ServiceDoc {
     /// `ports:` pins by listener.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ports: BTreeMap<String, i64>,
+    /// `byoc:` (a workload of the project's BYOC network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byoc: Option<bool>,
 }
 
 /// One node.
@@ -350,6 +407,7 @@ impl PlatformDoc {
             platform_port: p.platform_port.as_ref().map(|v| v.value),
             web_port: p.web_port.as_ref().map(|v| v.value),
             ipsec: p.ipsec.as_ref().map(|v| v.value),
+            bastion_proxy_port: p.bastion_proxy_port.as_ref().map(|v| v.value),
         }
     }
 }
@@ -361,6 +419,21 @@ impl ProjectDoc {
             base_port: raw.base_port.as_ref().map(|v| v.value),
             vpcs: raw.vpcs.iter().map(|(n, v)| (n.value.clone(), VpcDoc::from_raw(v))).collect(),
             services: raw.services.iter().map(|(n, s)| (n.value.clone(), Arc::new(ServiceDoc::from_raw(s)))).collect(),
+            byoc: raw.byoc.as_ref().map(|b| ByocDoc {
+                cloud: b.cloud.as_ref().map(|v| v.value.clone()),
+                network_cidr: b.network_cidr.as_ref().map(|v| v.value.clone()),
+                bastion_subnet: b.bastion_subnet.as_ref().map(|v| v.value.clone()),
+                workload_subnet: b.workload_subnet.as_ref().map(|v| v.value.clone()),
+                bastions: b.bastions.iter().map(|(n, d)| (n.value.clone(), NodeDoc::from_raw(d))).collect(),
+                customer_networks: b.customer_networks.as_deref().map(strings),
+                egress: b.egress.as_deref().map(strings),
+            }),
+            compliance: raw.compliance.as_ref().map(|v| v.value.clone()),
+            socks5_proxy: raw.socks5_proxy.as_ref().map(|p| Socks5ProxyDoc {
+                address: p.address.as_ref().map(|v| v.value.clone()),
+                port: p.port.as_ref().map(|v| v.value),
+                allow: strings(&p.allow),
+            }),
         }
     }
 }
@@ -429,6 +502,7 @@ impl ServiceDoc {
                 .map(|(k, v)| (k.value.clone(), PrivatelinkDoc { principals: strings(&v.principals) }))
                 .collect(),
             ports: raw.ports.iter().map(|(k, v)| (k.value.clone(), v.value)).collect(),
+            byoc: raw.byoc.as_ref().map(|v| v.value),
         }
     }
 }

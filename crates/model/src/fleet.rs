@@ -36,6 +36,8 @@ pub struct Platform {
     pub web_port: u16,
     /// IPsec between the nodes of a service.
     pub ipsec: bool,
+    /// The BYOC bastion's encrypted tunnel to the workloads (443).
+    pub bastion_proxy_port: u16,
 }
 
 /// The UDP ports of IPsec (IKE, NAT-T); fixed by the protocol.
@@ -50,8 +52,82 @@ pub struct Project {
     pub base_port: Option<u16>,
     /// Its VPCs, sorted by name.
     pub vpcs: Vec<Vpc>,
-    /// Its services, sorted by name; shared like the projects.
+    /// Its services, sorted by name; shared like the projects. A BYOC project's bastions
+    /// are its service [`BASTION_SERVICE`] (role [`Role::Bastion`]).
     pub services: Vec<Arc<Service>>,
+    /// Bring your own cloud: the customer's network the project's workloads run in.
+    pub byoc: Option<Byoc>,
+    /// Enhanced compliance (`compliance: ece`): the only way out is this proxy.
+    pub ece: Option<Socks5Proxy>,
+}
+
+/// The name of a BYOC project's bastion service.
+pub const BASTION_SERVICE: &str = "bastion";
+
+/// A BYOC project's network in the customer's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Byoc {
+    /// The customer's cloud region.
+    pub cloud: Cloud,
+    /// The whole network.
+    pub network_cidr: IpNet,
+    /// Where the bastions are.
+    pub bastion_subnet: IpNet,
+    /// Where the workloads (service nodes) are.
+    pub workload_subnet: IpNet,
+    /// Where the customer's applications connect from.
+    pub customer_networks: Vec<IpNet>,
+    /// Where workloads and bastions may connect out to (management, CDN, DNS, NTP).
+    pub egress: Vec<IpNet>,
+}
+
+/// The SOCKS5 proxy of an ECE project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socks5Proxy {
+    /// Its address (inside the project's VPCs).
+    pub address: IpAddr,
+    /// Its port.
+    pub port: u16,
+    /// The destinations it relays to; everything else it refuses.
+    pub allow: Vec<ProxyAllow>,
+}
+
+/// One destination a SOCKS5 proxy relays to: a network or a host name, all ports or one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyAllow {
+    /// A network (`198.51.100.0/24`), or
+    pub network: Option<IpNet>,
+    /// a host name (`pkg.example.org`).
+    pub host: Option<String>,
+    /// One port, or every port.
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Display for ProxyAllow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.network, &self.host) {
+            (Some(n), _) => write!(f, "{n}")?,
+            (None, Some(h)) => write!(f, "{h}")?,
+            (None, None) => write!(f, "?")?,
+        }
+        match self.port {
+            Some(p) => write!(f, ":{p}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What a service's nodes are to their project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A managed service (the standard contract).
+    #[default]
+    Service,
+    /// A BYOC workload: managed through the bastion, reached from the customer's networks.
+    Workload,
+    /// A BYOC bastion: the management gateways' way in.
+    Bastion,
 }
 
 impl Project {
@@ -215,6 +291,16 @@ pub struct Service {
     pub ports: BTreeMap<ListenerKey, u16>,
     /// The listeners the user pinned.
     pub pinned: BTreeSet<ListenerKey>,
+    /// What its nodes are to the project.
+    pub role: Role,
+}
+
+impl Service {
+    /// Whether its cluster listeners and dynamic route are on private addresses: in a
+    /// VPC, or a BYOC workload (in the customer's network).
+    pub fn private_home(&self) -> bool {
+        self.vpc.is_some() || self.role == Role::Workload
+    }
 }
 
 /// What a test expects at a destination.

@@ -58,6 +58,8 @@ pub struct RawPlatform {
     pub web_port: Option<Spanned<i64>>,
     /// IPsec between nodes.
     pub ipsec: Option<Spanned<bool>>,
+    /// The BYOC bastion's tunnel port to the workloads.
+    pub bastion_proxy_port: Option<Spanned<i64>>,
 }
 
 /// One project.
@@ -72,6 +74,63 @@ pub struct RawProject {
     /// `services:` in file order.
     #[schemars(with = "Option<BTreeMap<String, RawService>>")]
     pub services: Vec<(Spanned<String>, RawService)>,
+    /// `byoc:` (bring your own cloud: bastion and workload subnets in the customer's account).
+    #[schemars(with = "Option<RawByoc>")]
+    pub byoc: Option<RawByoc>,
+    /// `compliance:` (`ece`: enhanced compliance).
+    #[schemars(with = "Option<String>")]
+    pub compliance: Option<Spanned<String>>,
+    /// `socks5_proxy:` (ECE: the only way out).
+    #[schemars(with = "Option<RawSocks5Proxy>")]
+    pub socks5_proxy: Option<RawSocks5Proxy>,
+}
+
+/// `byoc:` of a project.
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Byoc")]
+pub struct RawByoc {
+    /// The mapping.
+    #[schemars(skip)]
+    pub span: Span,
+    /// `cloud:`.
+    #[schemars(with = "String")]
+    pub cloud: Option<Spanned<String>>,
+    /// `network_cidr:` (the customer's network the platform runs in).
+    #[schemars(with = "String")]
+    pub network_cidr: Option<Spanned<String>>,
+    /// `bastion_subnet:`.
+    #[schemars(with = "String")]
+    pub bastion_subnet: Option<Spanned<String>>,
+    /// `workload_subnet:`.
+    #[schemars(with = "String")]
+    pub workload_subnet: Option<Spanned<String>>,
+    /// `bastions:` in file order.
+    #[schemars(with = "BTreeMap<String, RawNode>")]
+    pub bastions: Vec<(Spanned<String>, RawNode)>,
+    /// `customer_networks:`.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub customer_networks: Option<Vec<Spanned<String>>>,
+    /// `egress:` (default everything).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub egress: Option<Vec<Spanned<String>>>,
+}
+
+/// `socks5_proxy:` of an ECE project.
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Socks5Proxy")]
+pub struct RawSocks5Proxy {
+    /// The mapping.
+    #[schemars(skip)]
+    pub span: Span,
+    /// `address:`.
+    #[schemars(with = "String")]
+    pub address: Option<Spanned<String>>,
+    /// `port:`.
+    #[schemars(with = "u16")]
+    pub port: Option<Spanned<i64>>,
+    /// `allow:` (networks, `host:port` or `network:port`).
+    #[schemars(with = "Vec<String>")]
+    pub allow: Vec<Spanned<String>>,
 }
 
 /// One project VPC.
@@ -135,6 +194,9 @@ pub struct RawService {
     /// `ports:` pins.
     #[schemars(with = "Option<BTreeMap<String, u16>>")]
     pub ports: Vec<(Spanned<String>, Spanned<i64>)>,
+    /// `byoc: true`: the service's nodes are workloads of its project's BYOC network.
+    #[schemars(with = "Option<bool>")]
+    pub byoc: Option<Spanned<bool>>,
 }
 
 /// One node's addresses.
@@ -441,20 +503,25 @@ impl Decoder<'_> {
 
     fn platform(&mut self, node: &Node) -> RawPlatform {
         let mut p = RawPlatform { span: Some(node.span), ..RawPlatform::default() };
-        let known = ["management_gateways", "ssh_port", "platform_port", "web_port", "ipsec"];
+        let known = ["management_gateways", "ssh_port", "platform_port", "web_port", "ipsec", "bastion_proxy_port"];
         let Some(f) = self.fields(node, "platform", &known) else { return p };
         p.management_gateways = f.get("management_gateways").map(|n| self.strings(n, "platform.management_gateways"));
         p.ssh_port = f.get("ssh_port").and_then(|n| self.int(n, "platform.ssh_port"));
         p.platform_port = f.get("platform_port").and_then(|n| self.int(n, "platform.platform_port"));
         p.web_port = f.get("web_port").and_then(|n| self.int(n, "platform.web_port"));
         p.ipsec = f.get("ipsec").and_then(|n| self.boolean(n, "platform.ipsec"));
+        p.bastion_proxy_port = f.get("bastion_proxy_port").and_then(|n| self.int(n, "platform.bastion_proxy_port"));
         p
     }
 
     fn project(&mut self, node: &Node, name: &str) -> RawProject {
         let mut p = RawProject::default();
         let what = format!("project {name}");
-        let Some(f) = self.fields(node, &what, &["base_port", "vpcs", "services"]) else { return p };
+        let known = ["base_port", "vpcs", "services", "byoc", "compliance", "socks5_proxy"];
+        let Some(f) = self.fields(node, &what, &known) else { return p };
+        p.byoc = f.get("byoc").map(|n| self.byoc(n));
+        p.compliance = f.get("compliance").and_then(|n| self.string(n, "compliance"));
+        p.socks5_proxy = f.get("socks5_proxy").map(|n| self.socks5_proxy(n));
         p.base_port = f.get("base_port").and_then(|n| self.int(n, "base_port"));
         if let Some(v) = f.get("vpcs") {
             for (vname, vnode) in self.entries(v, "vpcs") {
@@ -468,6 +535,35 @@ impl Decoder<'_> {
                 p.services.push((sname, svc));
             }
         }
+        p
+    }
+
+    fn byoc(&mut self, node: &Node) -> RawByoc {
+        let mut b = RawByoc { span: node.span, ..RawByoc::default() };
+        let known =
+            ["cloud", "network_cidr", "bastion_subnet", "workload_subnet", "bastions", "customer_networks", "egress"];
+        let Some(f) = self.fields(node, "byoc", &known) else { return b };
+        b.cloud = f.get("cloud").and_then(|n| self.string(n, "byoc.cloud"));
+        b.network_cidr = f.get("network_cidr").and_then(|n| self.string(n, "byoc.network_cidr"));
+        b.bastion_subnet = f.get("bastion_subnet").and_then(|n| self.string(n, "byoc.bastion_subnet"));
+        b.workload_subnet = f.get("workload_subnet").and_then(|n| self.string(n, "byoc.workload_subnet"));
+        if let Some(list) = f.get("bastions") {
+            for (name, n) in self.entries(list, "byoc.bastions") {
+                let raw = self.node(n, &name.value);
+                b.bastions.push((name, raw));
+            }
+        }
+        b.customer_networks = f.get("customer_networks").map(|n| self.strings(n, "byoc.customer_networks"));
+        b.egress = f.get("egress").map(|n| self.strings(n, "byoc.egress"));
+        b
+    }
+
+    fn socks5_proxy(&mut self, node: &Node) -> RawSocks5Proxy {
+        let mut p = RawSocks5Proxy { span: node.span, ..RawSocks5Proxy::default() };
+        let Some(f) = self.fields(node, "socks5_proxy", &["address", "port", "allow"]) else { return p };
+        p.address = f.get("address").and_then(|n| self.string(n, "socks5_proxy.address"));
+        p.port = f.get("port").and_then(|n| self.int(n, "socks5_proxy.port"));
+        p.allow = f.get("allow").map(|n| self.strings(n, "socks5_proxy.allow")).unwrap_or_default();
         p
     }
 
@@ -491,11 +587,12 @@ impl Decoder<'_> {
     fn service(&mut self, node: &Node, name: &str) -> RawService {
         let mut s = RawService { span: node.span, ..RawService::default() };
         let what = format!("service {name}");
-        let known = ["type", "cloud", "vpc", "nodes", "user_config", "privatelink", "ports"];
+        let known = ["type", "cloud", "vpc", "nodes", "user_config", "privatelink", "ports", "byoc"];
         let Some(f) = self.fields(node, &what, &known) else { return s };
         s.service_type = f.get("type").and_then(|n| self.string(n, "type"));
         s.cloud = f.get("cloud").and_then(|n| self.string(n, "cloud"));
         s.vpc = f.get("vpc").and_then(|n| self.string(n, "vpc"));
+        s.byoc = f.get("byoc").and_then(|n| self.boolean(n, "byoc"));
         if let Some(nodes) = f.get("nodes") {
             for (nname, nnode) in self.entries(nodes, "nodes") {
                 let raw = self.node(nnode, &nname.value);

@@ -117,6 +117,65 @@ pub fn validate_tests<'s>(
     (diags.errors() == before).then_some(tests)
 }
 
+/// What a project's deployment kind asks of its services.
+struct Kind<'b> {
+    /// The project's BYOC network, when it validated.
+    byoc: Option<&'b Byoc>,
+    /// Whether the project has `byoc:` at all (valid or not).
+    byoc_written: bool,
+    /// Whether it is an ECE project.
+    ece: bool,
+}
+
+/// Where a list of nodes takes its addresses from.
+#[derive(Clone, Copy)]
+enum Home<'v> {
+    /// A VPC: private addresses inside its network.
+    Vpc(&'v Vpc),
+    /// A VPC that does not exist (reported already).
+    UnknownVpc,
+    /// A BYOC subnet (`None`: it did not validate): private addresses inside it.
+    Subnet { net: Option<IpNet>, name: &'static str },
+    /// The internet: public addresses.
+    Public,
+}
+
+/// One `socks5_proxy.allow` entry: `network`, `network:port`, `[v6-network]:port`, `host:port`.
+fn parse_allow(s: &str) -> Result<ProxyAllow, String> {
+    let port = |p: &str| -> Result<u16, String> {
+        p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("`{p}` is not a port (1–65535)"))
+    };
+    if let Ok(n) = parse_network(s) {
+        return Ok(ProxyAllow { network: Some(n), host: None, port: None });
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (net, p) = rest.split_once("]:").ok_or("a bracketed IPv6 network is followed by `:port`")?;
+        let n = parse_network(net).map_err(|_| format!("`{net}` is not a network"))?;
+        return Ok(ProxyAllow { network: Some(n), host: None, port: Some(port(p)?) });
+    }
+    let (head, p) = s.rsplit_once(':').ok_or("not a network, and no `:port` after a host name")?;
+    let p = port(p)?;
+    if head.contains(':') {
+        return Err("an IPv6 network with a port is written `[network]:port`".into());
+    }
+    if let Ok(n) = parse_network(head) {
+        return Ok(ProxyAllow { network: Some(n), host: None, port: Some(p) });
+    }
+    let host_ok = !head.is_empty()
+        && head.len() <= 253
+        && head.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+        })
+        && !head.chars().all(|c| c.is_ascii_digit() || c == '.');
+    if !host_ok {
+        return Err(format!("`{head}` is neither a network nor a host name"));
+    }
+    Ok(ProxyAllow { network: None, host: Some(head.to_ascii_lowercase()), port: Some(p) })
+}
+
 trait SpanExt {
     fn with_line(self, line: u32) -> Span;
 }
@@ -400,6 +459,7 @@ impl<'a> Validator<'a> {
             platform_port: self.port(&raw.platform_port, "platform.platform_port", 30287),
             web_port: self.port(&raw.web_port, "platform.web_port", 443),
             ipsec: raw.ipsec.as_ref().is_none_or(|b| b.value),
+            bastion_proxy_port: self.port(&raw.bastion_proxy_port, "platform.bastion_proxy_port", 443),
         };
         let named = [
             ("ssh_port", p.ssh_port, &raw.ssh_port),
@@ -434,14 +494,187 @@ impl<'a> Validator<'a> {
         let mut vpcs: Vec<Vpc> = raw.vpcs.iter().filter_map(|(n, v)| self.vpc(n, v)).collect();
         vpcs.sort_by(|a, b| a.name.cmp(&b.name));
         let vpc_names: Vec<&str> = raw.vpcs.iter().map(|(n, _)| n.value.as_str()).collect();
+        let byoc = raw.byoc.as_ref().and_then(|b| self.byoc(&name.value, b));
+        let ece = self.ece(&name.value, raw, &vpcs);
+        let kind = Kind { byoc: byoc.as_ref().map(|(b, _)| b), byoc_written: raw.byoc.is_some(), ece: ece.is_some() };
         let mut services = Vec::new();
         for (sname, s) in &raw.services {
-            if let Some(svc) = self.service(&name.value, base_port, sname, s, &vpcs, &vpc_names, platform) {
+            if let Some(svc) = self.service(&name.value, base_port, sname, s, &vpcs, &vpc_names, platform, &kind) {
                 services.push(Arc::new(svc));
             }
         }
+        if let Some((_, bastion)) = &byoc {
+            if let Some((sname, _)) = raw.services.iter().find(|(n, _)| n.value == BASTION_SERVICE) {
+                self.err(
+                    DiagCode::Byoc,
+                    sname.span,
+                    format!("a BYOC project's bastions are its service `{BASTION_SERVICE}`"),
+                )
+                .value(sname.value.clone())
+                .hint("rename this service");
+            }
+            services.push(Arc::new(bastion.clone()));
+        }
         services.sort_by(|a, b| a.name.cmp(&b.name));
-        Some(Project { name: name.value.clone(), base_port, vpcs, services })
+        let byoc = byoc.map(|(b, _)| b);
+        if raw.byoc.is_some() && byoc.is_none() {
+            return None;
+        }
+        Some(Project { name: name.value.clone(), base_port, vpcs, services, byoc, ece })
+    }
+
+    /// A project's `byoc:`: the network, its subnets and customer networks, and the
+    /// bastion service made of its `bastions`.
+    fn byoc(&mut self, project: &str, raw: &RawByoc) -> Option<(Byoc, Service)> {
+        let what = format!("project {project}: byoc");
+        let need = |v: &mut Self, field: &Option<Spanned<String>>, key: &str, example: &str| -> Option<IpNet> {
+            match field {
+                Some(c) => v.cidr(c, &format!("byoc.{key}")),
+                None => {
+                    v.err(DiagCode::Missing, raw.span, format!("{what}: `{key}` is required"))
+                        .hint(format!("for example `{key}: {example}`"));
+                    None
+                }
+            }
+        };
+        let network = need(self, &raw.network_cidr, "network_cidr", "10.50.0.0/16");
+        let bastion_subnet = need(self, &raw.bastion_subnet, "bastion_subnet", "10.50.0.0/24");
+        let workload_subnet = need(self, &raw.workload_subnet, "workload_subnet", "10.50.16.0/20");
+        let cloud = match &raw.cloud {
+            Some(c) => self.cloud(c),
+            None => {
+                self.err(DiagCode::Missing, raw.span, format!("{what}: `cloud` is required"))
+                    .hint("the customer's cloud region, for example `cloud: aws-eu-west-1`");
+                None
+            }
+        };
+        if let Some(n) = network {
+            for (sub, field) in [(bastion_subnet, &raw.bastion_subnet), (workload_subnet, &raw.workload_subnet)] {
+                if let (Some(sub), Some(f)) = (sub, field) {
+                    if !n.contains(&sub) {
+                        self.err(DiagCode::Byoc, f.span, format!("{sub} is not inside the BYOC network {n}"))
+                            .value(f.value.clone())
+                            .hint(format!("the bastion and workload subnets are parts of network_cidr {n}"));
+                    }
+                }
+            }
+        }
+        if let (Some(b), Some(w), Some(f)) = (bastion_subnet, workload_subnet, &raw.workload_subnet) {
+            if b.contains(&w) || w.contains(&b) {
+                self.err(DiagCode::Byoc, f.span, format!("workload_subnet {w} overlaps bastion_subnet {b}"))
+                    .value(f.value.clone())
+                    .hint(
+                        "bastions and workloads sit in separate subnets: that is what keeps gateways off the workloads",
+                    );
+            }
+        }
+        let mut customer_networks = Vec::new();
+        for c in raw.customer_networks.iter().flatten() {
+            let Some(net) = self.cidr(c, "byoc.customer_networks") else { continue };
+            if let Some(n) = network.filter(|n| n.contains(&net) || net.contains(n)) {
+                self.err(DiagCode::Byoc, c.span, format!("customer network {net} overlaps the BYOC network {n}"))
+                    .value(c.value.clone())
+                    .hint(format!("list where the customer's applications are, outside {n}"));
+            }
+            customer_networks.push(net);
+        }
+        let egress = match &raw.egress {
+            None => vec!["0.0.0.0/0".parse().expect("literal"), "::/0".parse().expect("literal")],
+            Some(list) => list.iter().filter_map(|c| self.cidr(c, "byoc.egress")).collect(),
+        };
+        if raw.bastions.is_empty() {
+            self.err(DiagCode::Byoc, raw.span, format!("{what}: no `bastions`"))
+                .hint("the management gateways reach the workloads only through a bastion: `bastions: { my-bastion-1: { private: 10.50.0.10, public: 203.0.113.90 } }`");
+        }
+        let nodes = self.nodes(
+            &format!("{what}.bastions"),
+            raw.span,
+            &raw.bastions,
+            Home::Subnet { net: bastion_subnet, name: "bastion_subnet" },
+        );
+        let (cloud, network, bastion_subnet, workload_subnet) = (cloud?, network?, bastion_subnet?, workload_subnet?);
+        let bastion = Service {
+            name: BASTION_SERVICE.to_string(),
+            service_type: Arc::new(crate::catalog::ServiceType {
+                name: BASTION_SERVICE.to_string(),
+                components: Vec::new(),
+                cluster: Vec::new(),
+            }),
+            cloud: cloud.clone(),
+            vpc: None,
+            nodes,
+            ip_filter: Vec::new(),
+            public_access: BTreeSet::new(),
+            privatelink_access: BTreeSet::new(),
+            privatelink: None,
+            ports: BTreeMap::new(),
+            pinned: BTreeSet::new(),
+            role: Role::Bastion,
+        };
+        Some((
+            Byoc { cloud, network_cidr: network, bastion_subnet, workload_subnet, customer_networks, egress },
+            bastion,
+        ))
+    }
+
+    /// A project's `compliance:` and `socks5_proxy:`: the proxy of an ECE project.
+    fn ece(&mut self, project: &str, raw: &RawProject, vpcs: &[Vpc]) -> Option<Socks5Proxy> {
+        let ece = match &raw.compliance {
+            None => false,
+            Some(c) if c.value == "ece" => true,
+            Some(c) => {
+                self.err(DiagCode::Ece, c.span, "unknown compliance level").value(c.value.clone()).hint(
+                    "the one compliance level is `ece` (enhanced compliance: VPC only, egress through a SOCKS5 proxy)",
+                );
+                false
+            }
+        };
+        let Some(p) = &raw.socks5_proxy else {
+            if ece {
+                let span = raw.compliance.as_ref().map_or(Span::default(), |c| c.span);
+                self.err(DiagCode::Ece, span, format!("project {project}: an ECE project needs a `socks5_proxy`"))
+                    .hint("its nodes reach the outside only through it: `socks5_proxy: { address: 10.70.0.5, port: 1080, allow: [...] }`");
+            }
+            return None;
+        };
+        if !ece {
+            self.err(DiagCode::Ece, p.span, "socks5_proxy only applies to an ECE project")
+                .hint("add `compliance: ece` to the project, or remove the proxy");
+            return None;
+        }
+        let address = match &p.address {
+            Some(a) => self.address(a, "socks5_proxy.address"),
+            None => {
+                self.err(DiagCode::Missing, p.span, "socks5_proxy: `address` is required")
+                    .hint("the proxy's address inside the project's VPC, for example `address: 10.70.0.5`");
+                None
+            }
+        };
+        if let (Some(a), Some(s)) = (address, &p.address) {
+            if !vpcs.iter().any(|v| v.network_cidr.contains(&a)) {
+                let nets: Vec<String> = vpcs.iter().map(|v| v.network_cidr.to_string()).collect();
+                self.err(DiagCode::Ece, s.span, "the SOCKS5 proxy is outside the project's VPCs")
+                    .value(s.value.clone())
+                    .hint(if nets.is_empty() {
+                        "an ECE project's services and proxy sit in its VPCs; declare `vpcs`".to_string()
+                    } else {
+                        format!("put it inside {}", nets.join(" or "))
+                    });
+            }
+        }
+        let port = self.port(&p.port, "socks5_proxy.port", 1080);
+        let mut allow = Vec::new();
+        for a in &p.allow {
+            match parse_allow(&a.value) {
+                Ok(x) => allow.push(x),
+                Err(why) => {
+                    self.err(DiagCode::Ece, a.span, format!("socks5_proxy.allow: {why}")).value(a.value.clone()).hint(
+                        "write a network (`198.51.100.0/24`), `network:port`, `host:port` or `[ipv6-network]:port`",
+                    );
+                }
+            }
+        }
+        Some(Socks5Proxy { address: address?, port, allow })
     }
 
     fn vpc(&mut self, name: &Spanned<String>, raw: &RawVpc) -> Option<Vpc> {
@@ -532,9 +765,12 @@ impl<'a> Validator<'a> {
         vpcs: &[Vpc],
         vpc_names: &[&str],
         platform: &Platform,
+        kind: &Kind<'_>,
     ) -> Option<Service> {
         self.name(name, "service");
         let what = format!("service {}", name.value);
+        let role = if raw.byoc.as_ref().is_some_and(|b| b.value) { Role::Workload } else { Role::Service };
+        self.deployment(&what, raw, role, kind);
         let ty = match &raw.service_type {
             None => {
                 let known = self.catalog.types.keys().cloned().collect::<Vec<_>>().join(", ");
@@ -599,8 +835,40 @@ impl<'a> Validator<'a> {
                 }
             },
         };
-        let nodes = self.nodes(&what, raw, vpc);
+        let home = match (vpc, &raw.vpc, kind.byoc) {
+            (Some(v), _, _) => Home::Vpc(v),
+            (None, Some(_), _) => Home::UnknownVpc,
+            // In a BYOC project every service is a workload (one without the flag is
+            // refused above; its nodes are still read as workloads, for one message).
+            (None, None, Some(b)) if role == Role::Workload || kind.byoc_written => {
+                Home::Subnet { net: Some(b.workload_subnet), name: "workload_subnet" }
+            }
+            (None, None, _) if role == Role::Workload || kind.byoc_written => {
+                Home::Subnet { net: None, name: "workload_subnet" }
+            }
+            (None, None, _) => Home::Public,
+        };
+        let nodes = self.nodes(&what, raw.span, &raw.nodes, home);
         let (ip_filter, spans) = self.ip_filter(&what, raw);
+        if kind.ece {
+            self.ece_ip_filter(&what, &ip_filter, &spans, vpc);
+        }
+        if let (Role::Workload, Some(b)) = (role, kind.byoc) {
+            if let (Some(c), Some(cs)) = (&cloud, &raw.cloud) {
+                if c != &b.cloud {
+                    self.err(
+                        DiagCode::CloudMismatch,
+                        cs.span,
+                        format!(
+                            "{what} is a BYOC workload in {} but its project's BYOC network is in {}",
+                            c.name, b.cloud.name
+                        ),
+                    )
+                    .value(c.name.clone())
+                    .hint(format!("use `cloud: {}`", b.cloud.name));
+                }
+            }
+        }
         self.lint_ip_filter(&ip_filter, &spans, vpc, !raw.user_config.public_access.iter().all(|(_, b)| !b.value));
         let (public_access, privatelink_access) = match &ty {
             Some(ty) => (
@@ -669,16 +937,85 @@ impl<'a> Validator<'a> {
             privatelink,
             ports,
             pinned,
+            role,
         })
     }
 
-    fn nodes(&mut self, what: &str, raw: &RawService, vpc: Option<&Vpc>) -> Vec<Node> {
-        if raw.nodes.is_empty() {
-            self.err(DiagCode::Missing, raw.span, format!("{what}: no `nodes`"))
+    /// What a service may be in its project's deployment kind (BYOC, ECE).
+    fn deployment(&mut self, what: &str, raw: &RawService, role: Role, kind: &Kind<'_>) {
+        let flag = raw.byoc.as_ref().map_or(raw.span, |b| b.span);
+        match role {
+            Role::Workload if !kind.byoc_written => {
+                self.err(DiagCode::Byoc, flag, format!("{what} is `byoc: true` but its project has no `byoc` network"))
+                    .hint("declare the project's `byoc:` (network_cidr, bastion_subnet, workload_subnet, bastions), or remove `byoc: true`");
+            }
+            Role::Workload => {
+                if let Some(v) = &raw.vpc {
+                    self.err(
+                        DiagCode::Byoc,
+                        v.span,
+                        format!("{what}: a BYOC workload is in its project's BYOC network, not a VPC"),
+                    )
+                    .value(v.value.clone())
+                    .hint("remove `vpc:`");
+                }
+                for (k, on) in raw.user_config.public_access.iter().chain(&raw.user_config.privatelink_access) {
+                    if on.value {
+                        self.err(DiagCode::Byoc, k.span, format!("{what}: a BYOC workload is reached from the customer's networks only"))
+                            .value(k.value.clone())
+                            .hint("BYOC clients connect from `byoc.customer_networks`; turn public and private-link access off");
+                    }
+                }
+            }
+            _ if kind.byoc_written => {
+                self.err(DiagCode::Byoc, raw.span, format!("{what} is in a BYOC project but not `byoc: true`"))
+                    .hint("every service of a BYOC project runs in the customer's network: add `byoc: true`");
+            }
+            _ => {}
+        }
+        if kind.ece {
+            if raw.vpc.is_none() {
+                self.err(DiagCode::Ece, raw.span, format!("{what}: an ECE service sits in a VPC"))
+                    .hint("add `vpc:` naming one of the project's VPCs: ECE exposes nothing to the internet");
+            }
+            for (k, on) in &raw.user_config.public_access {
+                if on.value {
+                    self.err(DiagCode::Ece, k.span, format!("{what}: public access is not allowed in ECE"))
+                        .value(k.value.clone())
+                        .hint("ECE services are reached inside their VPC and its peerings only; remove it");
+                }
+            }
+        }
+    }
+
+    /// ECE: every written ip_filter entry lies within the VPC and its peerings.
+    fn ece_ip_filter(&mut self, what: &str, entries: &[IpFilterEntry], spans: &[Span], vpc: Option<&Vpc>) {
+        let Some(v) = vpc else { return };
+        let scope: Vec<IpNet> = std::iter::once(v.network_cidr)
+            .chain(v.peerings.iter().flat_map(|p| p.peer_cidrs.iter().copied()))
+            .collect();
+        // The default ip_filter has no spans: only its part inside the VPC ever applies.
+        for (e, span) in entries.iter().zip(spans) {
+            if !scope.iter().any(|s| s.contains(&e.network)) {
+                let list: Vec<String> = scope.iter().map(|n| n.to_string()).collect();
+                self.err(
+                    DiagCode::Ece,
+                    *span,
+                    format!("{what}: ip_filter entry {} is outside the VPC and its peerings", e.network),
+                )
+                .value(e.network.to_string())
+                .hint(format!("ECE exposes nothing beyond {}; narrow the entry to that", list.join(", ")));
+            }
+        }
+    }
+
+    fn nodes(&mut self, what: &str, span: Span, nodes: &[(Spanned<String>, RawNode)], home: Home<'_>) -> Vec<Node> {
+        if nodes.is_empty() && !matches!(home, Home::Subnet { name: "bastion_subnet", .. }) {
+            self.err(DiagCode::Missing, span, format!("{what}: no `nodes`"))
                 .hint("a service has at least one node: `nodes: { my-node-1: { public: 203.0.113.5 } }`");
         }
         let mut out = Vec::new();
-        for (nname, n) in &raw.nodes {
+        for (nname, n) in nodes {
             self.name(nname, "node");
             let first = match self.node_names.get(&nname.value) {
                 Some(first) => Some(self.on(*first)),
@@ -719,8 +1056,29 @@ impl<'a> Validator<'a> {
             };
             let private = addrs(self, &n.private, "private");
             let public = addrs(self, &n.public, "public");
-            match vpc {
-                Some(v) => {
+            match home {
+                Home::Subnet { net, name } => {
+                    if n.private.is_empty() {
+                        self.err(
+                            DiagCode::NodeAddresses,
+                            n.span,
+                            format!("node {} has no private address", nname.value),
+                        )
+                        .hint(format!("BYOC nodes take their private addresses from the project's {name}"));
+                    }
+                    for (ip, a) in private.iter().zip(&n.private) {
+                        if let Some(net) = net.filter(|net| net.addr().is_ipv4() == ip.is_ipv4() && !net.contains(ip)) {
+                            self.err(
+                                DiagCode::Byoc,
+                                a.span,
+                                format!("private address of {} is outside the project's {name} {net}", nname.value),
+                            )
+                            .value(a.value.clone())
+                            .hint(format!("put it inside {net}"));
+                        }
+                    }
+                }
+                Home::Vpc(v) => {
                     if n.private.is_empty() {
                         self.err(
                             DiagCode::NodeAddresses,
@@ -744,11 +1102,11 @@ impl<'a> Validator<'a> {
                         }
                     }
                 }
-                None if raw.vpc.is_none() && n.public.is_empty() => {
+                Home::Public if n.public.is_empty() => {
                     self.err(DiagCode::NodeAddresses, n.span, format!("node {} has no public address, and its service is not in a VPC", nname.value))
                         .hint("a service outside a VPC is reached on its nodes' public addresses: add `public:`, or put the service in a VPC");
                 }
-                None => {}
+                Home::Public | Home::UnknownVpc => {}
             }
             out.push(Node { name: nname.value.clone(), private, public });
         }

@@ -32,12 +32,12 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 impl Validator<'_> {
     pub(super) fn deployments(&mut self, raw: &[(Spanned<String>, RawDeployment)]) -> Vec<Arc<Deployment>> {
         let mut out: Vec<Arc<Deployment>> =
-            raw.iter().filter_map(|(n, d)| self.deployment(n, d)).map(Arc::new).collect();
+            raw.iter().filter_map(|(n, d)| self.zoned_deployment(n, d)).map(Arc::new).collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
 
-    fn deployment(&mut self, name: &Spanned<String>, raw: &RawDeployment) -> Option<Deployment> {
+    fn zoned_deployment(&mut self, name: &Spanned<String>, raw: &RawDeployment) -> Option<Deployment> {
         self.name(name, "deployment");
         let what = format!("deployment {}", name.value);
         let kind = match &raw.kind {

@@ -3,11 +3,17 @@
 //! Output is byte-stable: the IR is ordered, nothing here iterates a hash map or prints
 //! a time. A backend returns one or more `Artifact`s (iptables needs three files).
 
+pub mod aws;
+pub mod azure_nsg;
 pub mod caps;
+pub mod cloud;
+pub mod dante;
 pub mod docs;
+pub mod gcp;
 pub mod iptables;
 pub mod k8s;
 pub mod nft;
+pub mod sdn;
 pub mod summary;
 
 pub use caps::{check, check_intent, Capabilities, Unsupported};
@@ -131,7 +137,7 @@ pub(crate) fn comment_without_hash(r: &fleetwall_ir::Rule, max: usize) -> String
     comment_text(&format!("{}: {}", r.id, r.reason), max)
 }
 
-fn comment_text(text: &str, max: usize) -> String {
+pub(crate) fn comment_text(text: &str, max: usize) -> String {
     let mut s = one_line(text);
     if s.len() > max {
         let mut cut = max - 3;

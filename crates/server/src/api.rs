@@ -58,6 +58,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/nodes/{node}/backup-key"),
     ("GET", "/v1/projects/{project}/services/{service}/backup-key"),
     ("PUT", "/v1/nodes/{node}/status"),
+    ("GET", "/v1/nodes/{node}/ssh-trust"),
+    ("POST", "/v1/access"),
+    ("GET", "/v1/access"),
+    ("GET", "/v1/access/settings"),
+    ("PUT", "/v1/access/settings"),
+    ("GET", "/v1/access/ca"),
+    ("POST", "/v1/access/ca"),
+    ("DELETE", "/v1/access/ca/{ca}"),
+    ("GET", "/v1/access/{id}"),
+    ("POST", "/v1/access/{id}/approve"),
+    ("POST", "/v1/access/{id}/deny"),
+    ("POST", "/v1/access/{id}/revoke"),
+    ("GET", "/v1/access/{id}/certificate"),
+    ("GET", "/v1/access/{id}/audit"),
 ];
 
 /// The longest long-poll a caller may ask for.
@@ -484,6 +498,7 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 }
             }
         }
+        (_, ["v1", "access", ..]) | ("GET", ["v1", "nodes", _, "ssh-trust"]) => access(cp, &actor, req, &segs),
         ("PUT", ["v1", "nodes", n, "status"]) => {
             match &actor {
                 Actor::Agent(me) if me == n => {}
@@ -505,6 +520,83 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
                 Err(ApiError::new(405, format!("{m} is not allowed on {}", req.path)))
             } else {
                 Err(ApiError::not_found(format!("no such endpoint: {m} {} (see /openapi.json)", req.path)))
+            }
+        }
+    }
+}
+
+/// The operator-access routes (`crate::access`).
+fn access(cp: &Arc<ControlPlane>, actor: &Actor, req: &Request, segs: &[&str]) -> Result<Response, ApiError> {
+    use crate::access::{parse_id, AccessAsk, AccessDeny, AccessList, AccessSettingsEdit};
+    fn typed<T: serde::de::DeserializeOwned + Default>(req: &Request) -> Result<T, ApiError> {
+        if req.body.is_empty() {
+            return Ok(T::default());
+        }
+        serde_json::from_slice(&req.body).map_err(|e| ApiError::bad(format!("invalid request body: {e}")))
+    }
+    fn ok<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {
+        Ok(Response::json(200, v))
+    }
+    match (req.method.as_str(), segs) {
+        ("GET", ["v1", "nodes", n, "ssh-trust"]) => {
+            query_seconds(req, "wait", MAX_WAIT)?;
+            let trust = cp.ssh_trust(actor, n)?;
+            if req.query("hash") == Some(trust.hash.as_str()) {
+                return Ok(Response::new(304, "application/json", Vec::new()));
+            }
+            ok(&trust)
+        }
+        ("POST", ["v1", "access"]) => {
+            let ask: AccessAsk =
+                serde_json::from_slice(&req.body).map_err(|e| ApiError::bad(format!("invalid access request: {e}")))?;
+            Ok(Response::json(201, &cp.access_request(actor, &ask)?))
+        }
+        ("GET", ["v1", "access"]) => {
+            let active = match req.query("active") {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(v) => {
+                    return Err(ApiError::bad(format!("query parameter 'active' must be true or false, got '{v}'")))
+                }
+            };
+            ok(&AccessList { requests: cp.access_list(actor, active)? })
+        }
+        ("GET", ["v1", "access", "settings"]) => {
+            need_admin(actor).or_else(|e| if matches!(actor, Actor::Security(_)) { Ok(()) } else { Err(e) })?;
+            ok(&cp.access_settings()?)
+        }
+        ("PUT", ["v1", "access", "settings"]) => {
+            ok(&cp.set_access_settings(actor, &typed::<AccessSettingsEdit>(req)?)?)
+        }
+        ("GET", ["v1", "access", "ca"]) => ok(&cp.ssh_ca(actor)?),
+        ("POST", ["v1", "access", "ca"]) => Ok(Response::json(201, &cp.ssh_ca_rotate(actor)?)),
+        ("DELETE", ["v1", "access", "ca", id]) => {
+            let id =
+                id.parse::<i64>().map_err(|_| ApiError::bad(format!("an SSH CA key id is a number, got '{id}'")))?;
+            ok(&cp.ssh_ca_retire(actor, id)?)
+        }
+        ("GET", ["v1", "access", id]) => ok(&cp.access_get(actor, parse_id(id)?)?),
+        ("POST", ["v1", "access", id, "approve"]) => ok(&cp.access_approve(actor, parse_id(id)?)?),
+        ("POST", ["v1", "access", id, "deny"]) => {
+            let n = parse_id(id)?;
+            let body: AccessDeny = typed(req)?;
+            ok(&cp.access_deny(actor, n, body.reason.as_deref())?)
+        }
+        ("POST", ["v1", "access", id, "revoke"]) => ok(&cp.access_revoke(actor, parse_id(id)?)?),
+        ("GET", ["v1", "access", id, "certificate"]) => ok(&cp.access_certificate(actor, parse_id(id)?)?),
+        ("GET", ["v1", "access", id, "audit"]) => {
+            let n = parse_id(id)?;
+            if !matches!(actor, Actor::Admin(_) | Actor::Security(_)) {
+                return Err(ApiError::forbidden(format!("{} may not read the audit log", actor.name())));
+            }
+            ok(&cp.access_story(actor, n)?)
+        }
+        _ => {
+            let known = ROUTES.iter().any(|(_, t)| template_matches(t, segs));
+            if known {
+                Err(ApiError::new(405, format!("{} is not allowed on {}", req.method, req.path)))
+            } else {
+                Err(ApiError::not_found(format!("no such endpoint: {} {} (see /openapi.json)", req.method, req.path)))
             }
         }
     }
@@ -754,6 +846,23 @@ pub fn long_poll(cp: &Arc<ControlPlane>) -> crate::web::Wait {
         let cp = cp.clone();
         Box::pin(async move {
             let segs: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+            if let ["v1", "nodes", node, "ssh-trust"] = segs.as_slice() {
+                // The SSH trust files: until their hash differs from the caller's `hash`.
+                let allowed = match req.caller.as_deref().and_then(Actor::from_name) {
+                    Some(Actor::Admin(_)) => true,
+                    Some(Actor::Agent(me)) => me == *node,
+                    _ => false,
+                };
+                let (Some(hash), Ok(Some(wait))) = (req.query("hash"), query_seconds(&req, "wait", MAX_WAIT)) else {
+                    return req;
+                };
+                if allowed && req.method == "GET" && !wait.is_zero() {
+                    let hash = hash.to_string();
+                    let node = node.to_string();
+                    cp.wait_trust_async(&node, &hash, wait).await;
+                }
+                return req;
+            }
             let ["v1", "nodes", node, "ruleset"] = segs.as_slice() else { return req };
             if req.method != "GET" {
                 return req;

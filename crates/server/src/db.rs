@@ -196,6 +196,13 @@ pub const MIGRATIONS: &[&str] = &[
     "CREATE TABLE fleet_log (revision BIGINT PRIMARY KEY, created_at TEXT NOT NULL, created_ms BIGINT NOT NULL, delta TEXT, snapshot TEXT, bytes BIGINT NOT NULL, since_snapshot BIGINT NOT NULL, snapshot_bytes BIGINT NOT NULL);
      INSERT INTO fleet_log (revision, created_at, created_ms, delta, snapshot, bytes, since_snapshot, snapshot_bytes) SELECT revision, created_at, created_ms, NULL, fleet, length(fleet), 0, length(fleet) FROM revisions;
      DROP TABLE revisions",
+    // 6: operator access (`access`): requests and their certificates, the SSH CA keys,
+    // the platform's access settings.
+    "CREATE TABLE access_requests (id BIGINT PRIMARY KEY, requester TEXT NOT NULL, project TEXT NOT NULL, service TEXT NOT NULL, node TEXT, reason TEXT NOT NULL, duration_s BIGINT NOT NULL, public_key TEXT NOT NULL, key_fp TEXT NOT NULL, created_ms BIGINT NOT NULL, pending_until_ms BIGINT NOT NULL, customer_approval BIGINT NOT NULL, approved_by TEXT, approved_ms BIGINT, customer_by TEXT, customer_ms BIGINT, denied_by TEXT, denied_ms BIGINT, serial BIGINT, valid_after_ms BIGINT, valid_before_ms BIGINT, principals TEXT NOT NULL, source_addresses TEXT NOT NULL, certificate TEXT, ca_id BIGINT, revoked_by TEXT, revoked_ms BIGINT, state TEXT NOT NULL);
+     CREATE INDEX access_requests_state ON access_requests (state);
+     CREATE INDEX audit_target ON audit (target);
+     CREATE TABLE ssh_ca (id BIGINT PRIMARY KEY, private_key TEXT NOT NULL, public_key TEXT NOT NULL, created_ms BIGINT NOT NULL, retired_ms BIGINT);
+     CREATE TABLE access_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ];
 
 fn pg_sql(sql: &str) -> String {

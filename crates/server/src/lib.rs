@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod api;
 pub mod backup_keys;
 pub mod db;
@@ -97,6 +98,10 @@ pub enum Actor {
     Project(String),
     /// A node agent: its own ruleset and status.
     Agent(String),
+    /// An operator: asks for SSH access to nodes (`access`), sees its own requests.
+    Operator(String),
+    /// The security role: approves or denies other people's access requests.
+    Security(String),
 }
 
 impl Actor {
@@ -106,6 +111,8 @@ impl Actor {
             Actor::Admin(n) => format!("admin:{n}"),
             Actor::Project(p) => format!("project:{p}"),
             Actor::Agent(n) => format!("agent:{n}"),
+            Actor::Operator(n) => format!("operator:{n}"),
+            Actor::Security(n) => format!("security:{n}"),
         }
     }
     /// The actor `name()` gave (`admin:x`, `project:p`, `agent:n`).
@@ -114,6 +121,8 @@ impl Actor {
             ("admin", n) => Some(Actor::Admin(n.into())),
             ("project", p) => Some(Actor::Project(p.into())),
             ("agent", n) => Some(Actor::Agent(n.into())),
+            ("operator", n) => Some(Actor::Operator(n.into())),
+            ("security", n) => Some(Actor::Security(n.into())),
             _ => None,
         }
     }
@@ -122,7 +131,7 @@ impl Actor {
         match self {
             Actor::Admin(_) => true,
             Actor::Project(q) => q == p,
-            Actor::Agent(_) => false,
+            Actor::Agent(_) | Actor::Operator(_) | Actor::Security(_) => false,
         }
     }
 }
@@ -352,6 +361,8 @@ pub struct ControlPlane {
     in_sync: Mutex<Option<(Instant, usize)>>,
     started: Instant,
     retention: Mutex<store::Retention>,
+    /// The hash of the SSH trust files (`access`), for the agents' trust long-polls.
+    access_trust: tokio::sync::watch::Sender<String>,
 }
 
 fn node_revisions(tx: &mut dyn Tx) -> Result<HashMap<String, (String, i64)>, DbError> {
@@ -400,12 +411,17 @@ impl ControlPlane {
             in_sync: Mutex::new(None),
             started: Instant::now(),
             retention: Mutex::new(store::Retention::default()),
+            access_trust: tokio::sync::watch::Sender::new(String::new()),
         });
         cp.refresh()?;
         cp.adopt_identities()?;
+        cp.access_trust_refresh();
         let weak = Arc::downgrade(&cp);
-        cp.db.listen(move |_payload| {
+        cp.db.listen(move |payload| {
             if let Some(cp) = weak.upgrade() {
+                if payload == "access" || payload == "reconnect" {
+                    cp.access_trust_refresh();
+                }
                 if let Err(e) = cp.refresh() {
                     eprintln!("fleetwall: refresh after a change notification failed: {}", e.message);
                 }

@@ -151,6 +151,16 @@ fn type_schemas() -> Vec<(String, RefOr<Schema>)> {
         NodeCreate,
         UserConfigEdit,
         PrivatelinkPrincipals,
+        crate::access::AccessRequest,
+        crate::access::AccessList,
+        crate::access::AccessAsk,
+        crate::access::AccessDeny,
+        crate::access::AccessCertificate,
+        crate::access::AccessSettings,
+        crate::access::AccessSettingsEdit,
+        crate::access::SshCaKey,
+        crate::access::SshCaList,
+        crate::access::SshTrust,
     );
     out
 }
@@ -663,7 +673,126 @@ fn operations() -> Vec<(&'static str, &'static str, Operation)> {
             errors(ok(b, 200, "Recorded.", json_of::<wire::Ack>()), &[400, 401, 403])
         }),
     ];
-    ops.into_iter().map(|(m, p, b)| (m, p, b.build())).collect()
+    ops.into_iter().chain(access_operations()).map(|(m, p, b)| (m, p, b.build())).collect()
+}
+
+/// The operator-access operations (`crate::access`).
+fn access_operations() -> Vec<(&'static str, &'static str, OperationBuilder)> {
+    use crate::access as a;
+    let id = || path_param_of("id", "The request's id (`acc-N`).", string().pattern(Some("^(acc-)?[0-9]+$")));
+    let request = |b: OperationBuilder, status: u16, what: &str| ok(b, status, what, json_of::<a::AccessRequest>());
+    vec![
+        ("GET", "/v1/nodes/{node}/ssh-trust", {
+            let b = op(
+                "getNodeSshTrust",
+                "rollout",
+                "Long-poll a node's SSH trust files",
+                "Admin token, or the agent token of this node. The `TrustedUserCAKeys` and `RevokedKeys` files for the node's sshd, once their hash differs from `hash`, waiting up to `wait` seconds (max 60); 304 when they did not change within `wait`.",
+            )
+            .parameter(node())
+            .parameter(query("hash", "The hash of the files the agent has (default: answer at once).", string()))
+            .parameter(query(
+                "wait",
+                "How long to wait for a change, in seconds (fractions allowed; more than 60 is a 400).",
+                ObjectBuilder::new().schema_type(Type::Number).minimum(Some(0)).maximum(Some(60)).default(Some(json!(0))),
+            ));
+            let unchanged = ResponseBuilder::new().description("Unchanged within `wait`; poll again.");
+            let b = ok(b, 200, "The files.", json_of::<a::SshTrust>()).response("304", unchanged);
+            errors(b, &[400, 401, 403, 404])
+        }),
+        ("POST", "/v1/access", {
+            let b = op(
+                "requestAccess",
+                "access",
+                "Ask for SSH access",
+                "Operator token only. Asks for SSH access to one node or every node of a service, for a reason, for `duration_s` (at most the platform's maximum), with the operator's ed25519 public key. Someone else with the security role approves it (and the project's customer too, for projects that ask for it); unapproved, it expires. Audited as `access.request`.",
+            );
+            errors(request(body(b, json_of::<a::AccessAsk>()), 201, "Created, pending."), &[400, 401, 403, 404, 409])
+        }),
+        ("GET", "/v1/access", {
+            let b = op(
+                "listAccess",
+                "access",
+                "List access requests",
+                "Admin and security tokens see every request, an operator its own, a project token its project's. `active=true`: only those with a certificate in force now (who has access now).",
+            )
+            .parameter(query("active", "Only requests in force now.", ObjectBuilder::new().schema_type(Type::Boolean).default(Some(json!(false)))));
+            errors(ok(b, 200, "The requests, oldest first.", json_of::<a::AccessList>()), &[400, 401, 403])
+        }),
+        ("GET", "/v1/access/settings", {
+            let b = op("getAccessSettings", "access", "The access settings", "Admin and security tokens. Principals, the longest window, the approval deadline and the projects needing customer approval.");
+            errors(ok(b, 200, "The settings.", json_of::<a::AccessSettings>()), &[401, 403])
+        }),
+        ("PUT", "/v1/access/settings", {
+            let b = op(
+                "setAccessSettings",
+                "access",
+                "Change the access settings",
+                "Admin token only. The fields given change, the others stay. Audited as `access.settings`.",
+            );
+            errors(
+                ok(
+                    body(b, json_of::<a::AccessSettingsEdit>()),
+                    200,
+                    "The settings now.",
+                    json_of::<a::AccessSettings>(),
+                ),
+                &[400, 401, 403],
+            )
+        }),
+        ("GET", "/v1/access/ca", {
+            let b = op("listSshCa", "access", "The trusted SSH CA keys", "Any token but an agent's. Every trusted CA public key, oldest first; the last one signs new certificates.");
+            errors(ok(b, 200, "The keys.", json_of::<a::SshCaList>()), &[401, 403])
+        }),
+        ("POST", "/v1/access/ca", {
+            let b = op("rotateSshCa", "access", "Rotate the SSH CA", "Admin token only. A new CA key signs from now on; the older keys stay trusted until retired, so certificates already issued keep working. Audited as `access.ca.rotate`.");
+            errors(ok(b, 201, "The keys now.", json_of::<a::SshCaList>()), &[401, 403])
+        }),
+        ("DELETE", "/v1/access/ca/{ca}", {
+            let b = op("retireSshCa", "access", "Retire an SSH CA key", "Admin token only. Nodes stop trusting the key (not the signing one): its certificates stop working. Audited as `access.ca.retire`.")
+                .parameter(path_param_of("ca", "The CA key's id.", integer().minimum(Some(1))));
+            errors(ok(b, 200, "The keys now.", json_of::<a::SshCaList>()), &[400, 401, 403, 404, 409])
+        }),
+        ("GET", "/v1/access/{id}", {
+            let b = op("getAccess", "access", "One access request", "Whoever may list it.").parameter(id());
+            errors(request(b, 200, "The request."), &[400, 401, 403, 404])
+        }),
+        ("POST", "/v1/access/{id}/approve", {
+            let b = op(
+                "approveAccess",
+                "access",
+                "Approve an access request",
+                "A security token (never the requester's person), or the project's token for the customer approval of a project that asks for it. When every approval is in, the certificate is issued: valid for the window from now, `source-address` the management gateways, key id the request id. Audited as `access.approve` and `access.issue`.",
+            )
+            .parameter(id());
+            errors(request(b, 200, "The request (active once issued)."), &[400, 401, 403, 404, 409])
+        }),
+        ("POST", "/v1/access/{id}/deny", {
+            let b = op("denyAccess", "access", "Deny an access request", "A security token, or the project's token for a project that asks for customer approval. Only pending requests. Audited as `access.deny`.").parameter(id());
+            errors(
+                request(body(b, json_of::<a::AccessDeny>()), 200, "The request, denied."),
+                &[400, 401, 403, 404, 409],
+            )
+        }),
+        ("POST", "/v1/access/{id}/revoke", {
+            let b = op("revokeAccess", "access", "Revoke access", "Security, admin, the requester or the project's token. A pending request is withdrawn; an active one's key is listed in every node's revoked keys at once (agents long-poll them), which also refuses later requests with that key. Audited as `access.revoke`.").parameter(id());
+            errors(request(b, 200, "The request, revoked."), &[400, 401, 403, 404, 409])
+        }),
+        ("GET", "/v1/access/{id}/certificate", {
+            let b = op(
+                "getAccessCertificate",
+                "access",
+                "The signed certificate",
+                "The requester, security and admin tokens; while the request is active.",
+            )
+            .parameter(id());
+            errors(ok(b, 200, "The certificate.", json_of::<a::AccessCertificate>()), &[400, 401, 403, 404, 409])
+        }),
+        ("GET", "/v1/access/{id}/audit", {
+            let b = op("getAccessAudit", "access", "One access's story", "Admin and security tokens. Every audit entry of the request in order: request, approvals, the certificate's serial, deny, revoke, expiry or end.").parameter(id());
+            errors(ok(b, 200, "The entries.", json_of::<wire::AuditLog>()), &[400, 401, 403, 404])
+        }),
+    ]
 }
 
 fn vpc() -> ParameterBuilder {
@@ -827,10 +956,10 @@ fn refine(schemas: &mut Map<String, Value>, schema: &str, field: &str, key: &str
 
 fn refinements(schemas: &mut Map<String, Value>) {
     use wire::state::{ERROR, IN_SYNC, PENDING, UNKNOWN};
-    let kinds = json!(["project", "agent", "admin"]);
+    let kinds = json!(["project", "agent", "admin", "operator", "security"]);
     let providers = json!(["aws", "azure", "google"]);
     let link_states = json!(["creating", "active", "deleting"]);
-    let list: [(&str, &str, &str, Value); 22] = [
+    let list: [(&str, &str, &str, Value); 23] = [
         ("Health", "status", "enum", json!(["ok"])),
         ("Health", "store", "enum", json!(["sqlite", "postgres"])),
         ("Diagnostic", "severity", "enum", json!(["error", "warning"])),
@@ -849,6 +978,7 @@ fn refinements(schemas: &mut Map<String, Value>) {
         ("TokenInfo", "expires_at", "format", json!("date-time")),
         ("TokenInfo", "revoked_at", "format", json!("date-time")),
         ("BackupKey", "created_at", "format", json!("date-time")),
+        ("AccessRequest", "state", "enum", json!(["pending", "active", "denied", "expired", "ended", "revoked"])),
         ("Privatelink", "provider", "enum", providers.clone()),
         ("Privatelink", "state", "enum", link_states),
         ("PrivatelinkDeletion", "provider", "enum", providers),
@@ -896,6 +1026,7 @@ pub fn build(routes: &[(&str, &str)]) -> Result<Value, Vec<String>> {
             tag("privatelink", None),
             tag("rollout", Some("Node agents and rollout status.")),
             tag("admin", Some("Audit log, tokens and backup keys.")),
+            tag("access", Some("Operator SSH access: requests, approvals, certificates, the SSH CA.")),
         ]))
         .build();
     let mut doc = serde_json::to_value(&api).expect("an OpenAPI document serializes");

@@ -211,6 +211,24 @@ pub fn apply(
         let changes = diff_all(cur, &state);
         return Ok((state, changes));
     };
+    // A BYOC project's bastions and an ECE project's proxy belong to the whole project:
+    // a write to one of its services revalidates and recompiles all of it.
+    let whole;
+    let touched = if touched.projects.iter().any(|(p, r)| {
+        matches!(r, Reach::Services(_))
+            && next.projects.get(p).is_some_and(|d| d.byoc.is_some() || d.compliance.is_some())
+    }) {
+        let mut t = touched.clone();
+        for (p, r) in t.projects.iter_mut() {
+            if next.projects.get(p).is_some_and(|d| d.byoc.is_some() || d.compliance.is_some()) {
+                *r = Reach::Whole;
+            }
+        }
+        whole = t;
+        &whole
+    } else {
+        touched
+    };
     // 1. The part to validate: the platform, the touched projects with their VPCs and the
     // touched services, and the fleet's tests (checked once the part is in the fleet).
     let mut part = FleetDoc { version: next.version, platform: next.platform.clone(), ..FleetDoc::default() };
@@ -225,8 +243,7 @@ pub fn apply(
                 set.iter().filter_map(|s| pd.services.get(s).map(|d| (s.clone(), d.clone()))).collect()
             }
         };
-        part.projects
-            .insert(p.clone(), Arc::new(ProjectDoc { base_port: pd.base_port, vpcs: pd.vpcs.clone(), services }));
+        part.projects.insert(p.clone(), Arc::new(ProjectDoc { services, ..(**pd).clone() }));
     }
     let mut paths = PathTable::default();
     let root = part.to_node(&mut paths);

@@ -154,6 +154,8 @@ impl ControlPlane {
         let scope = r[1].text();
         match r[0].text().as_str() {
             "admin" => Ok(Actor::Admin(scope)),
+            "operator" => Ok(Actor::Operator(scope)),
+            "security" => Ok(Actor::Security(scope)),
             "project" if live => Ok(Actor::Project(scope)),
             "agent" if live => Ok(Actor::Agent(scope)),
             "project" => Err(ApiError::new(401, format!("this token's project '{scope}' was deleted"))),
@@ -170,8 +172,10 @@ impl ControlPlane {
         scope: &str,
         ttl_s: Option<i64>,
     ) -> Result<String, ApiError> {
-        if !matches!(kind, "admin" | "project" | "agent") {
-            return Err(ApiError::bad(format!("unknown token kind '{kind}' (admin, project or agent)")));
+        if !matches!(kind, "admin" | "project" | "agent" | "operator" | "security") {
+            return Err(ApiError::bad(format!(
+                "unknown token kind '{kind}' (admin, project, agent, operator or security)"
+            )));
         }
         if let Some(t) = ttl_s {
             if !(1..=MAX_TTL_S).contains(&t) {
@@ -252,7 +256,7 @@ impl ControlPlane {
                     "revoked"
                 } else if r[4] != V::Null && r[4].int() <= now {
                     "expired"
-                } else if kind != "admin" && r[6].int() == 0 {
+                } else if matches!(kind.as_str(), "project" | "agent") && r[6].int() == 0 {
                     "orphaned"
                 } else {
                     "active"

@@ -56,7 +56,7 @@ pub fn run(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<Outcome> {
         // A node of a service, or a server of a deployment (probed by port, on every address).
         let (all_listeners, route_addrs) = match fleet.nodes().find(|(_, _, n)| n.name == t.to) {
             Some((project, service, node)) => {
-                (node_listeners(fleet, project, service, node), route_addresses(node, service.vpc.is_some(), route))
+                (node_listeners(fleet, project, service, node), route_addresses(node, service.private_home(), route))
             }
             None => match fleet.servers().find(|(_, _, s)| s.name == t.to) {
                 Some((_, _, server)) => (Vec::new(), server.addresses.clone()),

@@ -8,25 +8,46 @@
 
 use crate::{evaluate, Packet, Transport};
 use fleetwall_ir::{Addrs, L4Ref, NodeRuleset, Verdict};
-use fleetwall_model::Fleet;
+use fleetwall_model::{Fleet, Role};
 use ipnet::IpNet;
 
 /// Problems found; empty means the invariant holds on every node.
 pub fn management(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<String> {
     let p = &fleet.platform;
     let ports = [p.ssh_port, p.platform_port];
-    let gateways: Vec<IpNet> = p.management_gateways.iter().map(|g| IpNet::from(*g)).collect();
+    let gateway_nets: Vec<IpNet> = p.management_gateways.iter().map(|g| IpNet::from(*g)).collect();
+    // A BYOC workload is managed from its bastion subnet (through the bastions), never
+    // from the gateways directly: that subnet is its management source.
+    let mut byoc: std::collections::HashMap<&str, (Vec<IpNet>, Vec<std::net::IpAddr>)> = Default::default();
+    for (project, service) in fleet.services() {
+        if let (Role::Workload, Some(b)) = (service.role, &project.byoc) {
+            let bastions = project
+                .services
+                .iter()
+                .filter(|s| s.role == Role::Bastion)
+                .flat_map(|s| s.nodes.iter().flat_map(|n| n.private.iter().copied()))
+                .collect::<Vec<_>>();
+            for n in &service.nodes {
+                byoc.insert(n.name.as_str(), (vec![b.bastion_subnet], bastions.clone()));
+            }
+        }
+    }
     let mut problems = Vec::new();
     // A deployment's servers are not platform-managed: their operators come in by the
     // deployment's own flows (`fleetwall_intent::zones`), so point 9 is not theirs.
     let servers: std::collections::HashSet<&str> = fleet.servers().map(|(_, _, s)| s.name.as_str()).collect();
     for rs in rulesets.iter().filter(|rs| !servers.contains(rs.node.as_str())) {
-        for g in &p.management_gateways {
+        let (gateways, sources) = match byoc.get(rs.node.as_str()) {
+            Some((nets, addrs)) => (nets.clone(), addrs.clone()),
+            None => (gateway_nets.clone(), p.management_gateways.clone()),
+        };
+        let who = if byoc.contains_key(rs.node.as_str()) { "bastion" } else { "gateway" };
+        for g in &sources {
             for d in rs.addresses.iter().filter(|d| d.is_ipv4() == g.is_ipv4()) {
                 for port in ports {
                     let v = evaluate(rs, &Packet::new(*g, *d, Transport::Tcp(port))).verdict;
                     if v != Verdict::Accept {
-                        problems.push(format!("{}: gateway {g} cannot reach {d}:{port}/tcp", rs.node));
+                        problems.push(format!("{}: {who} {g} cannot reach {d}:{port}/tcp", rs.node));
                     }
                 }
             }
@@ -50,7 +71,7 @@ pub fn management(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<String> {
             let outside = crate::cidr::subtract(&sources, &gateways);
             if !outside.is_empty() {
                 problems.push(format!(
-                    "{}: rule {} accepts a management port from {} (not a gateway)",
+                    "{}: rule {} accepts a management port from {} (not a {who})",
                     rs.node, r.id, outside[0]
                 ));
             }
