@@ -28,6 +28,7 @@ pub mod tls;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 pub use stored::text;
@@ -575,12 +576,24 @@ pub struct PrivatelinkDeletion {
 /// One endpoint connection to a private link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PrivatelinkConnection {
+    /// The endpoint's client-facing address in the customer's network, as registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     /// The endpoint's DNS name.
     pub dns_name: String,
+    /// The connection's own host (`privatelink-N-<service>-<project>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The connection's own port per component (Kafka brokers), from the pool 10000–31000.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, u16>,
     /// The connection's id.
     pub privatelink_connection_id: String,
-    /// Its state.
+    /// `pending-user-approval`, `user-approved`, `connected` or `active`.
     pub state: String,
+    /// The address the user approved the endpoint with (Azure, Google).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_ip_address: Option<String>,
     /// The customer's endpoint id.
     pub vpc_endpoint_id: String,
 }
@@ -588,6 +601,28 @@ pub struct PrivatelinkConnection {
 /// `GET .../privatelink/{provider}/connections`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PrivatelinkConnections {
-    /// The connections (fleetwall has no cloud behind it: always empty).
+    /// The connections the cloud side registered, by id.
     pub connections: Vec<PrivatelinkConnection>,
+}
+
+/// `POST .../privatelink/{provider}/connections`: the cloud side reports an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionRegistration {
+    /// The connection's id (`[a-z0-9-]{1,40}`).
+    pub privatelink_connection_id: String,
+    /// The endpoint's id in the customer's cloud (AWS VPC endpoint, Azure private endpoint,
+    /// Google PSC connection).
+    pub vpc_endpoint_id: String,
+    /// The endpoint's DNS name.
+    pub dns_name: String,
+    /// The endpoint's client-facing address.
+    pub address: String,
+}
+
+/// `POST .../connections/{connection}/approve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionApproval {
+    /// The address of the endpoint in the user's network (absent: the one given before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_ip_address: Option<String>,
 }

@@ -286,6 +286,13 @@ pub enum PrivatelinkCmd {
         #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
         names: Vec<String>,
     },
+    /// Move the connections on (user-approved → connected; connected → active once every
+    /// node enforces them).
+    Refresh {
+        /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
+    },
     /// Endpoint connections.
     #[command(subcommand)]
     Connection(ConnectionCmd),
@@ -298,6 +305,15 @@ pub enum ConnectionCmd {
     List {
         /// [PROJECT] SERVICE (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
         #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "SERVICE"])]
+        names: Vec<String>,
+    },
+    /// Approve an Azure or Google connection (pending-user-approval → user-approved).
+    Approve {
+        /// The endpoint's address in your network.
+        #[arg(long = "user-ip-address", required = true)]
+        user_ip_address: String,
+        /// [PROJECT] SERVICE ID (PROJECT may be left out for --project or $FLEETWALL_PROJECT).
+        #[arg(num_args = 2..=3, required = true, value_names = ["PROJECT", "SERVICE", "ID"])]
         names: Vec<String>,
     },
 }
@@ -895,19 +911,34 @@ fn service(api: &Api, args: &ClientArgs, c: ServiceCmd) -> Result<()> {
                     deleted = true;
                     api.call("DELETE", &base(&project, &service), None)?
                 }
-                PrivatelinkCmd::Connection(ConnectionCmd::List { names }) => {
-                    let [project, service] = args.named(names)?;
-                    let v = api.call("GET", &format!("{}/connections", base(&project, &service)), None)?;
+                verb @ (PrivatelinkCmd::Connection(ConnectionCmd::List { .. }) | PrivatelinkCmd::Refresh { .. }) => {
+                    let v = match verb {
+                        PrivatelinkCmd::Refresh { names } => {
+                            let [project, service] = args.named(names)?;
+                            api.call("POST", &format!("{}/refresh", base(&project, &service)), None)?
+                        }
+                        PrivatelinkCmd::Connection(ConnectionCmd::List { names }) => {
+                            let [project, service] = args.named(names)?;
+                            api.call("GET", &format!("{}/connections", base(&project, &service)), None)?
+                        }
+                        _ => unreachable!("matched above"),
+                    };
                     if json_out {
                         show(&v)
                     } else {
                         let list: wire::PrivatelinkConnections = typed(v)?;
-                        let rows: Vec<Vec<String>> = list
-                            .connections
-                            .into_iter()
-                            .map(|c| vec![c.privatelink_connection_id, c.vpc_endpoint_id, c.dns_name, c.state])
-                            .collect();
-                        print_rows(&["PRIVATELINK_CONNECTION_ID", "VPC_ENDPOINT_ID", "DNS_NAME", "STATE"], &rows);
+                        print_connections(list.connections);
+                    }
+                    return Ok(());
+                }
+                PrivatelinkCmd::Connection(ConnectionCmd::Approve { user_ip_address, names }) => {
+                    let [project, service, id] = args.named(names)?;
+                    let path = format!("{}/connections/{}/approve", base(&project, &service), enc(&id));
+                    let v = api.call("POST", &path, Some(&json!({ "user_ip_address": user_ip_address })))?;
+                    if json_out {
+                        show(&v)
+                    } else {
+                        print_connections(vec![typed(v)?]);
                     }
                     return Ok(());
                 }
@@ -928,6 +959,29 @@ fn service(api: &Api, args: &ClientArgs, c: ServiceCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The connections of a private link as a table.
+fn print_connections(list: Vec<wire::PrivatelinkConnection>) {
+    let rows: Vec<Vec<String>> = list
+        .into_iter()
+        .map(|c| {
+            let ports: Vec<String> = c.ports.iter().map(|(k, p)| format!("{k}:{p}")).collect();
+            vec![
+                c.privatelink_connection_id,
+                c.vpc_endpoint_id,
+                c.dns_name,
+                c.state,
+                c.host.unwrap_or_default(),
+                ports.join(","),
+                c.user_ip_address.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_rows(
+        &["PRIVATELINK_CONNECTION_ID", "VPC_ENDPOINT_ID", "DNS_NAME", "STATE", "HOST", "PORTS", "USER_IP_ADDRESS"],
+        &rows,
+    );
 }
 
 /// `-c` values with their files read: `KEY=@FILE` becomes `KEY=<the file's text>`, and

@@ -394,3 +394,86 @@ fn deployment_in_the_kernel(name: &str, fleet: &Fleet) {
         assert!(!public.is_empty() && public.iter().all(|r| !connected(r)), "{public:#?}");
     }
 }
+
+/// A 3-node Kafka whose AWS private link has two connections, each with a broker port of
+/// its own (10000, 10001).
+const TWO_CONNECTIONS: &str = r#"version: 1
+platform:
+  management_gateways: [198.51.100.10]
+projects:
+  acme:
+    base_port: 17000
+    vpcs:
+      v: { cloud: aws-eu-west-1, network_cidr: 10.20.0.0/20, privatelink_cidrs: [10.20.15.0/24] }
+    services:
+      k:
+        type: kafka
+        cloud: aws-eu-west-1
+        vpc: v
+        nodes:
+          k-1: { private: 10.20.0.11 }
+          k-2: { private: 10.20.0.12 }
+          k-3: { private: 10.20.0.13 }
+        user_config: { ip_filter: [10.20.0.0/20], privatelink_access: { kafka: true } }
+        privatelink:
+          aws:
+            principals: ["arn:aws:iam::012345678901:user/mwf"]
+            connections:
+              plc-a: { host: privatelink-1-k-acme, state: active, ports: { kafka: 10000 } }
+              plc-b: { host: privatelink-2-k-acme, state: connected, ports: { kafka: 10001 } }
+"#;
+
+#[test]
+fn private_link_connections_open_their_own_ports_and_close_with_their_removal() {
+    if !kernel_available() {
+        return;
+    }
+    let plc_a = "              plc-a: { host: privatelink-1-k-acme, state: active, ports: { kafka: 10000 } }\n";
+    let after = TWO_CONNECTIONS.replace(plc_a, "");
+    assert_ne!(after, TWO_CONNECTIONS);
+    let nodes = [("k-1", "10.20.0.11"), ("k-2", "10.20.0.12"), ("k-3", "10.20.0.13")];
+    let from_link = |r: &ProbeRow| r.source.starts_with("in private-link CIDR");
+    for backend in [Backend::Nft, Backend::Iptables] {
+        let fleet = fleet_of(TWO_CONNECTIONS);
+        let lab = Lab::up(&fleet, backend).unwrap();
+        let rows = lab.probe(&|_, _| {});
+        assert!(rows.len() > 300, "{backend:?}: every source × address × port is probed");
+        let bad: Vec<_> = rows.iter().filter(|r| !r.ok).collect();
+        assert!(bad.is_empty(), "{backend:?}: {} mismatches, e.g. {:#?}", bad.len(), &bad[..bad.len().min(5)]);
+        let at = |rows: &[ProbeRow], addr: &str, port: u16| -> Vec<ProbeRow> {
+            let dst: IpAddr = addr.parse().unwrap();
+            rows.iter().filter(|r| r.dst == dst && r.port == port && r.protocol == Protocol::Tcp).cloned().collect()
+        };
+        // Every node opens each connection's port to the private-link CIDRs, and only to them.
+        for (n, addr) in nodes {
+            for port in [10000, 10001] {
+                let probed = at(&rows, addr, port);
+                assert!(probed.iter().any(|r| from_link(r) && connected(r)), "{backend:?} {n}:{port}: {probed:#?}");
+                assert!(probed.iter().any(|r| !from_link(r)), "{backend:?} {n}:{port}: others are probed too");
+                for r in &probed {
+                    assert_eq!(connected(r), from_link(r), "{backend:?}: {r:?}");
+                }
+            }
+        }
+        // Removing plc-a closes its port on every node and cuts what was established over
+        // it; plc-b keeps its port and its connections.
+        let link = client(&lab, "in private-link CIDR");
+        let over_a = open_from(&link.netns, link.addrs[0], "10.20.0.11:10000".parse().unwrap());
+        let over_b = open_from(&link.netns, link.addrs[0], "10.20.0.11:10001".parse().unwrap());
+        let new_fleet = fleet_of(&after);
+        for (n, _) in nodes {
+            lab.apply(&fleetwall_compile::compile_node(&new_fleet, n).unwrap()).unwrap();
+        }
+        assert!(!echoes(&over_a), "{backend:?}: the removed connection's flow is cut");
+        assert!(echoes(&over_b), "{backend:?}: the other connection's flow survives");
+        let rows = lab.probe(&|_, _| {});
+        for (n, addr) in nodes {
+            let closed = at(&rows, addr, 10000);
+            assert!(closed.iter().any(from_link), "{n}: probed");
+            assert!(closed.iter().all(|r| r.observed == Observed::Reset), "{backend:?} {n}: {closed:#?}");
+            for r in at(&rows, addr, 10001) {
+                assert_eq!(connected(&r), from_link(&r), "{backend:?}: {r:?}");
+            }
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! Two layers in a real kernel: `examples/byoc.yaml` with a router namespace between every
+//! Two layers in a real kernel: `examples/byoc.yaml` and `ece.yaml` with a router namespace between every
 //! host that enforces the cloud layer (`plan --format sdn`, from the same intent as the
 //! node firewalls) in front of the node firewalls. The SDN drops silently (a timeout), a
 //! node rejects (a reset), so each probe shows which layer refused it; with either layer
@@ -33,33 +33,30 @@ const CUSTOMER: &str = "10.60.3.4";
 const OUTSIDE: &str = "203.0.113.50";
 const EGRESS_HOST: &str = "192.0.2.80";
 
-#[test]
-fn the_cloud_layer_and_the_node_firewalls_each_refuse_on_their_own() {
-    if !kernel_available() {
-        return;
-    }
-    let src = std::fs::read_to_string(root().join("examples/byoc.yaml")).unwrap();
+/// One probe: from a host to a host's first address, and what it shows with both layers,
+/// with the SDN only and with the node firewalls only; and why.
+type Case<'c> = (&'c str, &'c str, u16, [Observed; 3], &'c str);
+
+/// Builds `example` with a router between every host (the fleet's nodes, IPv4 only, and
+/// `others`), listeners on `ports` in the `listen` hosts, and runs `cases` under each
+/// layer setting; returns every case that did not show what it should.
+fn two_layers(
+    example: &str,
+    others: &[(&str, &str)],
+    listen: &[&str],
+    ports: &[u16],
+    cases: &[Case<'_>],
+) -> Vec<String> {
+    let src = std::fs::read_to_string(root().join(example)).unwrap();
     let fleet = load(&src, &Catalog::builtin()).0.expect("the example validates");
     let rulesets = fleetwall_compile::compile(&fleet);
-    let pg = fleetwall_compile::port_table(&fleet)
-        .into_iter()
-        .find(|r| r.node == "pg-byoc-1" && r.component == "pg")
-        .unwrap()
-        .port;
-    let replication = fleetwall_compile::port_table(&fleet)
-        .into_iter()
-        .find(|r| r.node == "pg-byoc-2" && r.component == "replication")
-        .unwrap()
-        .port;
-
     // Hosts: the fleet's nodes (IPv4 only: the SDN is checked on one family) and the
     // parties around them, each on its own link to the router.
     let mut hosts: Vec<(String, Vec<IpAddr>)> = fleet
         .nodes()
         .map(|(_, _, n)| (n.name.clone(), n.private.iter().chain(&n.public).copied().filter(|a| a.is_ipv4()).collect()))
         .collect();
-    for (name, a) in [("gateway", GATEWAY), ("customer", CUSTOMER), ("outside", OUTSIDE), ("egress-host", EGRESS_HOST)]
-    {
+    for (name, a) in others {
         hosts.push((name.to_string(), vec![a.parse().unwrap()]));
     }
     let prefix = netns::run_prefix();
@@ -91,12 +88,10 @@ fn the_cloud_layer_and_the_node_firewalls_each_refuse_on_their_own() {
     }
     let host = |name: &str| hosts.iter().position(|(n, _)| n == name).unwrap();
     let addr = |name: &str| hosts[host(name)].1[0];
-    let _listeners: Vec<Listeners> = ["acme-bastion-1", "pg-byoc-1", "pg-byoc-2", "outside", "egress-host"]
-        .iter()
-        .map(|h| Listeners::start(&ns(host(h)), &[22, 30287, 443, pg, replication], &[]).unwrap())
-        .collect();
+    let _listeners: Vec<Listeners> =
+        listen.iter().map(|h| Listeners::start(&ns(host(h)), ports, &[]).unwrap()).collect();
 
-    let sdn = ok(&["plan", "examples/byoc.yaml", "--format", "sdn"]);
+    let sdn = ok(&["plan", example, "--format", "sdn"]);
     let load_layers = |layers: Layers| {
         if layers != Layers::NodesOnly {
             run(Some(&router), "nft", &["-f", "-"], Some(&sdn)).unwrap();
@@ -113,25 +108,6 @@ fn the_cloud_layer_and_the_node_firewalls_each_refuse_on_their_own() {
             }
         }
     };
-    // (from, to, port, what each layer setting shows: both, SDN only, nodes only)
-    use Observed::{Connected as C, Reset as R, Timeout as T};
-    let cases: &[(&str, &str, u16, [Observed; 3], &str)] = &[
-        ("gateway", "acme-bastion-1", 22, [C, C, C], "gateways reach the bastion's SSH"),
-        ("gateway", "acme-bastion-1", 30287, [C, C, C], "... its platform port"),
-        ("gateway", "acme-bastion-1", 443, [C, C, C], "... and its tunnel"),
-        ("gateway", "acme-bastion-1", pg, [T, T, R], "and nothing else on the bastion"),
-        ("gateway", "pg-byoc-1", 22, [T, T, R], "gateways never reach a workload directly"),
-        ("acme-bastion-1", "pg-byoc-1", 22, [C, C, C], "the bastion does"),
-        ("acme-bastion-1", "pg-byoc-2", 30287, [C, C, C], "(both management ports)"),
-        ("customer", "pg-byoc-1", pg, [C, C, C], "customer applications reach the service"),
-        ("customer", "pg-byoc-1", 22, [T, T, R], "but not its management"),
-        ("outside", "pg-byoc-1", pg, [T, T, R], "outsiders do not reach the service"),
-        ("pg-byoc-1", "pg-byoc-2", replication, [C, C, C], "workloads reach each other's cluster listeners"),
-        ("pg-byoc-1", "pg-byoc-2", pg, [T, T, R], "but not as clients (not in the ip_filter)"),
-        ("pg-byoc-1", "egress-host", 443, [C, C, C], "workloads reach the `egress` networks"),
-        ("pg-byoc-1", "outside", 443, [R, T, R], "and nothing else outside (the node refuses first)"),
-        ("acme-bastion-1", "outside", 443, [R, T, R], "nor does the bastion"),
-    ];
     let mut problems = Vec::new();
     for (k, layers) in [Layers::Both, Layers::SdnOnly, Layers::NodesOnly].into_iter().enumerate() {
         load_layers(layers);
@@ -149,5 +125,71 @@ fn the_cloud_layer_and_the_node_firewalls_each_refuse_on_their_own() {
             }
         }
     }
+    problems
+}
+
+fn port_of(example: &str, node: &str, component: &str) -> u16 {
+    let src = std::fs::read_to_string(root().join(example)).unwrap();
+    let fleet = load(&src, &Catalog::builtin()).0.expect("the example validates");
+    fleetwall_compile::port_table(&fleet).into_iter().find(|r| r.node == node && r.component == component).unwrap().port
+}
+
+use Observed::{Connected as C, Reset as R, Timeout as T};
+
+#[test]
+fn byoc_the_cloud_layer_and_the_node_firewalls_each_refuse_on_their_own() {
+    if !kernel_available() {
+        return;
+    }
+    let ex = "examples/byoc.yaml";
+    let pg = port_of(ex, "pg-byoc-1", "pg");
+    let replication = port_of(ex, "pg-byoc-2", "replication");
+    let others = [("gateway", GATEWAY), ("customer", CUSTOMER), ("outside", OUTSIDE), ("egress-host", EGRESS_HOST)];
+    let listen = ["acme-bastion-1", "pg-byoc-1", "pg-byoc-2", "outside", "egress-host"];
+    let cases: &[Case<'_>] = &[
+        ("gateway", "acme-bastion-1", 22, [C, C, C], "gateways reach the bastion's SSH"),
+        ("gateway", "acme-bastion-1", 30287, [C, C, C], "... its platform port"),
+        ("gateway", "acme-bastion-1", 443, [C, C, C], "... and its tunnel"),
+        ("gateway", "acme-bastion-1", pg, [T, T, R], "and nothing else on the bastion"),
+        ("gateway", "pg-byoc-1", 22, [T, T, R], "gateways never reach a workload directly"),
+        ("acme-bastion-1", "pg-byoc-1", 22, [C, C, C], "the bastion does"),
+        ("acme-bastion-1", "pg-byoc-2", 30287, [C, C, C], "(both management ports)"),
+        ("customer", "pg-byoc-1", pg, [C, C, C], "customer applications reach the service"),
+        ("customer", "pg-byoc-1", 22, [T, T, R], "but not its management"),
+        ("outside", "pg-byoc-1", pg, [T, T, R], "outsiders do not reach the service"),
+        ("pg-byoc-1", "pg-byoc-2", replication, [C, C, C], "workloads reach each other's cluster listeners"),
+        ("pg-byoc-1", "pg-byoc-2", pg, [T, T, R], "but not as clients (not in the ip_filter)"),
+        ("pg-byoc-1", "egress-host", 443, [C, C, C], "workloads reach the `egress` networks"),
+        ("pg-byoc-1", "outside", 443, [R, T, R], "and nothing else outside (the node refuses first)"),
+        ("acme-bastion-1", "outside", 443, [R, T, R], "nor does the bastion"),
+    ];
+    let problems = two_layers(ex, &others, &listen, &[22, 30287, 443, pg, replication], cases);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn ece_the_cloud_layer_and_the_node_firewalls_each_refuse_on_their_own() {
+    if !kernel_available() {
+        return;
+    }
+    let ex = "examples/ece.yaml";
+    let pg = port_of(ex, "pg-gov-1", "pg");
+    let others = [
+        ("gateway", GATEWAY),
+        ("proxy", "10.70.0.5"),
+        ("peered-app", "172.16.4.9"),
+        ("allow-listed", "198.51.100.130"),
+        ("outside", OUTSIDE),
+    ];
+    let listen = ["pg-gov-1", "proxy", "allow-listed", "outside"];
+    let cases: &[Case<'_>] = &[
+        ("gateway", "pg-gov-1", 22, [C, C, C], "management from the gateways"),
+        ("peered-app", "pg-gov-1", pg, [C, C, C], "clients over the peering"),
+        ("allow-listed", "pg-gov-1", pg, [T, T, R], "an internet client, even one the proxy relays to, never gets in"),
+        ("pg-gov-1", "proxy", 1080, [C, C, C], "the node reaches its SOCKS5 proxy"),
+        ("pg-gov-1", "allow-listed", 443, [R, T, R], "but not the internet directly, not even the proxy's allow list"),
+        ("pg-gov-1", "outside", 443, [R, T, R], "nor anywhere else outside"),
+    ];
+    let problems = two_layers(ex, &others, &listen, &[22, 443, 1080, pg], cases);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

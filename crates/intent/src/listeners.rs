@@ -55,6 +55,9 @@ pub struct Listener {
     pub protocol: Protocol,
     /// Whether it is a web UI on `web_port`.
     pub web: bool,
+    /// The private-link connection whose own port this is (Kafka brokers), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
 }
 
 impl Route {
@@ -85,27 +88,43 @@ pub fn service_listeners(fleet: &Fleet, project: &Project, service: &Service) ->
     let in_vpc = service.vpc.as_deref().and_then(|v| project.vpc(v)).is_some();
     let web_port = fleet.platform.web_port;
     let mut out = Vec::new();
-    let mut push = |component: &str, route: Route, port: u16, protocol: Protocol, web: bool| {
-        out.push(Listener { component: component.to_string(), route, addresses: Vec::new(), port, protocol, web })
-    };
+    let mut push =
+        |component: &str, route: Route, port: u16, protocol: Protocol, web: bool, connection: Option<&str>| {
+            out.push(Listener {
+                component: component.to_string(),
+                route,
+                addresses: Vec::new(),
+                port,
+                protocol,
+                web,
+                connection: connection.map(str::to_string),
+            })
+        };
     for c in &service.service_type.components {
         let main = match c.web {
             true => web_port,
             false => service.ports[&ListenerKey::Component(c.name.clone())],
         };
-        push(&c.name, Route::Dynamic, main, Protocol::Tcp, c.web);
+        push(&c.name, Route::Dynamic, main, Protocol::Tcp, c.web, None);
         if in_vpc && service.public_access.contains(&c.name) {
-            push(&c.name, Route::Public, main, Protocol::Tcp, c.web);
+            push(&c.name, Route::Public, main, Protocol::Tcp, c.web, None);
         }
         if in_vpc && service.privatelink.is_some() && service.privatelink_access.contains(&c.name) {
             let port = service.ports.get(&ListenerKey::ComponentPrivatelink(c.name.clone())).copied().unwrap_or(main);
-            push(&c.name, Route::Privatelink, port, Protocol::Tcp, c.web);
+            push(&c.name, Route::Privatelink, port, Protocol::Tcp, c.web, None);
+            // Each approved connection reaches the brokers on ports of its own.
+            let connections = service.privatelink.iter().flat_map(|l| &l.connections);
+            for conn in connections.filter(|conn| conn.state.opens()) {
+                if let Some(&port) = conn.ports.get(&c.name) {
+                    push(&c.name, Route::Privatelink, port, Protocol::Tcp, c.web, Some(&conn.id));
+                }
+            }
         }
     }
     for l in &service.service_type.cluster {
         let port = service.ports[&ListenerKey::Cluster(l.name.clone())];
         for p in &l.protocols {
-            push(&l.name, Route::Cluster, port, *p, false);
+            push(&l.name, Route::Cluster, port, *p, false, None);
         }
     }
     out

@@ -223,12 +223,16 @@ pub fn contribute(cx: &ServiceCx<'_>, c: &mut Contribution<'_>) {
             (Route::Privatelink, None) | (Route::Cluster, _) => continue,
         };
         let web = if l.web { " (web UI)" } else { "" };
+        let (id_part, of) = match &l.connection {
+            Some(conn) => (format!("-{conn}"), format!(" for private-link connection {conn}")),
+            None => (String::new(), String::new()),
+        };
         for fam in FAMILIES {
             c.flow(
                 Flow::ingress(
-                    format!("client-{}-{}-{}", l.component, l.route.as_str(), fam.as_str()),
+                    format!("client-{}-{}{id_part}-{}", l.component, l.route.as_str(), fam.as_str()),
                     Stage::Clients,
-                    format!("{} route of component {}{web} of {q}, from {what}", l.route.as_str(), l.component),
+                    format!("{} route of component {}{web} of {q}{of}, from {what}", l.route.as_str(), l.component),
                     accept,
                 )
                 .family(fam)

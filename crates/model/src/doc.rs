@@ -340,6 +340,52 @@ pub struct PrivatelinkDoc {
     /// `principals:`.
     #[serde(default)]
     pub principals: Vec<String>,
+    /// `connections:` by connection id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connections: BTreeMap<String, ConnectionDoc>,
+}
+
+/// One private-link connection.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionDoc {
+    /// `host:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `endpoint_id:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_id: Option<String>,
+    /// `dns_name:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
+    /// `address:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// `state:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// `user_ip_address:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_ip_address: Option<String>,
+    /// `ports:` per component.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, i64>,
+}
+
+impl ConnectionDoc {
+    /// The document of a decoded connection.
+    pub fn from_raw(raw: &RawConnection) -> ConnectionDoc {
+        let text = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.value.clone());
+        ConnectionDoc {
+            host: text(&raw.host),
+            endpoint_id: text(&raw.endpoint_id),
+            dns_name: text(&raw.dns_name),
+            address: text(&raw.address),
+            state: text(&raw.state),
+            user_ip_address: text(&raw.user_ip_address),
+            ports: raw.ports.iter().map(|(k, v)| (k.value.clone(), v.value)).collect(),
+        }
+    }
 }
 
 /// One `tests:` assertion.
@@ -358,6 +404,9 @@ pub struct TestDoc {
     /// `deny:`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<String>,
+    /// `direction:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
 }
 
 fn strings(list: &[Spanned<String>]) -> Vec<String> {
@@ -499,7 +548,11 @@ impl ServiceDoc {
             privatelink: raw
                 .privatelink
                 .iter()
-                .map(|(k, v)| (k.value.clone(), PrivatelinkDoc { principals: strings(&v.principals) }))
+                .map(|(k, v)| {
+                    let connections =
+                        v.connections.iter().map(|(id, c)| (id.value.clone(), ConnectionDoc::from_raw(c))).collect();
+                    (k.value.clone(), PrivatelinkDoc { principals: strings(&v.principals), connections })
+                })
                 .collect(),
             ports: raw.ports.iter().map(|(k, v)| (k.value.clone(), v.value)).collect(),
             byoc: raw.byoc.as_ref().map(|v| v.value),
@@ -515,6 +568,7 @@ impl TestDoc {
             to: raw.to.as_ref().map(|v| v.value.clone()),
             accept: strings(&raw.accept),
             deny: strings(&raw.deny),
+            direction: raw.direction.as_ref().map(|v| v.value.clone()),
         }
     }
 }

@@ -243,6 +243,65 @@ pub struct Privatelink {
     pub provider: Provider,
     /// Who may connect an endpoint.
     pub principals: Vec<String>,
+    /// The endpoints the cloud side registered, in id order.
+    pub connections: Vec<Connection>,
+}
+
+/// One private-link connection: an endpoint in the customer's account, with a host of its
+/// own and, for Kafka, broker ports of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Its id (`[a-z0-9-]`, as the cloud side registered it).
+    pub id: String,
+    /// Its host name (`privatelink-N-<service>-<project>…`).
+    pub host: String,
+    /// Where it is in its approval.
+    pub state: ConnectionState,
+    /// Its own port per component (Kafka brokers), from the pool 10000–31000.
+    pub ports: BTreeMap<String, u16>,
+}
+
+/// The states of a private-link connection, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConnectionState {
+    /// Registered; Azure and Google wait for the user's approval.
+    PendingUserApproval,
+    /// The user approved it (with the endpoint's address).
+    UserApproved,
+    /// The platform accepted the endpoint.
+    Connected,
+    /// Every node enforces its ports.
+    Active,
+}
+
+impl ConnectionState {
+    /// Every state, in order.
+    pub const ALL: [ConnectionState; 4] = [
+        ConnectionState::PendingUserApproval,
+        ConnectionState::UserApproved,
+        ConnectionState::Connected,
+        ConnectionState::Active,
+    ];
+
+    /// The state as written (`pending-user-approval`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::PendingUserApproval => "pending-user-approval",
+            ConnectionState::UserApproved => "user-approved",
+            ConnectionState::Connected => "connected",
+            ConnectionState::Active => "active",
+        }
+    }
+
+    /// The state written as `text`.
+    pub fn parse(text: &str) -> Option<ConnectionState> {
+        ConnectionState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether the nodes open the connection's ports: once the user approved it.
+    pub fn opens(self) -> bool {
+        self != ConnectionState::PendingUserApproval
+    }
 }
 
 /// The kind of listener a port belongs to.
@@ -315,10 +374,12 @@ pub enum Probe {
 /// A `tests:` assertion.
 #[derive(Debug, Clone)]
 pub struct Test {
-    /// The source address.
+    /// The remote address: the source of an ingress test, the destination of an egress one.
     pub from: IpAddr,
-    /// The destination node.
+    /// The node: the destination of an ingress test, the sender of an egress one.
     pub to: String,
+    /// `direction: egress`: the node's outbound connections to the address are tested.
+    pub egress: bool,
     /// The destination route, when given as `node.route`.
     pub route: Option<String>,
     /// What must connect.

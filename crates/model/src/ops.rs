@@ -48,6 +48,11 @@ pub enum Op {
     SetPrivatelink { project: String, service: String, provider: String, principals: Vec<String>, create: bool },
     /// Remove a service's private link.
     DeletePrivatelink(String, String, String),
+    /// Register or change a connection of a service's private link (project, service,
+    /// provider, connection id).
+    SetConnection(String, String, String, String, ConnectionDoc),
+    /// Remove a connection of a service's private link.
+    DeleteConnection(String, String, String, String),
 }
 
 /// Why an operation was refused before validation.
@@ -266,7 +271,28 @@ impl Op {
                 } else if !svc.privatelink.contains_key(provider) {
                     return Err(OpError::NotFound(format!("service '{s}' has no {provider} private link")));
                 }
-                svc.privatelink.insert(provider.clone(), PrivatelinkDoc { principals: principals.clone() });
+                // The principals change; the connections registered stay.
+                svc.privatelink.entry(provider.clone()).or_insert_with(PrivatelinkDoc::default).principals =
+                    principals.clone();
+                Ok(Touched::services(p, [s.clone()]))
+            }
+            Op::SetConnection(p, s, provider, id, conn) => {
+                let svc = service_mut(doc, p, s)?;
+                let link = svc
+                    .privatelink
+                    .get_mut(provider)
+                    .ok_or_else(|| OpError::NotFound(format!("service '{s}' has no {provider} private link")))?;
+                link.connections.insert(id.clone(), conn.clone());
+                Ok(Touched::services(p, [s.clone()]))
+            }
+            Op::DeleteConnection(p, s, provider, id) => {
+                let svc = service_mut(doc, p, s)?;
+                let gone = svc.privatelink.get_mut(provider).and_then(|l| l.connections.remove(id));
+                if gone.is_none() {
+                    return Err(OpError::NotFound(format!(
+                        "the {provider} private link of service '{s}' has no connection '{id}'"
+                    )));
+                }
                 Ok(Touched::services(p, [s.clone()]))
             }
             Op::DeletePrivatelink(p, s, provider) => {

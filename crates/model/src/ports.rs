@@ -17,6 +17,34 @@ pub const PORT_MIN: u16 = 10000;
 /// The highest port a listener may get.
 pub const PORT_MAX: u16 = 30000;
 
+/// The lowest port of the pool private-link connections get their own ports from.
+pub const CONNECTION_PORT_MIN: u16 = 10000;
+/// The highest port of the connection pool.
+pub const CONNECTION_PORT_MAX: u16 = 31000;
+
+/// The ports a new private-link connection of `service` gets: for each component with a
+/// private-link port of its own (Kafka brokers), the lowest port of the pool that no
+/// listener of the service's nodes, no other connection and no management or web port
+/// uses. A connection keeps its ports as long as it exists (they are stored with it),
+/// so allocating never moves or reuses a port in use. `None` when the pool is exhausted.
+pub fn connection_ports(
+    service: &crate::fleet::Service,
+    platform: &crate::fleet::Platform,
+) -> Option<BTreeMap<String, u16>> {
+    let mut used: std::collections::BTreeSet<u16> = service.ports.values().copied().collect();
+    used.extend([platform.ssh_port, platform.platform_port, platform.web_port]);
+    for c in service.privatelink.iter().flat_map(|l| &l.connections) {
+        used.extend(c.ports.values().copied());
+    }
+    let mut out = BTreeMap::new();
+    for c in service.service_type.components.iter().filter(|c| c.privatelink_offset.is_some()) {
+        let port = (CONNECTION_PORT_MIN..=CONNECTION_PORT_MAX).find(|p| !used.contains(p))?;
+        used.insert(port);
+        out.insert(c.name.clone(), port);
+    }
+    Some(out)
+}
+
 /// The base of a service: the project's `base_port`, or a stable pseudo-random one.
 pub fn service_base(base_port: Option<u16>, project: &str, service: &str) -> u16 {
     base_port.unwrap_or_else(|| {

@@ -249,6 +249,39 @@ pub struct RawPrivatelink {
     /// `principals:`.
     #[schemars(with = "Option<Vec<String>>")]
     pub principals: Vec<Spanned<String>>,
+    /// `connections:` by connection id: the endpoints the cloud side registered.
+    #[schemars(with = "Option<BTreeMap<String, RawConnection>>")]
+    pub connections: Vec<(Spanned<String>, RawConnection)>,
+}
+
+/// One private-link connection (an endpoint in the customer's account).
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "PrivatelinkConnection")]
+pub struct RawConnection {
+    /// The entry's mapping.
+    #[schemars(skip)]
+    pub span: Span,
+    /// `host:` (`privatelink-N-<service>-<project>…`).
+    #[schemars(with = "String")]
+    pub host: Option<Spanned<String>>,
+    /// `endpoint_id:` the endpoint's id in the customer's cloud.
+    #[schemars(with = "Option<String>")]
+    pub endpoint_id: Option<Spanned<String>>,
+    /// `dns_name:` of the endpoint.
+    #[schemars(with = "Option<String>")]
+    pub dns_name: Option<Spanned<String>>,
+    /// `address:` the endpoint's client-facing address.
+    #[schemars(with = "Option<String>")]
+    pub address: Option<Spanned<String>>,
+    /// `state:` (`pending-user-approval`, `user-approved`, `connected`, `active`).
+    #[schemars(with = "String")]
+    pub state: Option<Spanned<String>>,
+    /// `user_ip_address:` the address the user approved the endpoint with (Azure, Google).
+    #[schemars(with = "Option<String>")]
+    pub user_ip_address: Option<Spanned<String>>,
+    /// `ports:` the connection's own port per component (Kafka brokers).
+    #[schemars(with = "Option<BTreeMap<String, u16>>")]
+    pub ports: Vec<(Spanned<String>, Spanned<i64>)>,
 }
 
 /// One `tests:` assertion.
@@ -270,6 +303,9 @@ pub struct RawTest {
     /// `deny:` (components or `port/proto`).
     #[schemars(with = "Option<Vec<String>>")]
     pub deny: Vec<Spanned<String>>,
+    /// `direction:` (`ingress`, the default, or `egress`: `from` a node `to` an address).
+    #[schemars(with = "Option<String>")]
+    pub direction: Option<Spanned<String>>,
 }
 
 /// Decodes a parsed document, recording every shape problem in `diags`.
@@ -606,9 +642,16 @@ impl Decoder<'_> {
             if let Some(pf) = self.fields(pl, "privatelink", &["aws", "azure", "google"]) {
                 for (kind, res) in pf.pairs {
                     let mut raw = RawPrivatelink::default();
-                    if let Some(rf) = self.fields(res, &format!("privatelink.{kind}"), &["principals"]) {
+                    let what = format!("privatelink.{kind}");
+                    if let Some(rf) = self.fields(res, &what, &["principals", "connections"]) {
                         raw.principals =
                             rf.get("principals").map(|n| self.strings(n, "principals")).unwrap_or_default();
+                        if let Some(cs) = rf.get("connections") {
+                            for (id, cn) in self.entries(cs, &format!("{what}.connections")) {
+                                let conn = self.connection(cn, &id.value);
+                                raw.connections.push((id, conn));
+                            }
+                        }
                     }
                     let key = Spanned { value: kind.to_string(), span: res.span };
                     s.privatelink.push((key, raw));
@@ -623,6 +666,26 @@ impl Decoder<'_> {
             }
         }
         s
+    }
+
+    fn connection(&mut self, node: &Node, id: &str) -> RawConnection {
+        let mut c = RawConnection { span: node.span, ..RawConnection::default() };
+        let known = ["host", "endpoint_id", "dns_name", "address", "state", "user_ip_address", "ports"];
+        let Some(f) = self.fields(node, &format!("connection {id}"), &known) else { return c };
+        c.host = f.get("host").and_then(|n| self.string(n, "host"));
+        c.endpoint_id = f.get("endpoint_id").and_then(|n| self.string(n, "endpoint_id"));
+        c.dns_name = f.get("dns_name").and_then(|n| self.string(n, "dns_name"));
+        c.address = f.get("address").and_then(|n| self.string(n, "address"));
+        c.state = f.get("state").and_then(|n| self.string(n, "state"));
+        c.user_ip_address = f.get("user_ip_address").and_then(|n| self.string(n, "user_ip_address"));
+        if let Some(ports) = f.get("ports") {
+            for (k, v) in self.entries(ports, "ports") {
+                if let Some(p) = self.int(v, &format!("ports.{}", k.value)) {
+                    c.ports.push((k, p));
+                }
+            }
+        }
+        c
     }
 
     fn peering(&mut self, pn: &Node) -> RawPeering {
@@ -691,7 +754,8 @@ impl Decoder<'_> {
 
     fn test(&mut self, node: &Node) -> RawTest {
         let mut t = RawTest { span: node.span, ..RawTest::default() };
-        let Some(f) = self.fields(node, "test", &["from", "to", "accept", "deny"]) else { return t };
+        let Some(f) = self.fields(node, "test", &["from", "to", "accept", "deny", "direction"]) else { return t };
+        t.direction = f.get("direction").and_then(|n| self.string(n, "direction"));
         t.from = f.get("from").and_then(|n| self.string(n, "from"));
         t.to = f.get("to").and_then(|n| self.string(n, "to"));
         t.accept = f.get("accept").map(|n| self.one_or_many(n, "accept")).unwrap_or_default();

@@ -9,7 +9,7 @@ use crate::cidr::{parse_address, parse_network, Ambiguity, CidrError};
 use crate::diag::{did_you_mean, DiagCode, Diagnostic, Diagnostics};
 use crate::doc::PathTable;
 use crate::fleet::*;
-use crate::ports::{allocate, service_base, PORT_MAX, PORT_MIN};
+use crate::ports::{allocate, service_base, CONNECTION_PORT_MAX, CONNECTION_PORT_MIN, PORT_MAX, PORT_MIN};
 use crate::raw::*;
 use crate::yaml::Span;
 use ipnet::IpNet;
@@ -219,6 +219,12 @@ struct Validator<'a> {
     elsewhere: Option<&'a dyn Elsewhere>,
     /// The names of the deployments' servers (tests may probe them).
     servers: std::collections::HashSet<String>,
+}
+
+/// Whether `id` may name a private-link connection: 1 to 40 lower-case letters, digits and
+/// dashes (it becomes part of rule ids).
+pub fn is_connection_id(id: &str) -> bool {
+    (1..=40).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// The one name rule for projects, VPCs, services and nodes, wherever a name comes from
@@ -925,6 +931,9 @@ impl<'a> Validator<'a> {
             Some(ty) => self.ports(project, base_port, &name.value, raw, ty, platform),
             None => Default::default(),
         };
+        if let Some(ty) = &ty {
+            self.connection_ports(&what, raw, ty, &ports, platform);
+        }
         Some(Service {
             name: name.value.clone(),
             service_type: ty?,
@@ -1316,7 +1325,8 @@ impl<'a> Validator<'a> {
                     continue;
                 }
             }
-            if res.principals.is_empty() {
+            // Google's connections are approved one by one; AWS and Azure name who may connect.
+            if res.principals.is_empty() && provider != Provider::Google {
                 self.err(DiagCode::Privatelink, kind.span, format!("{what}: a private link without principals")).hint(
                     "list who may connect an endpoint, e.g. `principals: [\"arn:aws:iam::012345678901:user/mwf\"]`",
                 );
@@ -1328,9 +1338,148 @@ impl<'a> Validator<'a> {
                         .hint("write `arn:aws:iam::<account>:<user|role|root>...`");
                 }
             }
-            out = Some(Privatelink { provider, principals: res.principals.iter().map(|p| p.value.clone()).collect() });
+            let connections = res.connections.iter().filter_map(|(id, c)| self.connection(what, id, c)).collect();
+            out = Some(Privatelink {
+                provider,
+                principals: res.principals.iter().map(|p| p.value.clone()).collect(),
+                connections,
+            });
         }
         out
+    }
+
+    /// One connection of a private link: its id, host, state and addresses (its ports are
+    /// checked with the service's listeners, in [`Self::connection_ports`]).
+    fn connection(&mut self, what: &str, id: &Spanned<String>, c: &RawConnection) -> Option<Connection> {
+        let mut ok = true;
+        if !is_connection_id(&id.value) {
+            self.err(DiagCode::Privatelink, id.span, format!("{what}: invalid private-link connection id"))
+                .value(id.value.clone())
+                .hint("a connection id is 1 to 40 lower-case letters, digits and dashes");
+            ok = false;
+        }
+        let state = match &c.state {
+            None => {
+                self.err(DiagCode::Missing, c.span, format!("{what}: connection {} has no `state`", id.value))
+                    .hint("one of pending-user-approval, user-approved, connected, active");
+                None
+            }
+            Some(st) => {
+                let parsed = ConnectionState::parse(&st.value);
+                if parsed.is_none() {
+                    let names = ConnectionState::ALL.map(ConnectionState::as_str);
+                    let hint = match did_you_mean(&st.value, names.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("one of {}", names.join(", ")),
+                    };
+                    self.err(DiagCode::Privatelink, st.span, format!("{what}: unknown connection state"))
+                        .value(st.value.clone())
+                        .hint(hint);
+                }
+                parsed
+            }
+        };
+        let host = match &c.host {
+            Some(h)
+                if !h.value.is_empty() && h.value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) =>
+            {
+                Some(h.value.clone())
+            }
+            Some(h) => {
+                self.err(DiagCode::Privatelink, h.span, format!("{what}: connection {}: not a host name", id.value))
+                    .value(h.value.clone())
+                    .hint("letters, digits, dashes and dots, e.g. privatelink-1-kafka-events-acme-stream");
+                None
+            }
+            None => {
+                self.err(DiagCode::Missing, c.span, format!("{what}: connection {} has no `host`", id.value))
+                    .hint("e.g. `host: privatelink-1-kafka-events-acme-stream`");
+                None
+            }
+        };
+        for a in [&c.address, &c.user_ip_address].into_iter().flatten() {
+            ok &= self.address(a, &format!("{what}: connection {}", id.value)).is_some();
+        }
+        let mut ports = BTreeMap::new();
+        for (k, v) in &c.ports {
+            match u16::try_from(v.value) {
+                Ok(p) if (CONNECTION_PORT_MIN..=CONNECTION_PORT_MAX).contains(&p) => {
+                    ports.insert(k.value.clone(), p);
+                }
+                _ => {
+                    self.err(
+                        DiagCode::PortRange,
+                        v.span,
+                        format!("{what}: port of connection {} is outside 10000–31000", id.value),
+                    )
+                    .value(v.value.to_string())
+                    .hint("private-link connection ports come from the pool 10000–31000");
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        Some(Connection { id: id.value.clone(), host: host?, state: state?, ports })
+    }
+
+    /// A connection's ports: one per component with a private-link port of its own
+    /// (Kafka brokers), none of them taken by another listener of the node, the other
+    /// connections or the management and web ports.
+    fn connection_ports(
+        &mut self,
+        what: &str,
+        raw: &RawService,
+        ty: &crate::catalog::ServiceType,
+        ports: &BTreeMap<ListenerKey, u16>,
+        platform: &Platform,
+    ) {
+        let mut taken: BTreeMap<u16, String> = ports.iter().map(|(k, p)| (*p, k.pin_name())).collect();
+        for (name, p) in [("ssh_port", platform.ssh_port), ("platform_port", platform.platform_port)] {
+            taken.insert(p, format!("platform.{name}"));
+        }
+        taken.insert(platform.web_port, "platform.web_port".into());
+        for (_, res) in &raw.privatelink {
+            for (id, c) in &res.connections {
+                for (k, v) in &c.ports {
+                    let with_own = ty.component(&k.value).filter(|c| c.privatelink_offset.is_some());
+                    if with_own.is_none() {
+                        let own: Vec<&str> = ty
+                            .components
+                            .iter()
+                            .filter(|c| c.privatelink_offset.is_some())
+                            .map(|c| c.name.as_str())
+                            .collect();
+                        let hint = match own.as_slice() {
+                            [] => format!("the connections of a {} service share its privatelink port", ty.name),
+                            list => format!("components with ports of their own per connection: {}", list.join(", ")),
+                        };
+                        self.err(
+                            DiagCode::UnknownListener,
+                            k.span,
+                            format!("{what}: connection {}: no component `{}` with its own port", id.value, k.value),
+                        )
+                        .value(k.value.clone())
+                        .hint(hint);
+                        continue;
+                    }
+                    let Ok(port) = u16::try_from(v.value) else { continue };
+                    let me = format!("connection {} {}", id.value, k.value);
+                    if let Some(other) = taken.get(&port) {
+                        self.err(
+                            DiagCode::PortCollision,
+                            v.span,
+                            format!("{what}: port of connection {} collides with {other}", id.value),
+                        )
+                        .value(port.to_string())
+                        .hint("a connection's port is its own: give it a free port of 10000–31000");
+                        continue;
+                    }
+                    taken.insert(port, me);
+                }
+            }
+        }
     }
 
     fn ports(
@@ -1412,6 +1561,20 @@ impl<'a> Validator<'a> {
         find: &dyn Fn(&str) -> Option<&'s Service>,
         names: &dyn Fn() -> Vec<String>,
     ) -> Option<Test> {
+        let egress = match &raw.direction {
+            None => false,
+            Some(d) if d.value == "ingress" => false,
+            Some(d) if d.value == "egress" => true,
+            Some(d) => {
+                self.err(DiagCode::Test, d.span, "unknown test direction")
+                    .value(d.value.clone())
+                    .hint("`ingress` (the default: from an address to a node) or `egress` (from a node to an address)");
+                return None;
+            }
+        };
+        if egress {
+            return self.egress_test(raw, find, names);
+        }
         let from = match &raw.from {
             Some(f) => self.address(f, "test `from`"),
             None => {
@@ -1482,6 +1645,66 @@ impl<'a> Validator<'a> {
         };
         let accept = probes(self, &raw.accept);
         let deny = probes(self, &raw.deny);
-        Some(Test { from: from?, to: node, route, accept, deny, span: raw.span })
+        Some(Test { from: from?, to: node, egress: false, route, accept, deny, span: raw.span })
+    }
+
+    /// `direction: egress`: `from` a node, `to` an address, `port/proto` probes only.
+    fn egress_test<'s>(
+        &mut self,
+        raw: &RawTest,
+        find: &dyn Fn(&str) -> Option<&'s Service>,
+        names: &dyn Fn() -> Vec<String>,
+    ) -> Option<Test> {
+        let Some(from) = &raw.from else {
+            self.err(DiagCode::Test, raw.span, "egress test without `from`")
+                .hint("name the sending node: `from: pg-main-1`");
+            return None;
+        };
+        if find(&from.value).is_none() {
+            if !self.node_names.contains_key(&from.value) {
+                let all = names();
+                let hint = match did_you_mean(&from.value, all.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "an egress test goes `from` a node of the fleet `to` an address".into(),
+                };
+                self.err(DiagCode::Test, from.span, "egress test from an unknown node")
+                    .value(from.value.clone())
+                    .hint(hint);
+            }
+            return None;
+        }
+        let to = match &raw.to {
+            Some(t) => self.address(t, "egress test `to`"),
+            None => {
+                self.err(DiagCode::Test, raw.span, "egress test without `to`")
+                    .hint("give the destination address: `to: 192.0.2.80`");
+                None
+            }
+        };
+        let probe = |v: &mut Self, list: &[Spanned<String>]| -> Vec<Probe> {
+            let mut out = Vec::new();
+            for p in list {
+                let parsed = p.value.split_once('/').and_then(|(port, proto)| {
+                    let proto = match proto {
+                        "tcp" => Protocol::Tcp,
+                        "udp" => Protocol::Udp,
+                        _ => return None,
+                    };
+                    port.parse::<u16>().ok().filter(|p| *p > 0).map(|port| Probe::Port(port, proto))
+                });
+                match parsed {
+                    Some(x) => out.push(x),
+                    None => {
+                        v.err(DiagCode::Test, p.span, "an egress test takes `port/protocol`")
+                            .value(p.value.clone())
+                            .hint("write e.g. `443/tcp` or `53/udp` (components belong to the destination of an ingress test)");
+                    }
+                }
+            }
+            out
+        };
+        let accept = probe(self, &raw.accept);
+        let deny = probe(self, &raw.deny);
+        Some(Test { from: to?, to: from.value.clone(), egress: true, route: None, accept, deny, span: raw.span })
     }
 }

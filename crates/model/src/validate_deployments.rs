@@ -377,6 +377,6 @@ impl Validator<'_> {
         };
         let accept = probes(self, &raw.accept);
         let deny = probes(self, &raw.deny);
-        Some(crate::fleet::Test { from: from?, to: node, route: None, accept, deny, span: raw.span })
+        Some(crate::fleet::Test { from: from?, to: node, egress: false, route: None, accept, deny, span: raw.span })
     }
 }

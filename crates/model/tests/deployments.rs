@@ -176,3 +176,19 @@ fn the_proxy_is_checked() {
     let e = errors(&body);
     assert!(e.iter().any(|d| d.message.contains("unknown compliance level")), "{e:#?}");
 }
+
+#[test]
+fn egress_tests_go_from_a_node_to_an_address_by_port() {
+    let base = ece("", "198.51.100.0/24", "10.70.0.5");
+    let with = |t: &str| format!("{base}tests:\n  - {t}\n");
+    let (fleet, diags) = loaded(&with("{ direction: egress, from: pg-1, to: 198.51.100.7, accept: [443/tcp] }"));
+    assert!(diags.is_empty(), "{diags:#?}");
+    let t = &fleet.unwrap().tests[0];
+    assert!(t.egress && t.to == "pg-1" && t.from.to_string() == "198.51.100.7");
+    let d = error(&with("{ direction: egress, from: pg-1, to: 198.51.100.7, accept: [pg] }"), DiagCode::Test);
+    assert!(d.message.contains("takes `port/protocol`"), "{}", d.message);
+    let d = error(&with("{ direction: egress, from: pg-2, to: 198.51.100.7, accept: [443/tcp] }"), DiagCode::Test);
+    assert_eq!(d.hint.as_deref(), Some("did you mean `pg-1`?"));
+    let d = error(&with("{ direction: outbound, from: pg-1, to: 198.51.100.7, accept: [443/tcp] }"), DiagCode::Test);
+    assert!(d.message.contains("unknown test direction"), "{}", d.message);
+}

@@ -49,6 +49,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/projects/{project}/services/{service}/privatelink/{provider}"),
     ("DELETE", "/v1/projects/{project}/services/{service}/privatelink/{provider}"),
     ("GET", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections"),
+    ("POST", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections"),
+    ("DELETE", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections/{connection}"),
+    ("POST", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections/{connection}/approve"),
+    ("POST", "/v1/projects/{project}/services/{service}/privatelink/{provider}/refresh"),
     ("GET", "/v1/status"),
     ("GET", "/v1/audit"),
     ("POST", "/v1/tokens"),
@@ -116,11 +120,14 @@ pub fn admit(cp: &ControlPlane, head: &RequestHead<'_>) -> Admission {
     if head.method == "GET" && matches!(segs.as_slice(), ["healthz" | "openapi.json" | "metrics"]) {
         return Admission::Read { max_body: UNAUTHENTICATED_MAX_BODY, caller: None };
     }
-    match cp.authenticate(head.bearer()) {
+    match cp.authenticate(head.bearer().or_else(|| crate::avn::token(head.headers))) {
         // The handler takes the caller from here: one token lookup per request, not two.
         Ok(actor) => Admission::Read { max_body: usize::MAX, caller: Some(actor.name()) },
         Err(e) => {
             cp.metrics.request(head.method, e.status);
+            if crate::avn::is_avn_path(&segs) {
+                return Admission::Refuse(crate::avn::error_response(&e));
+            }
             Admission::Refuse(error_response(&e))
         }
     }
@@ -152,7 +159,7 @@ fn query_seconds(req: &Request, name: &str, max: Duration) -> Result<Option<Dura
     }
 }
 
-fn body_json(req: &Request) -> Result<Value, ApiError> {
+pub(crate) fn body_json(req: &Request) -> Result<Value, ApiError> {
     if req.body.is_empty() {
         return Ok(json!({}));
     }
@@ -166,7 +173,7 @@ fn need_admin(a: &Actor) -> Result<(), ApiError> {
     }
 }
 
-fn need_project(a: &Actor, p: &str) -> Result<(), ApiError> {
+pub(crate) fn need_project(a: &Actor, p: &str) -> Result<(), ApiError> {
     if a.may_project(p) {
         Ok(())
     } else {
@@ -181,7 +188,7 @@ fn project_in(doc: &FleetDoc, p: &str) -> Result<Value, ApiError> {
 }
 
 /// The service's stored object, as JSON.
-fn service_in(doc: &FleetDoc, p: &str, s: &str) -> Result<Value, ApiError> {
+pub(crate) fn service_in(doc: &FleetDoc, p: &str, s: &str) -> Result<Value, ApiError> {
     doc.project(p).ok_or_else(|| ops::no_project(p))?;
     let sd = doc.service(p, s).ok_or_else(|| ops::no_service(p, s))?;
     serde_json::to_value(sd).map_err(ApiError::internal)
@@ -209,11 +216,15 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
     }
     let actor = match req.caller.as_deref().and_then(Actor::from_name) {
         Some(actor) => actor,
-        None => cp.authenticate(req.bearer())?,
+        None => cp.authenticate(req.bearer().or_else(|| crate::avn::token(&req.headers)))?,
     };
     // Reads on a replica see every committed write (PostgreSQL: another replica's too).
     if m == "GET" && cp.db.kind() == "postgres" && !matches!(segs.as_slice(), ["v1", "nodes", _, "ruleset"]) {
         cp.refresh()?;
+    }
+    // The managed platform's own dialect (its CLI, `avn`), on the same writes.
+    if crate::avn::is_avn_path(&segs) {
+        return Ok(crate::avn::route(cp, &actor, req, &segs));
     }
     let snap = cp.snapshot();
     match (m, segs.as_slice()) {
@@ -640,7 +651,7 @@ fn project_view(p: &str, v: &Value) -> wire::Project {
 }
 
 /// The listeners of project `p`'s services (the port table, computed once per request).
-fn listeners_of(snap: &crate::Snapshot, p: &str) -> Vec<fleetwall_compile::listeners::PortRow> {
+pub(crate) fn listeners_of(snap: &crate::Snapshot, p: &str) -> Vec<fleetwall_compile::listeners::PortRow> {
     let Some(f) = snap.fleet() else { return Vec::new() };
     // The port table of this project alone (a fleet of one project: the rest is shared, not copied).
     let projects: Vec<_> = f.projects.iter().filter(|x| x.name == p).cloned().collect();
@@ -684,7 +695,12 @@ fn service_view(
 /// once every node of the service reports the revision that made the change.
 /// Reads never write: with `settle` false a finished transition is only reported; the
 /// status-report path (`settle` true) records it.
-fn privatelink_state(cp: &ControlPlane, p: &str, s: &str, settle: bool) -> Result<Option<(String, i64)>, ApiError> {
+pub(crate) fn privatelink_state(
+    cp: &ControlPlane,
+    p: &str,
+    s: &str,
+    settle: bool,
+) -> Result<Option<(String, i64)>, ApiError> {
     use crate::db::V;
     let rows = cp.db.read(|tx| {
         tx.query("SELECT state, revision FROM privatelinks WHERE project = ? AND service = ?", &[p.into(), s.into()])
@@ -723,7 +739,7 @@ fn privatelink_state(cp: &ControlPlane, p: &str, s: &str, settle: bool) -> Resul
     Ok(None)
 }
 
-fn privatelink_view(
+pub(crate) fn privatelink_view(
     cp: &ControlPlane,
     p: &str,
     s: &str,
@@ -754,6 +770,26 @@ fn privatelink_view(
     })
 }
 
+/// The statements a private-link write runs in its transaction: the resource's tracked
+/// state (`creating` or `deleting`) as of the write's revision.
+pub(crate) fn record_privatelink(
+    p: &str,
+    s: &str,
+    provider: &str,
+    state: &'static str,
+) -> impl FnOnce(&mut dyn crate::db::Tx, i64) -> Result<(), crate::db::DbError> {
+    use crate::db::V;
+    let (p, s, provider) = (p.to_string(), s.to_string(), provider.to_string());
+    move |tx: &mut dyn crate::db::Tx, rev: i64| {
+        tx.exec("DELETE FROM privatelinks WHERE project = ? AND service = ?", &[V::S(p.clone()), V::S(s.clone())])?;
+        tx.exec(
+            "INSERT INTO privatelinks (project, service, provider, state, revision, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            &[V::S(p), V::S(s), V::S(provider), state.into(), V::I(rev), V::S(crate::util::rfc3339(crate::util::now_ms()))],
+        )?;
+        Ok(())
+    }
+}
+
 fn privatelink(
     cp: &Arc<ControlPlane>,
     actor: &Actor,
@@ -763,23 +799,12 @@ fn privatelink(
     provider: &str,
     rest: &[&str],
 ) -> Result<Response, ApiError> {
-    use crate::db::V;
     if !matches!(provider, "aws" | "azure" | "google") {
         return Err(ApiError::bad(format!("unknown private-link provider '{provider}' (aws, azure or google)")));
     }
     let target = format!("/projects/{}/services/{}/privatelink", ptr(p), ptr(s));
     let svc_of = |cp: &ControlPlane| service_in(cp.snapshot().doc(), p, s);
-    let set_state = |state: &'static str| {
-        let (p, s, provider) = (p.to_string(), s.to_string(), provider.to_string());
-        move |tx: &mut dyn crate::db::Tx, rev: i64| {
-            tx.exec("DELETE FROM privatelinks WHERE project = ? AND service = ?", &[V::S(p.clone()), V::S(s.clone())])?;
-            tx.exec(
-                "INSERT INTO privatelinks (project, service, provider, state, revision, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                &[V::S(p), V::S(s), V::S(provider), state.into(), V::I(rev), V::S(crate::util::rfc3339(crate::util::now_ms()))],
-            )?;
-            Ok(())
-        }
-    };
+    let set_state = |state: &'static str| record_privatelink(p, s, provider, state);
     match (req.method.as_str(), rest) {
         ("POST", []) => {
             let who = ops::principals(&body_json(req)?)?;
@@ -825,10 +850,29 @@ fn privatelink(
             Ok(Response::json(200, &v))
         }
         ("GET", ["connections"]) => {
-            // Endpoint connections are made in the customer's cloud account; fleetwall has no
-            // cloud provider behind it, so it knows of none.
-            privatelink_view(cp, p, s, provider, &svc_of(cp)?)?;
-            Ok(Response::json(200, &wire::PrivatelinkConnections { connections: Vec::new() }))
+            let connections = crate::connections::list(cp, p, s, provider)?;
+            Ok(Response::json(200, &wire::PrivatelinkConnections { connections }))
+        }
+        ("POST", ["connections"]) => {
+            let reg: wire::ConnectionRegistration = serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad(format!("invalid connection registration: {e}")))?;
+            Ok(Response::json(201, &crate::connections::register(cp, actor, (p, s, provider), &reg)?))
+        }
+        ("DELETE", ["connections", id]) => {
+            Ok(Response::json(200, &crate::connections::remove(cp, actor, (p, s, provider, id))?))
+        }
+        ("POST", ["connections", id, "approve"]) => {
+            let a: wire::ConnectionApproval = if req.body.is_empty() {
+                wire::ConnectionApproval { user_ip_address: None }
+            } else {
+                serde_json::from_slice(&req.body).map_err(|e| ApiError::bad(format!("invalid approval: {e}")))?
+            };
+            let ip = a.user_ip_address.as_deref();
+            Ok(Response::json(200, &crate::connections::approve(cp, actor, (p, s, provider, id), ip)?))
+        }
+        ("POST", ["refresh"]) => {
+            let connections = crate::connections::refresh(cp, actor, (p, s, provider))?;
+            Ok(Response::json(200, &wire::PrivatelinkConnections { connections }))
         }
         _ => Err(ApiError::new(405, format!("{} is not allowed on {}", req.method, req.path))),
     }

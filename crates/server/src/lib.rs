@@ -14,7 +14,9 @@
 
 pub mod access;
 pub mod api;
+pub mod avn;
 pub mod backup_keys;
+pub mod connections;
 pub mod db;
 pub mod doc;
 pub mod metrics;

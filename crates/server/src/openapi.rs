@@ -145,6 +145,8 @@ fn type_schemas() -> Vec<(String, RefOr<Schema>)> {
         wire::PrivatelinkDeletion,
         wire::PrivatelinkConnection,
         wire::PrivatelinkConnections,
+        wire::ConnectionRegistration,
+        wire::ConnectionApproval,
         ProjectCreate,
         VpcCreate,
         ServiceCreate,
@@ -215,6 +217,10 @@ fn service() -> ParameterBuilder {
 
 fn node() -> ParameterBuilder {
     path_param("node", "The node's name (node names are unique across the fleet).")
+}
+
+fn connection() -> ParameterBuilder {
+    path_param("connection", "The private-link connection's id.")
 }
 
 fn provider() -> ParameterBuilder {
@@ -548,7 +554,48 @@ fn operations() -> Vec<(&'static str, &'static str, Operation)> {
                 "listPrivatelinkConnections",
                 "privatelink",
                 "List private-link endpoint connections",
-                &format!("{admin_or_project} Always empty: endpoint connections live in the customer's cloud account, which fleetwall does not see. 404 when the service has no such private link."),
+                &format!("{admin_or_project} The endpoints the cloud side registered, each with its host, its own ports (Kafka brokers) and its state (`pending-user-approval` → `user-approved` → `connected` → `active`). 404 when the service has no such private link."),
+            );
+            let b = b.parameter(project()).parameter(service()).parameter(provider());
+            errors(ok(b, 200, "The connections.", json_of::<wire::PrivatelinkConnections>()), &[400, 401, 403, 404])
+        }),
+        ("POST", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections", {
+            let b = op(
+                "registerPrivatelinkConnection",
+                "privatelink",
+                "Register a private-link connection",
+                "Admin token only (the cloud side reports an endpoint). The connection gets the first free host `privatelink-N-<service>-<project>` and, for Kafka, the lowest free broker ports of the pool 10000–31000, kept as long as it exists. AWS connections start `connected` (the principals approve them) and open at once; Azure and Google ones `pending-user-approval`.",
+            );
+            let b = body(b.parameter(project()).parameter(service()).parameter(provider()), json_of::<wire::ConnectionRegistration>());
+            errors(ok(b, 201, "Registered.", json_of::<wire::PrivatelinkConnection>()), &[400, 401, 403, 404, 409])
+        }),
+        ("DELETE", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections/{connection}", {
+            let b = op(
+                "removePrivatelinkConnection",
+                "privatelink",
+                "Remove a private-link connection",
+                "Admin token only. Its ports close on every node of the service with this write.",
+            );
+            let b = b.parameter(project()).parameter(service()).parameter(provider()).parameter(connection());
+            errors(ok(b, 200, "The removed connection.", json_of::<wire::PrivatelinkConnection>()), &[400, 401, 403, 404])
+        }),
+        ("POST", "/v1/projects/{project}/services/{service}/privatelink/{provider}/connections/{connection}/approve", {
+            let b = op(
+                "approvePrivatelinkConnection",
+                "privatelink",
+                "Approve a private-link connection",
+                &format!("{admin_or_project} Azure and Google: `pending-user-approval` → `user-approved` with the endpoint's address in the user's network; its ports open with this write. 409 in any other state."),
+            );
+            let b = b.parameter(project()).parameter(service()).parameter(provider()).parameter(connection());
+            let b = body(b, json_of::<wire::ConnectionApproval>());
+            errors(ok(b, 200, "The approved connection.", json_of::<wire::PrivatelinkConnection>()), &[400, 401, 403, 404, 409])
+        }),
+        ("POST", "/v1/projects/{project}/services/{service}/privatelink/{provider}/refresh", {
+            let b = op(
+                "refreshPrivatelink",
+                "privatelink",
+                "Refresh a private link's connections",
+                &format!("{admin_or_project} Moves each connection on: `user-approved` → `connected`, and `connected` → `active` once every node of the service enforces the current rulesets."),
             );
             let b = b.parameter(project()).parameter(service()).parameter(provider());
             errors(ok(b, 200, "The connections.", json_of::<wire::PrivatelinkConnections>()), &[400, 401, 403, 404])

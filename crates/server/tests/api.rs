@@ -910,3 +910,53 @@ fn the_openapi_write_examples_are_accepted_as_documented() {
     let (s, v) = call(&a, "POST", "/v1/tokens", Some(example("TokenCreate")));
     assert_eq!((s, v["scope"].as_str()), (201, Some("pg-main-1")), "the token example: {v}");
 }
+
+#[test]
+fn a_private_link_connection_is_active_once_every_node_enforces_its_port() {
+    let env = start("plc", None);
+    let a = env.admin();
+    assert_eq!(put_fleet(&a, "examples/kafka-vpc.yaml").0, 200);
+    let pl = "/v1/projects/acme-stream/services/kafka-events/privatelink/aws";
+    let reg = |id: &str| json!({"privatelink_connection_id": id, "vpc_endpoint_id": "vpce-0123", "dns_name": "e.example", "address": "10.20.15.7"});
+    let (s, v) = call(&a, "POST", &format!("{pl}/connections"), Some(reg("Not_An_Id")));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().starts_with("invalid privatelink_connection_id 'Not_An_Id'"), "{v}");
+    let project = env.client(&token(&a, json!({"kind": "project", "project": "acme-stream"})));
+    assert_eq!(call(&project, "POST", &format!("{pl}/connections"), Some(reg("plc-1"))).0, 403);
+    let rev = revision(&a);
+    let (s, v) = call(&a, "POST", &format!("{pl}/connections"), Some(reg("plc-1")));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        v,
+        json!({"address": "10.20.15.7", "dns_name": "e.example", "host": "privatelink-1-kafka-events-acme-stream",
+            "ports": {"kafka": 10000}, "privatelink_connection_id": "plc-1", "state": "connected", "vpc_endpoint_id": "vpce-0123"})
+    );
+    assert_eq!(revision(&a), rev + 1, "one write");
+    let (s, v) =
+        call(&a, "POST", &format!("{pl}/connections/plc-1/approve"), Some(json!({"user_ip_address": "10.0.0.1"})));
+    assert_eq!(s, 400, "AWS needs no approval: {v}");
+    // Not in force on the nodes yet: refresh leaves it connected.
+    let (s, v) = call(&project, "POST", &format!("{pl}/refresh"), None);
+    assert_eq!((s, &v["connections"][0]["state"]), (200, &json!("connected")), "{v}");
+    for n in ["kafka-events-1", "kafka-events-2", "kafka-events-3"] {
+        let c = env.client(&token(&a, json!({"kind": "agent", "node": n})));
+        let d = call(&c, "GET", &format!("/v1/nodes/{n}/ruleset"), None).1;
+        let rule =
+            d["ruleset"]["input"].as_array().unwrap().iter().find(|r| r["id"] == "client-kafka-privatelink-plc-1-v4");
+        assert_eq!(rule.unwrap()["match"]["l4"]["ports"], json!([10000]), "{n}");
+        let report =
+            json!({"revision": d["revision"], "hash": d["hash"], "applied_ms": fleetwall_server::util::now_ms()});
+        assert_eq!(call(&c, "PUT", &format!("/v1/nodes/{n}/status"), Some(report)).0, 200);
+    }
+    let (s, v) = call(&project, "POST", &format!("{pl}/refresh"), None);
+    assert_eq!((s, &v["connections"][0]["state"]), (200, &json!("active")), "{v}");
+    // It is part of the fleet document, as a fleet file writes it.
+    let yaml = a.get("/v1/fleet?format=yaml").unwrap().text();
+    assert!(yaml.contains("plc-1") && yaml.contains("privatelink-1-kafka-events-acme-stream"), "{yaml}");
+    let (s, v) = put_text(&a, &yaml);
+    assert_eq!(s, 200, "the document read back as a fleet file is the same fleet: {v}");
+    let (s, v) = call(&a, "DELETE", &format!("{pl}/connections/plc-1"), None);
+    assert_eq!((s, v["state"].as_str()), (200, Some("active")), "{v}");
+    assert_eq!(call(&a, "GET", &format!("{pl}/connections"), None).1["connections"], json!([]));
+    assert_eq!(call(&a, "DELETE", &format!("{pl}/connections/plc-1"), None).0, 404);
+}

@@ -2,7 +2,7 @@
 //! full recompile of the same document gives. Random sequences of writes (valid and
 //! invalid) on a synthetic fleet, each checked against `state::full`.
 
-use fleetwall_model::doc::{FleetDoc, IpFilterDoc, NodeDoc, PeeringDoc, ServiceDoc};
+use fleetwall_model::doc::{ConnectionDoc, FleetDoc, IpFilterDoc, NodeDoc, PeeringDoc, ServiceDoc};
 use fleetwall_model::edit::Edit;
 use fleetwall_model::ops::Op;
 use fleetwall_model::Catalog;
@@ -48,7 +48,47 @@ fn random_op(r: &mut Rng, doc: &FleetDoc, n: u32) -> Op {
         let net: ipnet::Ipv4Net = vpc.as_deref().unwrap().parse().unwrap();
         format!("{}", std::net::Ipv4Addr::from(u32::from(net.network()) + 500 + n))
     });
-    match r.below(10) {
+    // Any service of the fleet with a private link, for the connection writes.
+    let mut links: Vec<(String, String, String, Vec<String>)> = Vec::new();
+    for (pn, pd) in &doc.projects {
+        for (sn, sd) in &pd.services {
+            for (k, l) in &sd.privatelink {
+                links.push((pn.clone(), sn.clone(), k.clone(), l.connections.keys().cloned().collect()));
+            }
+        }
+    }
+    let link = (!links.is_empty()).then(|| links[r.below(links.len() as u64) as usize].clone());
+    match r.below(12) {
+        // A connection with a port of the pool that may collide with another's.
+        10 => match link {
+            Some((lp, ls, provider, _)) => {
+                let kafka = doc.service(&lp, &ls).and_then(|sd| sd.service_type.as_deref()) == Some("kafka");
+                let c = ConnectionDoc {
+                    host: Some(format!("privatelink-{n}-{ls}-{lp}")),
+                    state: Some(["pending-user-approval", "user-approved", "active"][r.below(3) as usize].into()),
+                    ports: match kafka {
+                        true => [("kafka".to_string(), 10000 + r.below(4) as i64)].into(),
+                        false => Default::default(),
+                    },
+                    ..ConnectionDoc::default()
+                };
+                Op::SetConnection(lp, ls, provider, format!("plc-{}", r.below(6)), c)
+            }
+            // The link first (refused outside AWS or a VPC).
+            None => Op::SetPrivatelink {
+                project: p,
+                service: s,
+                provider: "aws".into(),
+                principals: vec!["arn:aws:iam::012345678901:root".into()],
+                create: true,
+            },
+        },
+        11 => match link {
+            Some((lp, ls, provider, ids)) if !ids.is_empty() => {
+                Op::DeleteConnection(lp, ls, provider, pick(r, &ids).clone())
+            }
+            _ => Op::EditUserConfig(p, s, vec![Edit::Remove("ip_filter".into())]),
+        },
         0 | 1 => {
             let list = (0..r.below(4)).map(|i| format!("192.0.{}.0/24", (n + i as u32) % 250)).collect::<Vec<_>>();
             Op::EditUserConfig(p, s, vec![Edit::Set("ip_filter".into(), list.join(","))])
@@ -106,7 +146,7 @@ fn hashes(st: &State) -> Vec<(String, String, String, String)> {
 #[test]
 fn incremental_writes_equal_a_full_recompile_after_random_sequences() {
     let catalog = Catalog::builtin();
-    let (mut accepted, mut refused) = (0, 0);
+    let (mut accepted, mut refused, mut connections) = (0, 0, 0);
     for seed in 1..=4u64 {
         let mut r = Rng::new(seed);
         let mut cur = start(&catalog);
@@ -122,6 +162,7 @@ fn incremental_writes_equal_a_full_recompile_after_random_sequences() {
             match (incremental, full) {
                 (Ok((inc, changes)), Ok(full)) => {
                     accepted += 1;
+                    connections += usize::from(matches!(op, Op::SetConnection(..) | Op::DeleteConnection(..)));
                     assert_eq!(hashes(&inc), hashes(&full), "seed {seed} write {n}: {op:?}");
                     let revs = |s: &State| s.nodes.iter().map(|(k, d)| (k.clone(), d.revision)).collect::<Vec<_>>();
                     assert_eq!(revs(&inc), revs(&full), "seed {seed} write {n}: node revisions");
@@ -150,6 +191,7 @@ fn incremental_writes_equal_a_full_recompile_after_random_sequences() {
             }
         }
     }
+    assert!(connections > 5, "private-link connections were written: {connections}");
     assert!(
         accepted > 100 && refused > 20,
         "both kinds of write were exercised: {accepted} accepted, {refused} refused"

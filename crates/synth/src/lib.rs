@@ -206,7 +206,9 @@ const FILTER_POOL: [&str; 12] = [
 
 /// A small random but valid fleet for property tests: one project, one or two services
 /// of random types, in a VPC (with a peering, maybe a private link and public access)
-/// or not, on AWS or Azure, with random v4/v6 addresses and ip_filters (maybe empty).
+/// or not, on AWS or Azure, with random v4/v6 addresses and ip_filters (maybe empty);
+/// one project in six is BYOC (a bastion, workloads in the workload subnet, customer
+/// networks) and one in six ECE (VPC only, ip_filter within it, a SOCKS5 proxy).
 pub fn random_fleet(seed: u64) -> String {
     let mut r = Rng::new(seed);
     let mut o = String::from(
@@ -219,9 +221,23 @@ pub fn random_fleet(seed: u64) -> String {
     if r.below(2) == 0 {
         let _ = writeln!(o, "    base_port: {}", 10000 + r.below(20001));
     }
-    let in_vpc = r.below(2) == 0;
+    let kind = r.below(6);
+    let (byoc, ece) = (kind == 0, kind == 1);
+    let in_vpc = !byoc && (ece || r.below(2) == 0);
     let azure = r.below(4) == 0;
     let cloud = if azure { "azure-westeurope" } else { "aws-eu-west-1" };
+    if byoc {
+        let egress = if r.below(2) == 0 { "\n      egress: [192.0.2.0/24]" } else { "" };
+        let _ = writeln!(
+            o,
+            "    byoc:\n      cloud: {cloud}\n      network_cidr: 10.50.0.0/16\n      bastion_subnet: 10.50.0.0/24\n      workload_subnet: 10.50.16.0/20\n      bastions: {{ prop-bastion: {{ private: 10.50.0.10, public: 203.0.113.90 }} }}\n      customer_networks: [10.60.0.0/16]{egress}"
+        );
+    }
+    if ece {
+        o.push_str(
+            "    compliance: ece\n    socks5_proxy: { address: 10.20.0.5, port: 1080, allow: [198.51.100.128/25] }\n",
+        );
+    }
     if in_vpc {
         let _ = writeln!(
             o,
@@ -237,13 +253,22 @@ pub fn random_fleet(seed: u64) -> String {
         if in_vpc {
             o.push_str("        vpc: v\n");
         }
-        let public_access = in_vpc && r.below(2) == 0 && !matches!(ty, "kafka_mirrormaker");
+        if byoc {
+            o.push_str("        byoc: true\n");
+        }
+        let public_access = in_vpc && !ece && r.below(2) == 0 && !matches!(ty, "kafka_mirrormaker");
         o.push_str("        nodes:\n");
         for n in 0..1 + r.below(3) {
             host += 1;
             let v6 = r.below(2) == 0;
             let mut line = format!("          s{s}-n{n}: {{ ");
-            if in_vpc {
+            if byoc {
+                line += &if v6 {
+                    format!("private: [10.50.16.{host}, \"fd50::{host:x}\"]")
+                } else {
+                    format!("private: 10.50.16.{host}")
+                };
+            } else if in_vpc {
                 line += &if v6 {
                     format!("private: [10.20.0.{host}, \"fd00:20::{host:x}\"]")
                 } else {
@@ -261,8 +286,14 @@ pub fn random_fleet(seed: u64) -> String {
         }
         o.push_str("        user_config:\n          ip_filter: [");
         let mut picked: Vec<&str> = Vec::new();
+        // ECE: ip_filter stays within the VPC and its peering; BYOC clients come from the customer network.
+        let pool: &[&str] = match (ece, byoc) {
+            (true, _) => &["10.20.0.0/20", "10.20.4.0/24", "172.31.0.0/16", "172.31.8.0/21"],
+            (_, true) => &["10.60.0.0/16", "10.60.3.0/24", "10.0.0.0/8", "0.0.0.0/0", "198.51.100.0/24"],
+            _ => &FILTER_POOL,
+        };
         for _ in 0..r.below(5) {
-            let c = FILTER_POOL[r.below(FILTER_POOL.len() as u64) as usize];
+            let c = pool[r.below(pool.len() as u64) as usize];
             if !picked.contains(&c) {
                 picked.push(c);
             }
@@ -284,7 +315,7 @@ pub fn random_fleet(seed: u64) -> String {
         if public_access {
             let _ = writeln!(o, "          public_access: {{ {first_component}: true }}");
         }
-        if in_vpc && !azure && !first_component.is_empty() && r.below(2) == 0 {
+        if in_vpc && !ece && !azure && !first_component.is_empty() && r.below(2) == 0 {
             let _ = writeln!(o, "          privatelink_access: {{ {first_component}: true }}");
             o.push_str("        privatelink: { aws: { principals: [\"arn:aws:iam::012345678901:root\"] } }\n");
         }

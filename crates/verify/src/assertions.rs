@@ -20,10 +20,12 @@ use std::net::IpAddr;
 pub struct Outcome {
     /// The test's position in `tests:` (0-based).
     pub test: usize,
-    /// Source address.
-    pub from: IpAddr,
-    /// Destination as written (`node` or `node.route`).
+    /// Source as written: an address (ingress) or a node (egress).
+    pub from: String,
+    /// Destination as written (`node` or `node.route`; an address for egress).
     pub to: String,
+    /// `ingress` or `egress`.
+    pub direction: &'static str,
     /// `accept` or `deny`.
     pub expect: &'static str,
     /// The component or `port/proto`.
@@ -52,6 +54,13 @@ pub fn run(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<Outcome> {
     let mut out = Vec::new();
     for (i, t) in fleet.tests.iter().enumerate() {
         let Some(rs) = rulesets.iter().find(|r| r.node == t.to) else { continue };
+        if t.egress {
+            // Egress tests go from a node of a service (validation refuses other senders).
+            if let Some((_, _, node)) = fleet.nodes().find(|(_, _, n)| n.name == t.to) {
+                out.extend(egress(i, t, node, rs));
+            }
+            continue;
+        }
         let route = t.route.as_deref().and_then(Route::parse);
         // A node of a service, or a server of a deployment (probed by port, on every address).
         let (all_listeners, route_addrs) = match fleet.nodes().find(|(_, _, n)| n.name == t.to) {
@@ -110,8 +119,63 @@ pub fn run(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<Outcome> {
                 "accept" => traces.iter().any(|x| x.trace.accepted()),
                 _ => !traces.is_empty() && traces.iter().all(|x| !x.trace.accepted()),
             };
-            out.push(Outcome { test: i, from: t.from, to: to.clone(), expect, what, passed, traces });
+            out.push(Outcome {
+                test: i,
+                from: t.from.to_string(),
+                to: to.clone(),
+                direction: "ingress",
+                expect,
+                what,
+                passed,
+                traces,
+            });
         }
+    }
+    out
+}
+
+/// An egress test: each `port/proto` from every address of the node of the destination's
+/// family, through the node's output chain. `accept` holds when one address gets out,
+/// `deny` when none does.
+fn egress(i: usize, t: &fleetwall_model::Test, node: &fleetwall_model::Node, rs: &NodeRuleset) -> Vec<Outcome> {
+    let items = t.accept.iter().map(|p| ("accept", p)).chain(t.deny.iter().map(|p| ("deny", p)));
+    let mut out = Vec::new();
+    for (expect, probe) in items {
+        let Probe::Port(port, protocol) = probe else { continue };
+        let transport = match protocol {
+            Protocol::Tcp => Transport::Tcp(*port),
+            Protocol::Udp => Transport::Udp(*port),
+        };
+        let traces: Vec<Traced> = node
+            .private
+            .iter()
+            .chain(&node.public)
+            .filter(|a| a.is_ipv4() == t.from.is_ipv4())
+            .map(|src| Traced {
+                dst: t.from,
+                port: *port,
+                protocol: *protocol,
+                trace: crate::trace::trace_in(
+                    rs,
+                    fleetwall_ir::Direction::Egress,
+                    &Packet::new(*src, t.from, transport),
+                ),
+            })
+            .collect();
+        let passed = match expect {
+            "accept" => traces.iter().any(|x| x.trace.accepted()),
+            _ => !traces.is_empty() && traces.iter().all(|x| !x.trace.accepted()),
+        };
+        out.push(Outcome {
+            test: i,
+            from: t.to.clone(),
+            to: t.from.to_string(),
+            direction: "egress",
+            expect,
+            what: format!("{port}/{}", protocol.as_str()),
+            passed,
+            traces,
+        });
     }
     out
 }

@@ -32,11 +32,11 @@ pub fn check_fleet(fleet: &Fleet, rulesets: &[NodeRuleset], diags: &mut Diagnost
 
 fn failure_hint(o: &assertions::Outcome) -> String {
     if o.traces.is_empty() {
+        let (node, remote) = if o.direction == "egress" { (&o.from, &o.to) } else { (&o.to, &o.from) };
+        let family = if remote.contains(':') { "IPv6" } else { "IPv4" };
         return format!(
-            "{} has no {} address for it (source {})",
-            o.to,
-            if o.from.is_ipv4() { "IPv4" } else { "IPv6" },
-            o.from
+            "{node} has no {family} address for it ({} {remote})",
+            if o.direction == "egress" { "to" } else { "source" }
         );
     }
     let t = o.traces.iter().find(|t| t.trace.accepted() == (o.expect == "deny")).unwrap_or(&o.traces[0]);
