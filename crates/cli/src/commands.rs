@@ -36,8 +36,23 @@ pub fn catalog(path: Option<&Path>) -> Result<Catalog> {
     }
 }
 
+/// `catalog` with the deployment kinds of the file at `path`, when one is given.
+pub fn with_deployments(catalog: Catalog, path: Option<&Path>) -> Result<Catalog> {
+    let Some(path) = path else { return Ok(catalog) };
+    let src =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read deployment catalog {}", path.display()))?;
+    let mut diags = Diagnostics::default();
+    match catalog.with_deployments(&src, &mut diags) {
+        Some(c) => Ok(c),
+        None => {
+            eprint!("{}", render_human(&diags.items, &path.display().to_string(), &src));
+            bail!("the deployment catalog {} is not valid", path.display())
+        }
+    }
+}
+
 pub fn load(args: &FleetArgs) -> Result<Loaded> {
-    let catalog = catalog(args.catalog.as_deref())?;
+    let catalog = with_deployments(catalog(args.catalog.as_deref())?, args.deployment_catalog.as_deref())?;
     // `-` is standard input (`fleetwall fleet get | fleetwall check -`).
     let (name, src) = if args.fleet.as_os_str() == "-" {
         let mut src = String::new();
@@ -122,6 +137,13 @@ pub struct Counts {
     pub services: usize,
     pub nodes: usize,
     pub listeners: usize,
+    /// Servers of deployments (zones, subsystems, clusters); left out when there are none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub servers: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 pub fn counts(f: &Fleet) -> Counts {
@@ -131,6 +153,7 @@ pub fn counts(f: &Fleet) -> Counts {
         services: f.services().count(),
         nodes: f.nodes().count(),
         listeners: f.nodes().map(|(p, s, n)| fleetwall_compile::node_listeners(f, p, s, n).len()).sum(),
+        servers: f.servers().count(),
     }
 }
 
@@ -138,7 +161,9 @@ pub fn check(args: &FleetArgs, format: CheckFormat, node: Option<&str>) -> Resul
     let mut l = load(args)?;
     if let Some(n) = node {
         let scopes = fleetwall_model::scope::Scopes::of(&l.src);
-        if scopes.node(n).is_none() {
+        // A deployment's server: every warning concerns it (scopes know services only).
+        let server = l.fleet.as_ref().is_some_and(|f| f.servers().any(|(_, _, s)| s.name == n));
+        if scopes.node(n).is_none() && !server {
             let names = scopes.node_names();
             return report_unknown_node(n, &names);
         }
@@ -174,8 +199,12 @@ pub fn check(args: &FleetArgs, format: CheckFormat, node: Option<&str>) -> Resul
             match &counts {
                 Some(c) => {
                     let (proven, passed, tests) = proven.unwrap_or_default();
+                    let servers = match l.fleet.as_ref().map_or(0, |f| f.deployments.len()) {
+                        0 => String::new(),
+                        d => format!(", {d} deployments with {} servers", c.servers),
+                    };
                     println!(
-                        "{}: ok: {} projects, {} VPCs, {} services, {} nodes, {} listeners; management access proven on {proven} nodes; {passed}/{tests} tests pass{warn}",
+                        "{}: ok: {} projects, {} VPCs, {} services, {} nodes, {} listeners{servers}; management access proven on {proven} nodes; {passed}/{tests} tests pass{warn}",
                         l.name, c.projects, c.vpcs, c.services, c.nodes, c.listeners
                     )
                 }
@@ -194,6 +223,12 @@ pub fn ports(args: &FleetArgs, format: TableFormat, node: Option<&str>) -> Resul
     };
     let mut rows = fleetwall_compile::port_table(&fleet);
     if let Some(n) = node {
+        if fleet.servers().any(|(_, _, s)| s.name == n) {
+            eprintln!(
+                "fleetwall: {n} is a server of a deployment: it has no allocated listeners; its ports are its flows (`fleetwall plan --node {n}`, `fleetwall docs`)"
+            );
+            return Ok(Outcome::Invalid);
+        }
         if fleet.nodes().all(|(_, _, x)| x.name != n) {
             return unknown_node(&fleet, n);
         }
@@ -230,7 +265,11 @@ pub fn ports(args: &FleetArgs, format: TableFormat, node: Option<&str>) -> Resul
 }
 
 fn unknown_node(fleet: &Fleet, n: &str) -> Result<Outcome> {
-    let names: Vec<&str> = fleet.nodes().map(|(_, _, x)| x.name.as_str()).collect();
+    let names: Vec<&str> = fleet
+        .nodes()
+        .map(|(_, _, x)| x.name.as_str())
+        .chain(fleet.servers().map(|(_, _, s)| s.name.as_str()))
+        .collect();
     report_unknown_node(n, &names)
 }
 
@@ -255,6 +294,8 @@ pub fn artifacts(rs: &fleetwall_ir::NodeRuleset, format: PlanFormat) -> Vec<Arti
         PlanFormat::Ip6tables => pick("iptables", "ipt6"),
         PlanFormat::Ipset => pick("iptables", "ipset"),
         PlanFormat::Json => pick("json", "json"),
+        // Rendered per deployment, not per node (`deploy::k8s`).
+        PlanFormat::K8s => Vec::new(),
         PlanFormat::Aws | PlanFormat::Gcp | PlanFormat::Azure | PlanFormat::Dante | PlanFormat::Sdn => {
             unreachable!("plan renders the group formats itself")
         }
@@ -281,6 +322,9 @@ pub fn plan(args: &FleetArgs, node: Option<&str>, format: Option<PlanFormat>, ou
         Ok(v) => v,
         Err(o) => return Ok(o),
     };
+    if format == Some(PlanFormat::K8s) {
+        return crate::deploy::k8s(&fleet, node, out);
+    }
     let rulesets = match node {
         Some(n) => match fleetwall_compile::compile_node(&fleet, n) {
             Some(rs) => vec![rs],

@@ -12,6 +12,7 @@ mod crowd_bench;
 mod daemons;
 mod datadir;
 mod dataplane_bench;
+mod deploy;
 mod logs;
 mod pki;
 mod rohmu_venv;
@@ -47,6 +48,10 @@ pub struct FleetArgs {
     /// Use this service catalog instead of the built-in one (see catalog/services.yaml).
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
+    /// Use this deployment catalog (zones, subsystems, flows) instead of the built-in one
+    /// (see catalog/deployments.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub deployment_catalog: Option<PathBuf>,
     /// Show every warning (by default the first 5 of each kind, then how many more).
     #[arg(long, conflicts_with = "quiet")]
     pub all_warnings: bool,
@@ -61,7 +66,7 @@ pub struct FleetArgs {
 impl FleetArgs {
     /// Just the file (and catalog), with the default warning output.
     pub fn file(fleet: PathBuf, catalog: Option<PathBuf>) -> FleetArgs {
-        FleetArgs { fleet, catalog, all_warnings: false, quiet: false, deny_warnings: false }
+        FleetArgs { fleet, catalog, deployment_catalog: None, all_warnings: false, quiet: false, deny_warnings: false }
     }
 
     /// Which diagnostics to print.
@@ -135,6 +140,16 @@ enum Command {
         /// azure-nsg.json; dante: <project>-danted.conf).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    /// Write the documentation a person reads: Markdown port tables per zone and
+    /// subsystem (in the shape of the product's documentation) and a network diagram as
+    /// Graphviz `.dot` and `.svg` (drawn with `dot`), for deployments and managed services.
+    Docs {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// The directory to write into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Build the fleet in network namespaces, apply every node's ruleset in a real kernel,
     /// and probe the connectivity the fleet implies (root only).
@@ -422,6 +437,8 @@ pub enum PlanFormat {
     /// The cloud layer of every service as nftables for a router in front of the nodes
     /// (the lab's SDN: each group's outbound, then inbound rules; drop the rest).
     Sdn,
+    /// Kubernetes NetworkPolicy of the deployments that name `kubernetes.namespace`.
+    K8s,
 }
 
 /// `fleetwall byoc ...`.
@@ -511,6 +528,7 @@ fn main() -> ExitCode {
         Command::Check { fleet, format, node } => commands::check(&fleet, format, node.as_deref()),
         Command::Ports { fleet, format, node } => commands::ports(&fleet, format, node.as_deref()),
         Command::Plan { fleet, node, format, out } => commands::plan(&fleet, node.as_deref(), format, out.as_deref()),
+        Command::Docs { fleet, out } => deploy::docs(&fleet, &out),
         Command::Byoc { cmd: ByocCmd::Rules { fleet, project, format } } => {
             cloud_plan::byoc_rules(&fleet, &project, format)
         }

@@ -31,6 +31,9 @@ fn parse_port(s: &str) -> Result<(u16, Protocol)> {
 
 /// The node and destination addresses `--to` names.
 fn destinations(fleet: &Fleet, to: &str, from: IpAddr) -> Result<(String, Vec<IpAddr>)> {
+    if let Some(found) = server_destinations(fleet, to, from) {
+        return found;
+    }
     if let Ok(addr) = to.parse::<IpAddr>() {
         let Some((_, _, n)) = fleet.nodes().find(|(_, _, n)| n.private.contains(&addr) || n.public.contains(&addr))
         else {
@@ -52,11 +55,31 @@ fn destinations(fleet: &Fleet, to: &str, from: IpAddr) -> Result<(String, Vec<Ip
     Ok((n.name.clone(), addrs))
 }
 
+/// `--to` naming a deployment's server, or one of its addresses: the server and its
+/// addresses of the source's family (a server has no routes).
+fn server_destinations(fleet: &Fleet, to: &str, from: IpAddr) -> Option<Result<(String, Vec<IpAddr>)>> {
+    let addr = to.parse::<IpAddr>().ok();
+    let (_, _, s) = fleet.servers().find(|(_, _, s)| s.name == to || addr.is_some_and(|a| s.addresses.contains(&a)))?;
+    let addrs: Vec<IpAddr> = match addr {
+        Some(a) => vec![a],
+        None => s.addresses.iter().filter(|a| a.is_ipv4() == from.is_ipv4()).copied().collect(),
+    };
+    if addrs.is_empty() {
+        let fam = if from.is_ipv4() { "IPv4" } else { "IPv6" };
+        return Some(Err(anyhow::anyhow!("{to} has no {fam} address to trace from {from}")));
+    }
+    Some(Ok((s.name.clone(), addrs)))
+}
+
 fn node_named<'f>(fleet: &'f Fleet, name: &str) -> Result<&'f fleetwall_model::Node> {
     match fleet.nodes().find(|(_, _, n)| n.name == name) {
         Some((_, _, n)) => Ok(n),
         None => {
-            let names: Vec<&str> = fleet.nodes().map(|(_, _, n)| n.name.as_str()).collect();
+            let names: Vec<&str> = fleet
+                .nodes()
+                .map(|(_, _, n)| n.name.as_str())
+                .chain(fleet.servers().map(|(_, _, s)| s.name.as_str()))
+                .collect();
             let hint = fleetwall_model::diag::did_you_mean(name, names.iter().copied())
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
@@ -126,19 +149,24 @@ pub fn trace(args: &FleetArgs, from: &str, to: &str, port: &str, format: CheckFo
         }
         Err(_) => {
             let p = parse_port(port)?;
-            let n = node_named(&fleet, from)?;
             let Ok(dst) = to.parse::<IpAddr>() else {
                 bail!(
                     "--to {to}: tracing outbound from node {from} needs a destination address (e.g. --to 192.0.2.10)"
                 );
             };
-            let srcs: Vec<IpAddr> =
-                n.private.iter().chain(&n.public).filter(|a| a.is_ipv4() == dst.is_ipv4()).copied().collect();
+            let (name, own): (String, Vec<IpAddr>) = match fleet.servers().find(|(_, _, s)| s.name == from) {
+                Some((_, _, s)) => (s.name.clone(), s.addresses.clone()),
+                None => {
+                    let n = node_named(&fleet, from)?;
+                    (n.name.clone(), n.private.iter().chain(&n.public).copied().collect())
+                }
+            };
+            let srcs: Vec<IpAddr> = own.into_iter().filter(|a| a.is_ipv4() == dst.is_ipv4()).collect();
             if srcs.is_empty() {
                 bail!("{from} has no {} address to reach {dst} from", if dst.is_ipv4() { "IPv4" } else { "IPv6" });
             }
             let n_pairs = srcs.len();
-            (Direction::Egress, n.name.clone(), srcs.into_iter().map(|s| (s, dst)).collect(), vec![p; n_pairs])
+            (Direction::Egress, name, srcs.into_iter().map(|s| (s, dst)).collect(), vec![p; n_pairs])
         }
     };
     let rs = fleetwall_compile::compile_node(&fleet, &node).expect("node exists");

@@ -45,6 +45,10 @@ fn every_example_with_both_renderers_matches_the_contract() {
     }
     for (name, _) in examples() {
         let fleet = fleet_of(&example(&name));
+        if !fleet.deployments.is_empty() {
+            deployment_in_the_kernel(&name, &fleet);
+            continue;
+        }
         for backend in [Backend::Nft, Backend::Iptables] {
             let rows = probe_all(&fleet, backend);
             let bad: Vec<_> = rows.iter().filter(|r| !r.ok).collect();
@@ -349,6 +353,46 @@ fn revoking_many_flows_spawned_a_conntrack_per_flow() {
     // One process per flow took seconds (each `conntrack -D` walks the whole table).
     assert!(took < Duration::from_secs(2), "{took:?}");
     drop(guard);
+}
+
+/// A deployment (zones, subsystems, clusters) with both renderers: every probe as the
+/// catalog says (`fleetwall_lab::zones`), IPv4 and IPv6, TCP and UDP, inbound and — from
+/// the servers — outbound; the seed's cluster rule read off the observed probes.
+fn deployment_in_the_kernel(name: &str, fleet: &Fleet) {
+    for backend in [Backend::Nft, Backend::Iptables] {
+        let rows = probe_all(fleet, backend);
+        let bad: Vec<_> = rows.iter().filter(|r| !r.ok).collect();
+        assert!(bad.is_empty(), "{name} {backend:?}: {} mismatches, e.g. {:#?}", bad.len(), &bad[..bad.len().min(5)]);
+        assert!(rows.len() > 1000, "{name}: {} probes", rows.len());
+        assert!(rows.iter().any(|r| r.dst.is_ipv6() && connected(r)), "{name}: IPv6 is probed and works");
+        assert!(rows.iter().any(|r| r.protocol == Protocol::Udp && connected(r)), "{name}: UDP is probed");
+        let probe = |source: &str, node: &str, port: u16, proto: Protocol| -> Vec<&ProbeRow> {
+            rows.iter()
+                .filter(|r| r.source == source && r.node == node && r.port == port && r.protocol == proto)
+                .collect()
+        };
+        // gw-a-1 <-> gw-a-2 on any port; gw-b <-> gw-a on none, not even the public API.
+        for (src, dst) in [("server gw-a-2", "gw-a-1"), ("server gw-a-1", "gw-a-2")] {
+            let on = probe(src, dst, 7000, Protocol::Tcp);
+            assert!(on.len() == 2 && on.iter().all(|r| connected(r)), "{src} -> {dst}: {on:#?}");
+        }
+        for (src, dst) in [("server gw-b-1", "gw-a-1"), ("server gw-a-1", "gw-b-1")] {
+            for port in [7000, 443, 3000] {
+                let on = probe(src, dst, port, Protocol::Tcp);
+                assert!(
+                    on.len() == 2 && on.iter().all(|r| r.observed == Observed::Reset),
+                    "{src} -> {dst}:{port}: {on:#?}"
+                );
+            }
+        }
+        // Every gateway reaches the management platform API; the internet does not.
+        for gw in ["server gw-a-1", "server gw-a-2", "server gw-b-1"] {
+            assert!(probe(gw, "mgmt-1", 443, Protocol::Tcp).iter().all(|r| connected(r)), "{gw}");
+        }
+        let public: Vec<_> =
+            rows.iter().filter(|r| r.source.starts_with("zone public") && r.node == "mgmt-1").collect();
+        assert!(!public.is_empty() && public.iter().all(|r| !connected(r)), "{public:#?}");
+    }
 }
 
 /// A 3-node Kafka whose AWS private link has two connections, each with a broker port of

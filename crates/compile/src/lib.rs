@@ -13,7 +13,8 @@ pub use fleetwall_eval::cidr::intersect;
 pub use fleetwall_intent::listeners;
 pub use fleetwall_intent::standard::vpc_scope;
 pub use fleetwall_intent::{
-    node_listeners, port_table, route_addresses, service_listeners, Listener, PortRow, Route, AZURE_PLATFORM,
+    build_deployments, node_listeners, port_table, route_addresses, service_listeners, Listener, PortRow, Route,
+    AZURE_PLATFORM,
 };
 pub use lower::{lower, lower_service};
 
@@ -25,8 +26,13 @@ pub fn compile(fleet: &Fleet) -> Vec<NodeRuleset> {
     lower(&fleetwall_intent::build(fleet))
 }
 
-/// Compiles one node by name (building the Intent of its service only).
+/// Compiles one node by name (building the Intent of its service only), or one server of
+/// a deployment (building its deployment's).
 pub fn compile_node(fleet: &Fleet, name: &str) -> Option<NodeRuleset> {
+    if let Some((deployment, _, _)) = fleet.servers().find(|(_, _, s)| s.name == name) {
+        let intent = fleetwall_intent::build_deployments(fleet, |d| d.name == deployment.name);
+        return lower(&intent).into_iter().find(|rs| rs.node == name);
+    }
     let (project, service, _) = fleet.nodes().find(|(_, _, n)| n.name == name)?;
     let intent = fleetwall_intent::build_services(fleet, |p, s| p.name == project.name && s.name == service.name);
     lower(&intent).into_iter().find(|rs| rs.node == name)

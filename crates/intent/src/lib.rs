@@ -24,6 +24,7 @@ pub mod ece;
 pub mod egress;
 pub mod listeners;
 pub mod standard;
+pub mod zones;
 
 pub use fleetwall_ir::Direction;
 use fleetwall_ir::{CtState, Family, IcmpType, Verdict};
@@ -360,9 +361,20 @@ fn management_group(fleet: &Fleet) -> Group {
     }
 }
 
-/// The intent of a whole fleet.
+/// The intent of a whole fleet: its services, then its deployments' clusters.
 pub fn build(fleet: &Fleet) -> Intent {
-    build_services(fleet, |_, _| true)
+    let mut intent = build_services(fleet, |_, _| true);
+    let clusters = zones::build(fleet, &mut intent.groups, |_| true);
+    intent.services.extend(clusters);
+    intent
+}
+
+/// The intent of the deployments `keep` selects (zones, subsystems and clusters; see
+/// [`zones`]), without the fleet's services.
+pub fn build_deployments(fleet: &Fleet, keep: impl Fn(&fleetwall_model::deployment::Deployment) -> bool) -> Intent {
+    let mut groups = vec![management_group(fleet)];
+    let services = zones::build(fleet, &mut groups, keep);
+    Intent { groups, services }
 }
 
 /// The intent of the services `keep` selects (the platform's groups are always there).

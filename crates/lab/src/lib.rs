@@ -12,6 +12,7 @@ pub mod probe;
 pub mod report;
 pub mod sources;
 pub mod topo;
+pub mod zones;
 
 use expect::Target;
 use fleetwall_apply::{Dataplane, How, Iptables, Nft};
@@ -146,6 +147,13 @@ impl<'f> Lab<'f> {
         for s in sources::sources(fleet) {
             hosts.push((Role::Client(s.label), vec![s.addr]));
         }
+        for (_, _, s) in fleet.servers() {
+            hosts.push((Role::Node(s.name.clone()), s.addresses.clone()));
+        }
+        let taken: BTreeSet<IpAddr> = hosts.iter().flat_map(|(_, a)| a.iter().copied()).collect();
+        for s in zones::sources(fleet, &taken) {
+            hosts.push((Role::Client(s.label), vec![s.addr]));
+        }
         for a in extra_sources {
             if !hosts.iter().any(|(_, addrs)| addrs.contains(a)) {
                 hosts.push((Role::Client(format!("extra source {a}")), vec![*a]));
@@ -184,6 +192,18 @@ impl<'f> Lab<'f> {
             lab.listeners.push(l);
             lab.ports.insert(node.name.clone(), (tcp, udp));
         }
+        // Deployment servers: every port of their deployment's flows, TCP and UDP, and SSH.
+        for (d, _, server) in fleet.servers() {
+            let mut ports = zones::ports(d);
+            ports.push(p.ssh_port);
+            ports.sort_unstable();
+            ports.dedup();
+            let host = lab.topo.node(&server.name).expect("every server has a host");
+            let l = Listeners::start(&host.netns, &ports, &ports)
+                .map_err(|e| Error(format!("listeners on {}: {e}", server.name)))?;
+            lab.listeners.push(l);
+            lab.ports.insert(server.name.clone(), (ports.clone(), ports));
+        }
         lab.setup = start.elapsed();
         Ok(lab)
     }
@@ -212,10 +232,15 @@ impl<'f> Lab<'f> {
         Ok(revoked)
     }
 
+    fn is_server(&self, name: &str) -> bool {
+        self.fleet.servers().any(|(_, _, s)| s.name == name)
+    }
+
     fn label(&self, host: &topo::Host, target_service: &str) -> String {
         match &host.role {
             Role::Gateway => format!("gateway {}", host.addrs[0]),
             Role::Client(l) => l.clone(),
+            Role::Node(n) if self.is_server(n) => format!("server {n}"),
             Role::Node(n) => {
                 let (p, s, _) = self.fleet.nodes().find(|(_, _, x)| &x.name == n).expect("node host");
                 if s.name == target_service {
@@ -248,7 +273,11 @@ impl<'f> Lab<'f> {
             let mut probes = Vec::new();
             for t in &targets {
                 let (svc, node) = (t.service, t.node);
-                if host.role == Role::Node(node.name.clone()) {
+                // A server's own output chain decides what it sends: the contract of
+                // services reads only the destination, so servers probe servers only.
+                if host.role == Role::Node(node.name.clone())
+                    || matches!(&host.role, Role::Node(n) if self.is_server(n))
+                {
                     continue;
                 }
                 let (tcp, udp) = &self.ports[&node.name];
@@ -287,6 +316,7 @@ impl<'f> Lab<'f> {
                     }
                 }
             }
+            self.plan_servers(host, &applied, &mut probes);
             plan.push((host, probes));
         }
         let total: usize = plan.iter().map(|(_, p)| p.len()).sum();
@@ -322,6 +352,54 @@ impl<'f> Lab<'f> {
             (&a.node, a.dst, a.protocol, a.port, a.src).cmp(&(&b.node, b.dst, b.protocol, b.port, b.src))
         });
         rows
+    }
+}
+
+impl Lab<'_> {
+    /// The probes from `host` to every deployment server: the verdict the applied
+    /// rulesets give is the source server's output chain's (when the host is a server and
+    /// it refuses), else the destination's input chain's.
+    fn plan_servers(&self, host: &topo::Host, applied: &BTreeMap<String, NodeRuleset>, probes: &mut Vec<Planned>) {
+        let own = match &host.role {
+            Role::Node(n) => applied.get(n).filter(|_| self.is_server(n)),
+            _ => None,
+        };
+        for (_, _, server) in self.fleet.servers() {
+            if host.role == Role::Node(server.name.clone()) {
+                continue;
+            }
+            let (tcp, udp) = &self.ports[&server.name];
+            let label = self.label(host, "");
+            for dst in &server.addresses {
+                for src in host.addrs.iter().filter(|a| a.is_ipv4() == dst.is_ipv4()) {
+                    let ports = tcp.iter().map(|p| (*p, Protocol::Tcp)).chain(udp.iter().map(|p| (*p, Protocol::Udp)));
+                    for (port, proto) in ports {
+                        let t = match proto {
+                            Protocol::Tcp => fleetwall_eval::Transport::Tcp(port),
+                            Protocol::Udp => fleetwall_eval::Transport::Udp(port),
+                        };
+                        let packet = fleetwall_eval::Packet::new(*src, *dst, t);
+                        let out = own.map(|rs| fleetwall_eval::evaluate_egress(rs, &packet).verdict);
+                        let local = out.is_some_and(|v| v != Verdict::Accept);
+                        let eval = match out {
+                            Some(v) if v != Verdict::Accept => Some(v),
+                            _ => applied.get(&server.name).map(|rs| fleetwall_eval::evaluate(rs, &packet).verdict),
+                        };
+                        probes.push(Planned {
+                            eval,
+                            source: label.clone(),
+                            src: *src,
+                            node: server.name.clone(),
+                            dst: *dst,
+                            port,
+                            protocol: proto,
+                            want: zones::accepts(self.fleet, *src, *dst, port, proto),
+                            local,
+                        });
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -85,6 +85,8 @@ impl ServiceType {
 pub struct Catalog {
     /// Types by name.
     pub types: BTreeMap<String, ServiceType>,
+    /// Deployment kinds (zones, subsystems, flows) by name (`catalog/deployments.yaml`).
+    pub deployments: crate::deployment::DeploymentCatalog,
 }
 
 /// The largest offset a catalog may use: the width of the port range.
@@ -95,6 +97,13 @@ impl Catalog {
     pub fn builtin() -> Catalog {
         let mut diags = Diagnostics::default();
         Catalog::parse(DEFAULT_CATALOG, &mut diags).expect("the embedded catalog is valid (tested)")
+    }
+
+    /// This catalog with the deployment kinds of `src` (a deployment catalog file) instead
+    /// of the built-in ones; `None` (with diagnostics) when that file is invalid.
+    pub fn with_deployments(self, src: &str, diags: &mut Diagnostics) -> Option<Catalog> {
+        let deployments = crate::deployment::DeploymentCatalog::parse(src, diags)?;
+        Some(Catalog { deployments, ..self })
     }
 
     /// Parses and validates a catalog file; `None` (with diagnostics) when invalid.
@@ -225,7 +234,8 @@ impl Catalog {
             }
             types.insert(tname.value.clone(), ty);
         }
-        (diags.errors() == before).then_some(Catalog { types })
+        (diags.errors() == before)
+            .then(|| Catalog { types, deployments: crate::deployment::DeploymentCatalog::builtin() })
     }
 }
 

@@ -127,6 +127,20 @@ codes! {
     ManagementInvariant = "management-invariant",
     /// A catalog file that is not valid.
     Catalog = "catalog",
+    /// A deployment `kind` the deployment catalog does not have.
+    UnknownDeploymentKind = "unknown-deployment-kind",
+    /// A zone the deployment's kind does not have, or one without networks.
+    UnknownZone = "unknown-zone",
+    /// A subsystem the deployment's kind does not have.
+    UnknownSubsystem = "unknown-subsystem",
+    /// An option the deployment's kind does not have.
+    UnknownOption = "unknown-option",
+    /// A deployment without clusters, or a cluster without servers.
+    EmptyCluster = "empty-cluster",
+    /// A server address outside its cluster's zone.
+    ServerOutsideZone = "server-outside-zone",
+    /// Two zones of a deployment whose networks overlap.
+    ZoneOverlap = "zone-overlap",
 }
 
 /// One problem, located in the source.

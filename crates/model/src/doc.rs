@@ -36,6 +36,94 @@ pub struct FleetDoc {
     /// `tests:`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<TestDoc>,
+    /// `deployments:` by name (zones, subsystems and clusters).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployments: BTreeMap<String, DeploymentDoc>,
+}
+
+/// One deployment of zones, subsystems and clusters.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentDoc {
+    /// `kind:` (a deployment catalog entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// `zones:` name → networks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub zones: BTreeMap<String, Vec<String>>,
+    /// `clusters:` by name (always written, even empty: a deployment without clusters is
+    /// refused with that message).
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterDoc>,
+    /// `options:` (a port, a list of ports or a protocol, as written).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, Value>,
+    /// `kubernetes:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesDoc>,
+}
+
+/// One cluster of a deployment.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterDoc {
+    /// `subsystem:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsystem: Option<String>,
+    /// `zone:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// `servers:` name → addresses (always written, even empty).
+    #[serde(default)]
+    pub servers: BTreeMap<String, Vec<String>>,
+}
+
+/// `kubernetes:` of a deployment.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesDoc {
+    /// `namespace:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl DeploymentDoc {
+    /// The document of a decoded deployment.
+    pub fn from_raw(raw: &crate::deployment::RawDeployment) -> DeploymentDoc {
+        use crate::deployment::RawOption;
+        DeploymentDoc {
+            kind: raw.kind.as_ref().map(|v| v.value.clone()),
+            zones: raw.zones.iter().map(|(n, l)| (n.value.clone(), strings(l))).collect(),
+            clusters: raw
+                .clusters
+                .iter()
+                .map(|(n, c)| {
+                    let doc = ClusterDoc {
+                        subsystem: c.subsystem.as_ref().map(|v| v.value.clone()),
+                        zone: c.zone.as_ref().map(|v| v.value.clone()),
+                        servers: c.servers.iter().map(|(s, a)| (s.value.clone(), strings(a))).collect(),
+                    };
+                    (n.value.clone(), doc)
+                })
+                .collect(),
+            options: raw
+                .options
+                .iter()
+                .map(|(k, v)| {
+                    let value = match &v.value {
+                        RawOption::Int(i) => Value::from(*i),
+                        RawOption::Ints(l) => Value::from(l.iter().map(|i| i.value).collect::<Vec<i64>>()),
+                        RawOption::Text(t) => Value::from(t.clone()),
+                    };
+                    (k.value.clone(), value)
+                })
+                .collect(),
+            kubernetes: raw
+                .kubernetes
+                .as_ref()
+                .map(|k| KubernetesDoc { namespace: k.namespace.as_ref().map(|v| v.value.clone()) }),
+        }
+    }
 }
 
 /// `platform:`.
@@ -338,6 +426,7 @@ impl FleetDoc {
             platform,
             projects: raw.projects.iter().map(|(n, p)| (n.value.clone(), Arc::new(ProjectDoc::from_raw(p)))).collect(),
             tests: raw.tests.iter().map(TestDoc::from_raw).collect(),
+            deployments: raw.deployments.iter().map(|(n, d)| (n.value.clone(), DeploymentDoc::from_raw(d))).collect(),
         }
     }
 

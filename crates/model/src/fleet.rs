@@ -19,6 +19,8 @@ pub struct Fleet {
     pub projects: Vec<Arc<Project>>,
     /// `tests:` assertions, in file order.
     pub tests: Vec<Test>,
+    /// Deployments of zones, subsystems and clusters, sorted by name.
+    pub deployments: Vec<Arc<crate::deployment::Deployment>>,
 }
 
 /// Platform-wide settings.
@@ -392,6 +394,14 @@ impl Fleet {
     /// Every service with its project.
     pub fn services(&self) -> impl Iterator<Item = (&Project, &Service)> {
         self.projects.iter().flat_map(|p| p.services.iter().map(move |s| (&**p, &**s)))
+    }
+
+    /// Every server of a deployment with its deployment and cluster.
+    pub fn servers(
+        &self,
+    ) -> impl Iterator<Item = (&crate::deployment::Deployment, &crate::deployment::Cluster, &crate::deployment::Server)>
+    {
+        self.deployments.iter().flat_map(|d| d.servers().map(move |(c, s)| (&**d, c, s)))
     }
 
     /// Every node with its project and service.

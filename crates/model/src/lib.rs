@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod cidr;
+pub mod deployment;
 pub mod diag;
 pub mod doc;
 pub mod edit;

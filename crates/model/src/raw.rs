@@ -35,6 +35,9 @@ pub struct RawFleet {
     /// `tests:`.
     #[schemars(with = "Option<Vec<RawTest>>")]
     pub tests: Vec<RawTest>,
+    /// `deployments:` in file order (zones, subsystems and clusters; `crate::deployment`).
+    #[schemars(with = "Option<BTreeMap<String, crate::deployment::RawDeployment>>")]
+    pub deployments: Vec<(Spanned<String>, crate::deployment::RawDeployment)>,
 }
 
 /// `platform:`.
@@ -509,7 +512,8 @@ impl Decoder<'_> {
 
     fn fleet(&mut self, root: &Node) -> RawFleet {
         let mut fleet = RawFleet::default();
-        let Some(f) = self.fields(root, "fleet file", &["version", "platform", "projects", "tests"]) else {
+        let Some(f) = self.fields(root, "fleet file", &["version", "platform", "projects", "tests", "deployments"])
+        else {
             return fleet;
         };
         fleet.version = f.get("version").and_then(|n| self.int(n, "version"));
@@ -526,6 +530,9 @@ impl Decoder<'_> {
             for node in self.list(t, "tests") {
                 fleet.tests.push(self.test(node));
             }
+        }
+        if let Some(d) = f.get("deployments") {
+            fleet.deployments = self.deployments(d);
         }
         fleet
     }

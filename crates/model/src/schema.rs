@@ -89,3 +89,26 @@ pub fn fleet_file_schema() -> serde_json::Value {
 pub fn fleet_file_schema_json() -> String {
     serde_json::to_string_pretty(&fleet_file_schema()).expect("a JSON value serializes")
 }
+
+/// A deployment option's value: a port, a list of ports, or a protocol name.
+pub(crate) struct OptionValueSchema;
+
+impl JsonSchema for OptionValueSchema {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "DeploymentOption".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "integer", "minimum": 1, "maximum": 65535 },
+                { "type": "array", "items": { "type": "integer", "minimum": 1, "maximum": 65535 } },
+                { "type": "string", "enum": ["tcp", "udp", "tcp+udp"] },
+            ]
+        })
+    }
+}

@@ -17,6 +17,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+#[path = "validate_deployments.rs"]
+mod deployments;
+
 /// The most `ip_filter` entries a service may have.
 pub const MAX_IP_FILTER: usize = 8000;
 /// The longest `network` string of an `ip_filter` entry.
@@ -45,6 +48,7 @@ pub fn validate_located(
     let mut projects: Vec<Arc<Project>> =
         raw.projects.iter().filter_map(|(n, p)| v.project(n, p, &platform)).map(Arc::new).collect();
     projects.sort_by(|a, b| a.name.cmp(&b.name));
+    let deployments = v.deployments(&raw.deployments);
     let tests = {
         let by_node: HashMap<&str, &Service> = projects
             .iter()
@@ -55,7 +59,7 @@ pub fn validate_located(
         let names = || by_node.keys().map(|k| k.to_string()).collect();
         raw.tests.iter().filter_map(|t| v.test(t, &find, &names)).collect()
     };
-    (diags.errors() == before).then_some(Fleet { platform, projects, tests })
+    (diags.errors() == before).then_some(Fleet { platform, projects, tests, deployments })
 }
 
 /// What the rest of a fleet holds, when only a part of it is validated (a control-plane
@@ -89,7 +93,8 @@ pub fn validate_part(
 }
 
 /// Validates `raw.tests` against a fleet: `find` gives the service of a node, `names`
-/// every node name (only for a "did you mean" hint).
+/// every node name (only for a "did you mean" hint); the servers of `raw.deployments`
+/// are known by name.
 pub fn validate_tests<'s>(
     raw: &RawFleet,
     catalog: &Catalog,
@@ -100,6 +105,14 @@ pub fn validate_tests<'s>(
 ) -> Option<Vec<Test>> {
     let before = diags.errors();
     let mut v = Validator::new(diags, catalog, Some(paths), None);
+    // Tests may probe the servers of `raw.deployments` (by port).
+    v.servers = raw
+        .deployments
+        .iter()
+        .flat_map(|(_, d)| &d.clusters)
+        .flat_map(|(_, c)| &c.servers)
+        .map(|(s, _)| s.value.clone())
+        .collect();
     let tests = raw.tests.iter().filter_map(|t| v.test(t, find, names)).collect();
     (diags.errors() == before).then_some(tests)
 }
@@ -204,6 +217,8 @@ struct Validator<'a> {
     paths: Option<&'a PathTable>,
     /// The rest of the fleet, when only a part is validated.
     elsewhere: Option<&'a dyn Elsewhere>,
+    /// The names of the deployments' servers (tests may probe them).
+    servers: std::collections::HashSet<String>,
 }
 
 /// Whether `id` may name a private-link connection: 1 to 40 lower-case letters, digits and
@@ -241,6 +256,7 @@ impl<'a> Validator<'a> {
             gateways: Vec::new(),
             paths,
             elsewhere,
+            servers: Default::default(),
         }
     }
 
@@ -1577,6 +1593,9 @@ impl<'a> Validator<'a> {
             }
             _ => (to.value.clone(), None),
         };
+        if self.servers.contains(&node) {
+            return self.server_test(raw, from, to, node, route);
+        }
         let Some(svc) = find(&node) else {
             let all = names();
             let hint = match did_you_mean(&node, all.iter().map(String::as_str)) {

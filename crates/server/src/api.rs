@@ -655,7 +655,8 @@ pub(crate) fn listeners_of(snap: &crate::Snapshot, p: &str) -> Vec<fleetwall_com
     let Some(f) = snap.fleet() else { return Vec::new() };
     // The port table of this project alone (a fleet of one project: the rest is shared, not copied).
     let projects: Vec<_> = f.projects.iter().filter(|x| x.name == p).cloned().collect();
-    let one = fleetwall_model::Fleet { platform: f.platform.clone(), projects, tests: Vec::new() };
+    let one =
+        fleetwall_model::Fleet { platform: f.platform.clone(), projects, tests: Vec::new(), deployments: Vec::new() };
     fleetwall_compile::listeners::port_table(&one)
 }
 

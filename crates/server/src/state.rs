@@ -48,7 +48,7 @@ pub struct Changes {
 
 /// Whether `doc` holds nothing yet (a fresh store).
 pub fn is_empty(doc: &FleetDoc) -> bool {
-    doc.platform.is_none() && doc.projects.is_empty()
+    doc.platform.is_none() && doc.projects.is_empty() && doc.deployments.is_empty()
 }
 
 /// Compiles `doc` whole. `since` gives a node's previous (hash, revision): an unchanged
@@ -108,8 +108,11 @@ type Compiled = (Vec<fleetwall_ir::NodeRuleset>, Vec<String>, Diagnostics);
 fn compile_parallel(fleet: &Fleet, check: bool) -> Result<Compiled, ApiError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let per = fleet.projects.len().div_ceil(threads).max(1);
-    let part = |chunk: &[Arc<Project>]| -> Result<Compiled, ApiError> {
-        let mut part = Fleet { platform: fleet.platform.clone(), projects: chunk.to_vec(), tests: Vec::new() };
+    // The deployments compile as a part of their own, next to the projects' parts.
+    let part = |chunk: &[Arc<Project>], deployments: bool| -> Result<Compiled, ApiError> {
+        let deployments = if deployments { fleet.deployments.clone() } else { Vec::new() };
+        let mut part =
+            Fleet { platform: fleet.platform.clone(), projects: chunk.to_vec(), tests: Vec::new(), deployments };
         let rulesets = fleetwall_compile::compile(&part);
         let hashes = rulesets.iter().map(publishable).collect::<Result<Vec<_>, _>>()?;
         let mut diags = Diagnostics::default();
@@ -121,7 +124,11 @@ fn compile_parallel(fleet: &Fleet, check: bool) -> Result<Compiled, ApiError> {
         Ok((rulesets, hashes, diags))
     };
     let parts: Vec<Result<Compiled, ApiError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = fleet.projects.chunks(per).map(|chunk| scope.spawn(move || part(chunk))).collect();
+        let mut handles: Vec<_> =
+            fleet.projects.chunks(per).map(|chunk| scope.spawn(move || part(chunk, false))).collect();
+        if !fleet.deployments.is_empty() {
+            handles.push(scope.spawn(move || part(&[], true)));
+        }
         handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     });
     let (mut rulesets, mut hashes, mut diags) = (Vec::new(), Vec::new(), Diagnostics::default());
@@ -226,6 +233,8 @@ pub fn apply(
     // touched services, and the fleet's tests (checked once the part is in the fleet).
     let mut part = FleetDoc { version: next.version, platform: next.platform.clone(), ..FleetDoc::default() };
     part.tests.clone_from(&next.tests);
+    // Only for the tests' servers: the deployments are not revalidated by a part.
+    part.deployments.clone_from(&next.deployments);
     for (p, reach) in &touched.projects {
         let Some(pd) = next.projects.get(p) else { continue };
         let services = match reach {
@@ -278,7 +287,7 @@ pub fn apply(
             Err(i) => projects.insert(i, project),
         }
     }
-    let mut fleet = Fleet { platform, projects, tests: Vec::new() };
+    let mut fleet = Fleet { platform, projects, tests: Vec::new(), deployments: cur_fleet.deployments.clone() };
     // 3. The tests, against the new fleet.
     let touched_nodes: HashMap<&str, &Service> = fresh
         .iter()
@@ -302,7 +311,7 @@ pub fn apply(
     };
     // 4. Compile and prove the touched services' nodes; run the tests that probe them.
     let probed: Vec<_> = tests.iter().filter(|t| touched_nodes.contains_key(t.to.as_str())).cloned().collect();
-    let compile = Fleet { platform: fleet.platform.clone(), projects: fresh, tests: probed };
+    let compile = Fleet { platform: fleet.platform.clone(), projects: fresh, tests: probed, deployments: Vec::new() };
     let rulesets = fleetwall_compile::compile(&compile);
     let mut checks = Diagnostics::default();
     fleetwall_verify::check::check_fleet(&compile, &rulesets, &mut checks);

@@ -53,16 +53,26 @@ pub struct Traced {
 pub fn run(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<Outcome> {
     let mut out = Vec::new();
     for (i, t) in fleet.tests.iter().enumerate() {
-        let Some((project, service, node)) = fleet.nodes().find(|(_, _, n)| n.name == t.to) else { continue };
         let Some(rs) = rulesets.iter().find(|r| r.node == t.to) else { continue };
         if t.egress {
-            out.extend(egress(i, t, node, rs));
+            // Egress tests go from a node of a service (validation refuses other senders).
+            if let Some((_, _, node)) = fleet.nodes().find(|(_, _, n)| n.name == t.to) {
+                out.extend(egress(i, t, node, rs));
+            }
             continue;
         }
         let route = t.route.as_deref().and_then(Route::parse);
-        let all_listeners = node_listeners(fleet, project, service, node);
+        // A node of a service, or a server of a deployment (probed by port, on every address).
+        let (all_listeners, route_addrs) = match fleet.nodes().find(|(_, _, n)| n.name == t.to) {
+            Some((project, service, node)) => {
+                (node_listeners(fleet, project, service, node), route_addresses(node, service.private_home(), route))
+            }
+            None => match fleet.servers().find(|(_, _, s)| s.name == t.to) {
+                Some((_, _, server)) => (Vec::new(), server.addresses.clone()),
+                None => continue,
+            },
+        };
         let listeners: Vec<_> = all_listeners.iter().filter(|l| route.is_none_or(|r| l.route == r)).collect();
-        let route_addrs = route_addresses(node, service.private_home(), route);
         let to = match &t.route {
             Some(r) => format!("{}.{r}", t.to),
             None => t.to.clone(),

@@ -33,7 +33,10 @@ pub fn management(fleet: &Fleet, rulesets: &[NodeRuleset]) -> Vec<String> {
         }
     }
     let mut problems = Vec::new();
-    for rs in rulesets {
+    // A deployment's servers are not platform-managed: their operators come in by the
+    // deployment's own flows (`fleetwall_intent::zones`), so point 9 is not theirs.
+    let servers: std::collections::HashSet<&str> = fleet.servers().map(|(_, _, s)| s.name.as_str()).collect();
+    for rs in rulesets.iter().filter(|rs| !servers.contains(rs.node.as_str())) {
         let (gateways, sources) = match byoc.get(rs.node.as_str()) {
             Some((nets, addrs)) => (nets.clone(), addrs.clone()),
             None => (gateway_nets.clone(), p.management_gateways.clone()),
