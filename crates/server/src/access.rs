@@ -830,10 +830,8 @@ impl ControlPlane {
             Some(node) => node_principal(&node),
             None => service_principal(&row.project(), &row.0[3].text()),
         });
-        // Certificates count whole seconds: the window starts at the second of approval and
-        // ends on a second boundary at least the granted duration later (never shorter).
         let valid_after = (now / 1000) as u64;
-        let valid_before = ((now + duration_s * 1000 + 999) / 1000) as u64;
+        let valid_before = valid_after + duration_s as u64;
         let id = id_of(row.n());
         let mut b =
             certificate::Builder::new(random::<16>()?.to_vec(), subject.key_data().clone(), valid_after, valid_before)
