@@ -261,7 +261,9 @@ fn denied_and_expired_requests_issue_nothing() {
 
     // An issued window ends by itself.
     call(&w.env.admin(), "PUT", "/v1/access/settings", Some(json!({"pending_ttl_s": 3600})));
-    let (_, req) = ask(&w.alice, json!({"node": "pg-main-1"}), 1, &new_key("c"));
+    // Certificates count whole seconds from the second of approval: a 2-second window
+    // has at least one second left when approved, and is over 2.1 s later.
+    let (_, req) = ask(&w.alice, json!({"node": "pg-main-1"}), 2, &new_key("c"));
     let k = id(&req);
     assert_eq!(call(&w.bob, "POST", &format!("/v1/access/{k}/approve"), None).1["state"], "active");
     std::thread::sleep(std::time::Duration::from_millis(2100));
