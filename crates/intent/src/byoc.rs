@@ -159,7 +159,9 @@ pub(crate) fn egress_base(c: &mut Contribution<'_>) {
         )
         .ct(CtState::EstablishedRelated),
     );
-    c.flow(Flow::egress("egress-nd-v6", Stage::Base, "IPv6 neighbour discovery", accept).family(Family::V6).traffic(
-        Traffic::Icmp(vec![IcmpType::NdRouterAdvert, IcmpType::NdNeighborSolicit, IcmpType::NdNeighborAdvert]),
-    ));
+    c.flow(
+        Flow::egress("egress-nd-v6", Stage::Base, "IPv6 neighbour discovery", accept)
+            .family(Family::V6)
+            .traffic(Traffic::Icmp(crate::ND_TYPES.to_vec())),
+    );
 }

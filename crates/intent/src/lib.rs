@@ -334,6 +334,15 @@ impl Contribution<'_> {
 }
 
 /// A deployment concern: contributes groups and flows for one service.
+/// IPv6 neighbour discovery, which every node accepts in both directions.
+pub const ND_TYPES: [IcmpType; 3] = [IcmpType::NdRouterAdvert, IcmpType::NdNeighborSolicit, IcmpType::NdNeighborAdvert];
+/// The ICMP errors every node accepts (path MTU discovery and failing fast).
+pub const ICMP_ERRORS_V4: [IcmpType; 3] =
+    [IcmpType::DestinationUnreachable, IcmpType::TimeExceeded, IcmpType::ParameterProblem];
+/// The ICMPv6 errors every node accepts.
+pub const ICMP_ERRORS_V6: [IcmpType; 4] =
+    [IcmpType::DestinationUnreachable, IcmpType::PacketTooBig, IcmpType::TimeExceeded, IcmpType::ParameterProblem];
+
 pub type Concern = fn(&ServiceCx<'_>, &mut Contribution<'_>);
 
 /// Every concern, in the order their flows are listed within a stage.

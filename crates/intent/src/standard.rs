@@ -261,9 +261,11 @@ pub(crate) fn base(c: &mut Contribution<'_>) {
         )
         .ct(CtState::EstablishedRelated),
     );
-    c.flow(Flow::ingress("icmp-nd-v6", Stage::Base, "IPv6 neighbour discovery", accept).family(Family::V6).traffic(
-        Traffic::Icmp(vec![IcmpType::NdRouterAdvert, IcmpType::NdNeighborSolicit, IcmpType::NdNeighborAdvert]),
-    ));
+    c.flow(
+        Flow::ingress("icmp-nd-v6", Stage::Base, "IPv6 neighbour discovery", accept)
+            .family(Family::V6)
+            .traffic(Traffic::Icmp(crate::ND_TYPES.to_vec())),
+    );
     c.flow(
         Flow::ingress("base-invalid", Stage::Base, "conntrack-invalid packets (the only drop)", Verdict::Drop)
             .ct(CtState::Invalid),
@@ -278,11 +280,7 @@ pub(crate) fn base(c: &mut Contribution<'_>) {
             accept,
         )
         .family(Family::V4)
-        .traffic(Traffic::Icmp(vec![
-            IcmpType::DestinationUnreachable,
-            IcmpType::TimeExceeded,
-            IcmpType::ParameterProblem,
-        ])),
+        .traffic(Traffic::Icmp(crate::ICMP_ERRORS_V4.to_vec())),
     );
     c.flow(
         Flow::ingress(
@@ -292,12 +290,7 @@ pub(crate) fn base(c: &mut Contribution<'_>) {
             accept,
         )
         .family(Family::V6)
-        .traffic(Traffic::Icmp(vec![
-            IcmpType::DestinationUnreachable,
-            IcmpType::PacketTooBig,
-            IcmpType::TimeExceeded,
-            IcmpType::ParameterProblem,
-        ])),
+        .traffic(Traffic::Icmp(crate::ICMP_ERRORS_V6.to_vec())),
     );
 }
 

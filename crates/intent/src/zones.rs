@@ -19,7 +19,7 @@
 
 use crate::{Direction, Flow, Group, GroupId, GroupMember, NodeIntent, ServiceIntent, Stage, Traffic};
 use fleetwall_eval::cidr::subtract;
-use fleetwall_ir::{CtState, Family, IcmpType, Reject, Verdict};
+use fleetwall_ir::{CtState, Family, Reject, Verdict};
 use fleetwall_model::deployment::{Cluster, Deployment, Endpoint, FlowDef, FlowProtocol, FlowTable};
 use fleetwall_model::Fleet;
 use ipnet::IpNet;
@@ -282,20 +282,16 @@ fn base(out: &mut Vec<Flow>) {
             f("established", "packets of established connections and related ICMP errors", accept)
                 .ct(CtState::EstablishedRelated),
         );
-        out.push(f("nd-v6", "IPv6 neighbour discovery", accept).family(Family::V6).traffic(Traffic::Icmp(vec![
-            IcmpType::NdRouterAdvert,
-            IcmpType::NdNeighborSolicit,
-            IcmpType::NdNeighborAdvert,
-        ])));
+        out.push(
+            f("nd-v6", "IPv6 neighbour discovery", accept)
+                .family(Family::V6)
+                .traffic(Traffic::Icmp(crate::ND_TYPES.to_vec())),
+        );
         out.push(f("invalid", "conntrack-invalid packets (the only drop)", Verdict::Drop).ct(CtState::Invalid));
         out.push(
             f("icmp-errors-v4", "ICMP errors (unreachable, time exceeded, parameter problem)", accept)
                 .family(Family::V4)
-                .traffic(Traffic::Icmp(vec![
-                    IcmpType::DestinationUnreachable,
-                    IcmpType::TimeExceeded,
-                    IcmpType::ParameterProblem,
-                ])),
+                .traffic(Traffic::Icmp(crate::ICMP_ERRORS_V4.to_vec())),
         );
         out.push(
             f(
@@ -304,12 +300,7 @@ fn base(out: &mut Vec<Flow>) {
                 accept,
             )
             .family(Family::V6)
-            .traffic(Traffic::Icmp(vec![
-                IcmpType::DestinationUnreachable,
-                IcmpType::PacketTooBig,
-                IcmpType::TimeExceeded,
-                IcmpType::ParameterProblem,
-            ])),
+            .traffic(Traffic::Icmp(crate::ICMP_ERRORS_V6.to_vec())),
         );
     }
 }

@@ -288,6 +288,19 @@ fn ip_permissions(perms: &[Permission], lists: &[PrefixList], own: &str) -> Vec<
         .collect()
 }
 
+/// A managed prefix list's fields, the same in the EC2 request and the template.
+fn prefix_list_fields(l: &PrefixList) -> Value {
+    json!({
+        "PrefixListName": l.name,
+        "AddressFamily": match l.family { Family::V4 => "IPv4", Family::V6 => "IPv6" },
+        "MaxEntries": l.entries.len(),
+        "Entries": l.entries.iter().map(|e| json!({
+            "Cidr": e.to_string(),
+            "Description": cloud::description(&l.reason, EC2_TEXT, 255),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// The EC2 API requests, in order, as `{action, ref, parameters}`.
 fn requests(plan: &Plan) -> Value {
     let mut out = Vec::new();
@@ -295,15 +308,7 @@ fn requests(plan: &Plan) -> Value {
         out.push(json!({
             "action": "CreateManagedPrefixList",
             "ref": l.name,
-            "parameters": {
-                "PrefixListName": l.name,
-                "AddressFamily": match l.family { Family::V4 => "IPv4", Family::V6 => "IPv6" },
-                "MaxEntries": l.entries.len(),
-                "Entries": l.entries.iter().map(|e| json!({
-                    "Cidr": e.to_string(),
-                    "Description": cloud::description(&l.reason, EC2_TEXT, 255),
-                })).collect::<Vec<_>>(),
-            },
+            "parameters": prefix_list_fields(l),
         }));
     }
     for g in &plan.groups {
@@ -382,15 +387,7 @@ fn template(plan: &Plan) -> Result<Value, Vec<CloudError>> {
             id.clone(),
             json!({
                 "Type": "AWS::EC2::PrefixList",
-                "Properties": {
-                    "PrefixListName": l.name,
-                    "AddressFamily": match l.family { Family::V4 => "IPv4", Family::V6 => "IPv6" },
-                    "MaxEntries": l.entries.len(),
-                    "Entries": l.entries.iter().map(|e| json!({
-                        "Cidr": e.to_string(),
-                        "Description": cloud::description(&l.reason, EC2_TEXT, 255),
-                    })).collect::<Vec<_>>(),
-                },
+                "Properties": prefix_list_fields(l),
             }),
         );
     }
