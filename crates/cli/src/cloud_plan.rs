@@ -33,6 +33,24 @@ impl Cloud {
             Cloud::Azure => "azure-",
         }
     }
+
+    /// The cloud-layer backend of a provider, if it has one.
+    fn of(provider: fleetwall_model::Provider) -> Option<Cloud> {
+        match provider {
+            fleetwall_model::Provider::Aws => Some(Cloud::Aws),
+            fleetwall_model::Provider::Google => Some(Cloud::Gcp),
+            fleetwall_model::Provider::Azure => Some(Cloud::Azure),
+            _ => None,
+        }
+    }
+}
+
+/// Refuses `--node` for a format that is not per node: `what` says what it is per.
+fn without_node(node: Option<&str>, format: &str, what: &str) -> Option<Outcome> {
+    node.map(|_| {
+        eprintln!("fleetwall: --node does not apply to --format {format}: {what} (leave --node out)");
+        Outcome::Invalid
+    })
 }
 
 struct Rendered {
@@ -46,11 +64,8 @@ struct Rendered {
 
 pub fn plan(args: &FleetArgs, node: Option<&str>, target: Cloud, out: Option<&Path>) -> Result<Outcome> {
     let backend = target.backend();
-    if node.is_some() {
-        eprintln!(
-            "fleetwall: --node does not apply to --format {backend}: the cloud layer is one group per service (leave --node out)"
-        );
-        return Ok(Outcome::Invalid);
+    if let Some(o) = without_node(node, backend, "the cloud layer is one group per service") {
+        return Ok(o);
     }
     let (_, fleet) = match load_valid_for(args, None)? {
         Ok(v) => v,
@@ -173,11 +188,8 @@ fn render(target: Cloud, intent: &fleetwall_intent::Intent) -> Result<Rendered, 
 
 /// `plan --format dante`: every ECE project's proxy policy as a `danted.conf`.
 pub fn dante(args: &FleetArgs, node: Option<&str>, out: Option<&Path>) -> Result<Outcome> {
-    if node.is_some() {
-        eprintln!(
-            "fleetwall: --node does not apply to --format dante: the proxy is one per ECE project (leave --node out)"
-        );
-        return Ok(Outcome::Invalid);
+    if let Some(o) = without_node(node, "dante", "the proxy is one per ECE project") {
+        return Ok(o);
     }
     let (_, fleet) = match load_valid_for(args, None)? {
         Ok(v) => v,
@@ -232,23 +244,14 @@ pub fn byoc_rules(args: &FleetArgs, project: &str, format: crate::TableFormat) -
         return Ok(Outcome::Invalid);
     };
     let intent = fleetwall_intent::build_services(&fleet, |proj, _| proj.name == project);
-    let prefix = match b.cloud.provider {
-        fleetwall_model::Provider::Aws => "aws-",
-        fleetwall_model::Provider::Google => "google-",
-        fleetwall_model::Provider::Azure => "azure-",
-        other => {
-            eprintln!(
-                "fleetwall: no cloud-layer backend for {} (BYOC in aws-, google- or azure- clouds)",
-                other.as_str()
-            );
-            return Ok(Outcome::Invalid);
-        }
+    let Some(target) = Cloud::of(b.cloud.provider) else {
+        eprintln!(
+            "fleetwall: no cloud-layer backend for {} (BYOC in aws-, google- or azure- clouds)",
+            b.cloud.provider.as_str()
+        );
+        return Ok(Outcome::Invalid);
     };
-    let icmp_types = match b.cloud.provider {
-        fleetwall_model::Provider::Aws => |f: fleetwall_ir::Family| f == fleetwall_ir::Family::V4,
-        _ => |_: fleetwall_ir::Family| false,
-    };
-    let groups = cloud::lower(&intent, prefix, icmp_types);
+    let groups = cloud::lower(&intent, target.prefix());
     let mut rows = Vec::new();
     for g in &groups {
         let subnet = if g.service.ends_with(&format!("/{}", fleetwall_model::BASTION_SERVICE)) {
@@ -314,11 +317,7 @@ pub fn byoc_rules(args: &FleetArgs, project: &str, format: crate::TableFormat) -
                 groups.len(),
                 project,
                 b.cloud.name,
-                match b.cloud.provider {
-                    fleetwall_model::Provider::Aws => "aws",
-                    fleetwall_model::Provider::Google => "gcp",
-                    _ => "azure",
-                }
+                target.backend()
             );
         }
     }
@@ -328,9 +327,8 @@ pub fn byoc_rules(args: &FleetArgs, project: &str, format: crate::TableFormat) -
 /// `plan --format sdn`: the cloud layer of every service (whatever its cloud) as the
 /// nftables ruleset of a router in front of the nodes.
 pub fn sdn(args: &FleetArgs, node: Option<&str>, out: Option<&Path>) -> Result<Outcome> {
-    if node.is_some() {
-        eprintln!("fleetwall: --node does not apply to --format sdn: the router holds every service's group");
-        return Ok(Outcome::Invalid);
+    if let Some(o) = without_node(node, "sdn", "the router holds every service's group") {
+        return Ok(o);
     }
     let (_, fleet) = match load_valid_for(args, None)? {
         Ok(v) => v,
@@ -351,5 +349,5 @@ pub fn sdn(args: &FleetArgs, node: Option<&str>, out: Option<&Path>) -> Result<O
 
 /// Every service's cloud-layer group, with the ICMP types the SDN (nftables) can name.
 pub fn sdn_groups(fleet: &fleetwall_model::Fleet) -> Vec<cloud::CloudGroup> {
-    cloud::lower(&fleetwall_intent::build(fleet), "", |_| true)
+    cloud::lower(&fleetwall_intent::build(fleet), "")
 }

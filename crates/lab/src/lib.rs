@@ -262,13 +262,11 @@ impl<'f> Lab<'f> {
         let mut plan: Vec<(&topo::Host, Vec<Planned>)> = Vec::new();
         for host in &self.topo.hosts {
             // A probe from a node leaves through that node's output chain first.
-            let sender = match &host.role {
-                Role::Node(name) => self.fleet.nodes().find(|(_, _, n)| &n.name == name).map(|(p, s, _)| (p, s)),
-                _ => None,
-            };
-            let sender_rs = match &host.role {
-                Role::Node(name) => applied.get(name),
-                _ => None,
+            let (sender, sender_rs) = match &host.role {
+                Role::Node(name) => {
+                    (self.fleet.nodes().find(|(_, _, n)| &n.name == name).map(|(p, s, _)| (p, s)), applied.get(name))
+                }
+                _ => (None, None),
             };
             let mut probes = Vec::new();
             for t in &targets {

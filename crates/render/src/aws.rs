@@ -504,8 +504,7 @@ pub struct AwsOutput {
 
 /// Renders the AWS services of `intent`, or every limit they exceed.
 pub fn render(intent: &Intent) -> Result<AwsOutput, Vec<CloudError>> {
-    // Security groups name ICMP types; for ICMPv6 EC2 takes the protocol as a whole.
-    let groups = cloud::lower(intent, "aws-", |f| f == Family::V4);
+    let groups = cloud::lower(intent, "aws-");
     let plan = build(&groups)?;
     let notes = groups.iter().flat_map(|g| g.coarser.iter().map(move |n| format!("{}: {n}", g.service))).collect();
     Ok(AwsOutput {

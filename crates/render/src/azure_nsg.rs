@@ -176,7 +176,7 @@ pub fn render(intent: &Intent) -> Result<AzureOutput, Vec<CloudError>> {
     let mut resources = Vec::new();
     let mut notes = Vec::new();
     let mut errors = Vec::new();
-    for g in cloud::lower(intent, "azure-", |_| false) {
+    for g in cloud::lower(intent, "azure-") {
         match group(&g) {
             Ok(v) => resources.push(v),
             Err(e) => errors.extend(e),

@@ -222,16 +222,26 @@ pub fn description(text: &str, allowed: &str, max: usize) -> String {
     s
 }
 
-/// The cloud-layer groups of the services whose cloud starts with `provider` (`aws-`).
-/// `icmp_types` says for which families the cloud can name ICMP types; where it cannot,
-/// an ICMP rule allows every type (and the group notes it).
-pub fn lower(intent: &Intent, provider: &str, icmp_types: fn(Family) -> bool) -> Vec<CloudGroup> {
+/// The cloud-layer groups of the services whose cloud starts with `provider` (`aws-`;
+/// `""`: every service, for the lab's SDN). Where the cloud cannot name ICMP types of a
+/// family ([`icmp_types`]), an ICMP rule allows every type (and the group notes it).
+pub fn lower(intent: &Intent, provider: &str) -> Vec<CloudGroup> {
     intent
         .services
         .iter()
         .filter(|s| s.cloud.starts_with(provider))
-        .map(|s| lower_service(intent, s, cloud_name(provider), icmp_types))
+        .map(|s| lower_service(intent, s, cloud_name(provider), icmp_types(provider)))
         .collect()
+}
+
+/// For which families the cloud layer of `provider` names ICMP types: security groups for
+/// ICMP (ICMPv6 only as a whole), GCP and Azure for neither; the SDN's nftables for both.
+pub fn icmp_types(provider: &str) -> fn(Family) -> bool {
+    match provider {
+        "aws-" => |f| f == Family::V4,
+        "google-" | "azure-" => |_| false,
+        _ => |_| true,
+    }
 }
 
 fn cloud_name(provider: &str) -> &'static str {

@@ -116,7 +116,7 @@ pub struct GcpOutput {
 pub fn render(intent: &Intent) -> Result<GcpOutput, Vec<CloudError>> {
     let mut firewalls = Vec::new();
     let mut notes = Vec::new();
-    for g in cloud::lower(intent, "google-", |_| false) {
+    for g in cloud::lower(intent, "google-") {
         firewalls.extend(rules(&g));
         notes.extend(g.coarser.iter().map(|n| format!("{}: {n}", g.service)));
     }

@@ -987,23 +987,11 @@ impl ControlPlane {
         self.visible(actor, n)?;
         let rows = self.db.read(|tx| {
             tx.query(
-                "SELECT id, revision, at, actor, action, target, before, after FROM audit WHERE target = ? ORDER BY id",
+                &format!("SELECT {} FROM audit WHERE target = ? ORDER BY id", crate::AUDIT_COLUMNS),
                 &[V::S(target(n))],
             )
         })?;
-        let entries = rows
-            .iter()
-            .map(|r| fleetwall_api::AuditEntry {
-                id: r[0].int(),
-                revision: r[1].opt().map(|_| r[1].int()),
-                at: r[2].text(),
-                actor: r[3].text(),
-                action: r[4].text(),
-                target: r[5].text(),
-                before: serde_json::from_str::<Value>(&r[6].text()).unwrap_or(Value::Null),
-                after: serde_json::from_str::<Value>(&r[7].text()).unwrap_or(Value::Null),
-            })
-            .collect();
+        let entries = rows.iter().map(|r| crate::audit_entry(r)).collect();
         Ok(fleetwall_api::AuditLog { entries })
     }
 

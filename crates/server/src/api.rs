@@ -422,23 +422,11 @@ fn route(cp: &Arc<ControlPlane>, req: &Request) -> Result<Response, ApiError> {
             let after = query_int(req, "after", 0..=i64::MAX)?.unwrap_or(0);
             let rows = cp.db.read(|tx| {
                 tx.query(
-                    "SELECT id, revision, at, actor, action, target, before, after FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+                    &format!("SELECT {} FROM audit WHERE id > ? ORDER BY id LIMIT ?", crate::AUDIT_COLUMNS),
                     &[crate::db::V::I(after), crate::db::V::I(limit)],
                 )
             })?;
-            let entries: Vec<wire::AuditEntry> = rows
-                .iter()
-                .map(|r| wire::AuditEntry {
-                    id: r[0].int(),
-                    revision: r[1].opt().map(|_| r[1].int()),
-                    at: r[2].text(),
-                    actor: r[3].text(),
-                    action: r[4].text(),
-                    target: r[5].text(),
-                    before: serde_json::from_str::<Value>(&r[6].text()).unwrap_or(Value::Null),
-                    after: serde_json::from_str::<Value>(&r[7].text()).unwrap_or(Value::Null),
-                })
-                .collect();
+            let entries: Vec<wire::AuditEntry> = rows.iter().map(|r| crate::audit_entry(r)).collect();
             Ok(Response::json(200, &wire::AuditLog { entries }))
         }
         ("POST", ["v1", "tokens"]) => {
@@ -790,6 +778,15 @@ pub(crate) fn record_privatelink(
     }
 }
 
+/// A private-link provider fleetwall has: `aws`, `azure` or `google`.
+pub(crate) fn known_provider(provider: &str) -> Result<(), ApiError> {
+    if matches!(provider, "aws" | "azure" | "google") {
+        Ok(())
+    } else {
+        Err(ApiError::bad(format!("unknown private-link provider '{provider}' (aws, azure or google)")))
+    }
+}
+
 fn privatelink(
     cp: &Arc<ControlPlane>,
     actor: &Actor,
@@ -799,9 +796,7 @@ fn privatelink(
     provider: &str,
     rest: &[&str],
 ) -> Result<Response, ApiError> {
-    if !matches!(provider, "aws" | "azure" | "google") {
-        return Err(ApiError::bad(format!("unknown private-link provider '{provider}' (aws, azure or google)")));
-    }
+    known_provider(provider)?;
     let target = format!("/projects/{}/services/{}/privatelink", ptr(p), ptr(s));
     let svc_of = |cp: &ControlPlane| service_in(cp.snapshot().doc(), p, s);
     let set_state = |state: &'static str| record_privatelink(p, s, provider, state);

@@ -414,9 +414,7 @@ fn privatelink(
     provider: &str,
     tail: &[&str],
 ) -> Result<Response, ApiError> {
-    if !matches!(provider, "aws" | "azure" | "google") {
-        return Err(ApiError::bad(format!("unknown private-link provider '{provider}' (aws, azure or google)")));
-    }
+    crate::api::known_provider(provider)?;
     let principals = |body: &Value| -> Result<Vec<String>, ApiError> {
         match provider {
             "aws" => ops::principals(body),

@@ -833,6 +833,23 @@ impl ControlPlane {
     }
 }
 
+/// The columns of an audit entry, in the order [`audit_entry`] reads them.
+pub(crate) const AUDIT_COLUMNS: &str = "id, revision, at, actor, action, target, before, after";
+
+/// One audit row (selected with [`AUDIT_COLUMNS`]) as the wire type.
+pub(crate) fn audit_entry(r: &[db::V]) -> fleetwall_api::AuditEntry {
+    fleetwall_api::AuditEntry {
+        id: r[0].int(),
+        revision: r[1].opt().map(|_| r[1].int()),
+        at: r[2].text(),
+        actor: r[3].text(),
+        action: r[4].text(),
+        target: r[5].text(),
+        before: serde_json::from_str::<Value>(&r[6].text()).unwrap_or(Value::Null),
+        after: serde_json::from_str::<Value>(&r[7].text()).unwrap_or(Value::Null),
+    }
+}
+
 /// Appends one audit entry.
 #[allow(clippy::too_many_arguments)]
 pub fn audit(

@@ -213,17 +213,11 @@ pub fn apply(
     };
     // A BYOC project's bastions and an ECE project's proxy belong to the whole project:
     // a write to one of its services revalidates and recompiles all of it.
+    let project_wide = |p: &str| next.projects.get(p).is_some_and(|d| d.byoc.is_some() || d.compliance.is_some());
     let whole;
-    let touched = if touched.projects.iter().any(|(p, r)| {
-        matches!(r, Reach::Services(_))
-            && next.projects.get(p).is_some_and(|d| d.byoc.is_some() || d.compliance.is_some())
-    }) {
+    let touched = if touched.projects.iter().any(|(p, r)| matches!(r, Reach::Services(_)) && project_wide(p)) {
         let mut t = touched.clone();
-        for (p, r) in t.projects.iter_mut() {
-            if next.projects.get(p).is_some_and(|d| d.byoc.is_some() || d.compliance.is_some()) {
-                *r = Reach::Whole;
-            }
-        }
+        t.projects.iter_mut().filter(|(p, _)| project_wide(p)).for_each(|(_, r)| *r = Reach::Whole);
         whole = t;
         &whole
     } else {
