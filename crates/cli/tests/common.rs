@@ -124,3 +124,41 @@ impl Drop for Serve {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// The control plane the namespace tests start, as the gateway namespace reaches it.
+pub const LAB_SERVER: &str = "https://198.51.100.10:8181";
+
+/// The fleetwall binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fleetwall")
+}
+
+/// Starts `program ARGS` inside namespace `ns`, its stderr in `log`.
+pub fn spawn_in(ns: &str, program: &str, args: &[&str], log: &std::path::Path) -> std::process::Child {
+    let f = std::fs::File::create(log).unwrap();
+    std::process::Command::new("ip")
+        .args(["netns", "exec", ns, program])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(f)
+        .spawn()
+        .unwrap()
+}
+
+/// Runs the CLI inside the gateway namespace `gw` against [`LAB_SERVER`], trusting `ca`:
+/// success, stdout, stderr.
+pub fn cli_in(gw: &str, ca: &std::path::Path, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", gw, bin()])
+        .args(args)
+        .env("FLEETWALL_SERVER", LAB_SERVER)
+        .env("FLEETWALL_TOKEN", token)
+        .env("FLEETWALL_CA", ca)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

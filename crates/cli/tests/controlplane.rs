@@ -5,18 +5,18 @@
 
 mod common;
 
-use common::{kernel_available, Scratch};
+use common::{bin, cli_in, kernel_available, spawn_in, Scratch, LAB_SERVER};
 use fleetwall_lab::netns;
 use fleetwall_lab::probe::{probe, Listeners, Observed};
 use fleetwall_lab::topo::{Role, Topology};
 use fleetwall_model::Protocol;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const GATEWAY: &str = "198.51.100.10";
-const SERVER: &str = "https://198.51.100.10:8181";
+const SERVER: &str = LAB_SERVER;
 const NODES: [(&str, &str, &str); 4] = [
     ("k1", "10.30.0.1", "203.0.113.31"),
     ("k2", "10.30.0.2", "203.0.113.32"),
@@ -48,32 +48,6 @@ impl Drop for Procs {
             let _ = c.wait();
         }
     }
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_fleetwall")
-}
-
-fn spawn_in(ns: &str, args: &[&str], log: &Path) -> Child {
-    let f = std::fs::File::create(log).unwrap();
-    Command::new("ip").args(["netns", "exec", ns, bin()]).args(args).stdout(Stdio::null()).stderr(f).spawn().unwrap()
-}
-
-/// Runs the CLI inside the gateway namespace (where the server listens), trusting `ca`.
-fn cli(gw: &str, ca: &Path, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", gw, bin()])
-        .args(args)
-        .env("FLEETWALL_SERVER", SERVER)
-        .env("FLEETWALL_TOKEN", token)
-        .env("FLEETWALL_CA", ca)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn probe_from(ns: &str, src: &str, dst: &str, port: u16) -> Observed {
@@ -141,6 +115,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
         "server".into(),
         spawn_in(
             &gw,
+            bin(),
             &[
                 "serve",
                 "--listen",
@@ -158,13 +133,14 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
     let admin = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
     // Off loopback the server speaks TLS with a certificate from its own CA.
     let ca = data.join("ca.pem");
-    wait_for("the server to answer", || cli(&gw, &ca, &admin, &["status"]).0);
+    wait_for("the server to answer", || cli_in(&gw, &ca, &admin, &["status"]).0);
 
     let start_agent = |procs: &mut Procs, n: &str, token: &str| {
         let state = scratch.0.join(format!("state-{n}"));
         let log = scratch.0.join(format!("agent-{n}.log"));
         let child = spawn_in(
             &node_ns(n),
+            bin(),
             &[
                 "agent",
                 "--server",
@@ -186,7 +162,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
     };
     let mut tokens = std::collections::HashMap::new();
     for (n, _, _) in NODES {
-        let (ok, out, err) = cli(&gw, &ca, &admin, &["token", "create", "--node", n]);
+        let (ok, out, err) = cli_in(&gw, &ca, &admin, &["token", "create", "--node", n]);
         assert!(ok, "{err}");
         tokens.insert(n, out.trim().to_string());
     }
@@ -194,7 +170,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
         start_agent(&mut procs, n, &tokens[n]);
     }
     let in_sync = |want: usize| {
-        let (ok, out, _) = cli(&gw, &ca, &admin, &["status", "--json"]);
+        let (ok, out, _) = cli_in(&gw, &ca, &admin, &["status", "--json"]);
         let v: serde_json::Value = if ok { serde_json::from_str(&out).unwrap() } else { serde_json::Value::Null };
         let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
         nodes.len() == want && nodes.iter().all(|n| n["state"] == "in-sync")
@@ -220,7 +196,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
     );
 
     // A fourth node: every peer opens its cluster listeners to it.
-    let (ok, out, err) = cli(
+    let (ok, out, err) = cli_in(
         &gw,
         &ca,
         &admin,
@@ -243,7 +219,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
     wait_for("4 agents in sync", || in_sync(4));
 
     // Removing it closes them again.
-    let (ok, _, err) = cli(&gw, &ca, &admin, &["node", "remove", "acme", "kafka-e2e", "k4"]);
+    let (ok, _, err) = cli_in(&gw, &ca, &admin, &["node", "remove", "acme", "kafka-e2e", "k4"]);
     assert!(ok, "{err}");
     procs.kill("agent-k4");
     for (n, _, public) in &NODES[..3] {
@@ -256,7 +232,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
 
     // An ip_filter change made with the CLI reaches the kernel of every node.
     let (ok, out, err) =
-        cli(&gw, &ca, &admin, &["service", "update", "acme", "kafka-e2e", "-c", "ip_filter=['203.0.113.96/28']"]);
+        cli_in(&gw, &ca, &admin, &["service", "update", "acme", "kafka-e2e", "-c", "ip_filter=['203.0.113.96/28']"]);
     assert!(ok, "{err}");
     assert!(out.contains("3 node rulesets changed"), "{out}");
     for (n, _, public) in &NODES[..3] {
@@ -273,7 +249,7 @@ fn agents_follow_the_control_plane_and_hold_their_rules_without_it() {
     }
     wait_for("3 agents in sync after the update", || in_sync(3));
     let (ok, _, err) =
-        cli(&gw, &ca, &admin, &["service", "update", "acme", "kafka-e2e", "-c", "ip_filter=['not-a-cidr']"]);
+        cli_in(&gw, &ca, &admin, &["service", "update", "acme", "kafka-e2e", "-c", "ip_filter=['not-a-cidr']"]);
     assert!(!ok);
     assert!(
         err.contains("Invalid 'user_config': Invalid input for ip_filter") && err.contains("(status 400)"),
@@ -356,7 +332,7 @@ fn an_agent_starting_with_nothing_to_enforce_left_the_node_open() {
     args.extend([token.to_str().unwrap(), "--state-dir", state.to_str().unwrap()]);
     let gateway = format!("{GATEWAY}/32");
     args.extend(["--gateway", &gateway, "--metrics-listen", "off"]);
-    let procs = Procs(vec![("agent".into(), spawn_in(node, &args, &log))]);
+    let procs = Procs(vec![("agent".into(), spawn_in(node, bin(), &args, &log))]);
     wait_for("the baseline", || has_table(node));
     let table = fleetwall_apply::run(Some(node), "nft", &["list", "table", "inet", "fleetwall"], None).unwrap();
     assert!(table.contains("baseline-mgmt-v4") && table.contains(GATEWAY), "{table}");
@@ -388,7 +364,7 @@ fn the_agent_token_was_visible_in_its_command_line() {
     let serve = ["serve", "--listen", "127.0.0.1:8181", "--data-dir", data.to_str().unwrap()];
     let mut serve: Vec<&str> = serve.to_vec();
     serve.extend(["--fleet", fleet.to_str().unwrap()]);
-    let mut procs = Procs(vec![("server".into(), spawn_in(&ns_name, &serve, &scratch.0.join("server.log")))]);
+    let mut procs = Procs(vec![("server".into(), spawn_in(&ns_name, bin(), &serve, &scratch.0.join("server.log")))]);
     let admin_file = data.join("admin.token");
     wait_for("the admin token", || std::fs::read_to_string(&admin_file).is_ok_and(|t| t.ends_with('\n')));
     let admin = std::fs::read_to_string(&admin_file).unwrap().trim().to_string();
@@ -411,7 +387,7 @@ fn the_agent_token_was_visible_in_its_command_line() {
     let agent = ["agent", "--server", server, "--node", "k1", "--token-file", file.to_str().unwrap()];
     let mut agent: Vec<&str> = agent.to_vec();
     agent.extend(["--state-dir", state.to_str().unwrap(), "--metrics-listen", "off"]);
-    let child = spawn_in(&ns_name, &agent, &scratch.0.join("agent.log"));
+    let child = spawn_in(&ns_name, bin(), &agent, &scratch.0.join("agent.log"));
     let pid = child.id();
     procs.0.push(("agent".into(), child));
     wait_for("k1 in sync", || {

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{kernel_available, Scratch};
+use common::{bin, cli_in, kernel_available, spawn_in, Scratch, LAB_SERVER};
 use fleetwall_lab::netns;
 use fleetwall_lab::topo::{Role, Topology};
 use std::path::{Path, PathBuf};
@@ -22,14 +22,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const GATEWAY: &str = "198.51.100.10";
-const SERVER: &str = "https://198.51.100.10:8181";
+const SERVER: &str = LAB_SERVER;
 const NODE: &str = "203.0.113.41";
 const NODE2: &str = "203.0.113.42";
 const ELSEWHERE: &str = "192.0.2.7";
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_fleetwall")
-}
 
 /// Child processes stopped by pid on drop (before the namespaces go, also on a failure).
 struct Procs(Vec<Child>);
@@ -43,26 +39,8 @@ impl Drop for Procs {
     }
 }
 
-fn spawn_in(ns: &str, program: &str, args: &[&str], log: &Path) -> Child {
-    let f = std::fs::File::create(log).unwrap();
-    Command::new("ip").args(["netns", "exec", ns, program]).args(args).stdout(Stdio::null()).stderr(f).spawn().unwrap()
-}
-
-fn cli(gw: &str, ca: &Path, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", gw, bin()])
-        .args(args)
-        .env("FLEETWALL_SERVER", SERVER)
-        .env("FLEETWALL_TOKEN", token)
-        .env("FLEETWALL_CA", ca)
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
-}
-
 fn ok(gw: &str, ca: &Path, token: &str, args: &[&str]) -> String {
-    let (ok, out, err) = cli(gw, ca, token, args);
+    let (ok, out, err) = cli_in(gw, ca, token, args);
     assert!(ok, "fleetwall {args:?}: {err}");
     out
 }
@@ -189,7 +167,7 @@ fn operator_access_is_enforced_by_real_sshd_from_approval_to_revoke() {
     });
     let admin = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
     let ca = data.join("ca.pem");
-    wait_for("the server", Duration::from_secs(30), || cli(&gw, &ca, &admin, &["status"]).0);
+    wait_for("the server", Duration::from_secs(30), || cli_in(&gw, &ca, &admin, &["status"]).0);
     let token = |args: &[&str]| -> String {
         let mut a = vec!["token", "create"];
         a.extend(args);
@@ -264,11 +242,11 @@ fn operator_access_is_enforced_by_real_sshd_from_approval_to_revoke() {
 
     // 1. Before approval: no certificate, no login.
     let a = request(&key_a, "10m");
-    assert!(!cli(&gw, &ca, &alice, &["access", "cert", &a]).0, "no certificate before approval");
+    assert!(!cli_in(&gw, &ca, &alice, &["access", "cert", &a]).0, "no certificate before approval");
     let refused = login(&gw, GATEWAY, NODE, &key_a, None);
     assert!(refused.is_err(), "logged in before approval: {refused:?}");
     // The requester cannot approve, with any token of theirs.
-    assert!(!cli(&gw, &ca, &alice, &["access", "approve", &a]).0);
+    assert!(!cli_in(&gw, &ca, &alice, &["access", "approve", &a]).0);
 
     // 2. Approved by someone else: in from the gateway, and sshd names the request.
     let v = json(&gw, &ca, &bob, &["access", "approve", &a]);
@@ -319,7 +297,7 @@ fn operator_access_is_enforced_by_real_sshd_from_approval_to_revoke() {
     // The key is burnt: a new request needs a new key.
     let pubkey = format!("{}.pub", key_a.display());
     let again = ["access", "request", "--node", "s1", "--reason", "again", "--for", "5m", "--key", &pubkey];
-    assert!(!cli(&gw, &ca, &alice, &again).0, "a revoked key is refused");
+    assert!(!cli_in(&gw, &ca, &alice, &again).0, "a revoked key is refused");
 
     // 5. A short window: in while it lasts, out after it (bounded wait).
     let key_b = scratch.0.join("alice_b");
